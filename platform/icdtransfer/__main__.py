@@ -1,0 +1,3 @@
+from icdtransfer.cli import main
+
+raise SystemExit(main())

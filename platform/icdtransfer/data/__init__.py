@@ -1,0 +1,1 @@
+"""Data layer: readers, codes, tokenizer, vocabulary, splits, the on-disk corpus, synthesis."""

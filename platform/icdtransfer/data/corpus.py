@@ -1,0 +1,269 @@
+"""The on-disk corpus format (DESIGN.md section 3) and its streaming writer.
+
+A prepared corpus is a folder:
+
+    tokens.npy    int32, every document's token ids back to back (memory-mapped on read)
+    offsets.npy   int64, n_docs + 1; document i is tokens[offsets[i]:offsets[i + 1]]
+    labels.npz    scipy CSR matrix, n_docs x n_labels, uint8
+    labels.tsv    index, code, description (where known), train_frequency
+    vocab.tsv     id, token, train_count (ids 0-2: <pad>, <unk>, <num>)
+    docs.tsv      index, doc_id, patient_id, split, n_tokens
+    stats.json    the paper's Table 1 quantities, split sizes and skip counts (a DVC metric)
+
+Text is tokenized once, as it streams in: each token gets a temporary id from a growing table
+and the ids go to a scratch file, so memory holds the distinct-token table, not the text.
+Once splits are known, training counts give the vocabulary and one lookup array turns
+temporary ids into vocabulary ids, document by document.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from tqdm import tqdm
+
+from icdtransfer.data.splits import SPLIT_NAMES, TRAIN
+from icdtransfer.data.tokenizer import raw_tokens
+from icdtransfer.data.vocab import DROP, Vocabulary
+
+_CHUNK = 1 << 22  # tokens per vectorised step when counting and remapping
+
+
+class TokenSpool:
+    """Interns raw tokens and spools their temporary ids to a scratch file, part by part."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.index: dict[str, int] = {}
+        self._file = open(path, "wb")  # noqa: SIM115 - closed in finish()
+        self._ends: list[int] = []
+        self._total = 0
+        self._pending: list[np.ndarray] = []  # written in large blocks: one write per part is slow
+        self._pending_size = 0
+
+    def add(self, text: str) -> int:
+        """Tokenize one piece of text; returns its part number."""
+        tokens = raw_tokens(text)
+        index = self.index
+        for token in set(tokens).difference(index):
+            index[token] = len(index)
+        ids = np.fromiter(map(index.__getitem__, tokens), dtype=np.int32, count=len(tokens))
+        self._pending.append(ids)
+        self._pending_size += len(ids)
+        if self._pending_size >= _CHUNK:
+            self._flush()
+        self._total += len(tokens)
+        self._ends.append(self._total)
+        return len(self._ends) - 1
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._file.write(np.concatenate(self._pending).tobytes())
+        self._pending, self._pending_size = [], 0
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """(temporary ids, part offsets, raw token for each temporary id)."""
+        self._flush()
+        self._file.close()
+        offsets = np.zeros(len(self._ends) + 1, dtype=np.int64)
+        offsets[1:] = self._ends
+        ids = (
+            np.memmap(self.path, dtype=np.int32, mode="r")
+            if self._total
+            else np.zeros(0, dtype=np.int32)
+        )
+        raw = [""] * len(self.index)
+        for token, i in self.index.items():
+            raw[i] = token
+        return ids, offsets, raw
+
+
+def train_counts(
+    ids: np.ndarray, offsets: np.ndarray, parts: list[list[int]], train: np.ndarray, size: int
+) -> np.ndarray:
+    """Occurrences of each temporary id in training documents only."""
+    counts = np.zeros(size, dtype=np.int64)
+    batch: list[np.ndarray] = []
+    pending = 0
+    for doc in np.flatnonzero(train):
+        for p in parts[doc]:
+            batch.append(ids[offsets[p] : offsets[p + 1]])
+            pending += len(batch[-1])
+        if pending >= _CHUNK:
+            counts += np.bincount(np.concatenate(batch), minlength=size)
+            batch, pending = [], 0
+    if batch:
+        counts += np.bincount(np.concatenate(batch), minlength=size)
+    return counts
+
+
+@dataclass
+class Labelled:
+    """Documents' label indices after filtering, and the label table."""
+
+    doc_labels: list[list[int]]
+    codes: list[str]
+    train_frequency: np.ndarray
+    dropped_codes: int
+
+
+def filter_labels(doc_codes: list[list[str]], splits: np.ndarray, min_count: int) -> Labelled:
+    """Keep codes that occur in at least `min_count` training documents (paper: 50).
+
+    Codes are counted once per document (duplicates were removed before). Labels are indexed in
+    code order; a document whose codes are all dropped keeps an empty label set.
+    """
+    freq: dict[str, int] = {}
+    for codes, split in zip(doc_codes, splits, strict=True):
+        if split == TRAIN:
+            for code in codes:
+                freq[code] = freq.get(code, 0) + 1
+    seen = {code for codes in doc_codes for code in codes}
+    kept = sorted(code for code, n in freq.items() if n >= min_count)
+    position = {code: i for i, code in enumerate(kept)}
+    doc_labels = [sorted(position[c] for c in codes if c in position) for codes in doc_codes]
+    frequency = np.array([freq[c] for c in kept], dtype=np.int64)
+    return Labelled(doc_labels, kept, frequency, len(seen) - len(kept))
+
+
+def write_corpus(
+    out: Path,
+    *,
+    ids: np.ndarray,
+    offsets: np.ndarray,
+    raw: list[str],
+    parts: list[list[int]],
+    docs: pd.DataFrame,
+    labelled: Labelled,
+    descriptions: dict[str, str],
+    vocab: Vocabulary,
+    numbers: str,
+    stats: dict,
+) -> dict:
+    """Write every file of the format into `out` (an empty folder); returns the full stats."""
+    lookup = vocab.ids(raw, numbers).astype(np.int32)
+    n_docs = len(parts)
+    doc_offsets = np.zeros(n_docs + 1, dtype=np.int64)
+    with open(out / "tokens.npy", "wb") as tokens_out:
+        tokens_out.write(_npy_header(0))  # rewritten with the real length at the end
+        for d in tqdm(range(n_docs), desc="encode", unit="doc", mininterval=1.0, leave=False):
+            pieces = [lookup[ids[offsets[p] : offsets[p + 1]]] for p in parts[d]]
+            doc = np.concatenate(pieces) if len(pieces) != 1 else pieces[0]
+            if numbers == "drop":
+                doc = doc[doc != DROP]
+            tokens_out.write(doc.tobytes())
+            doc_offsets[d + 1] = doc_offsets[d] + len(doc)
+        tokens_out.seek(0)
+        tokens_out.write(_npy_header(int(doc_offsets[-1])))
+    np.save(out / "offsets.npy", doc_offsets)
+
+    indptr = np.zeros(n_docs + 1, dtype=np.int64)
+    indptr[1:] = np.cumsum([len(x) for x in labelled.doc_labels])
+    indices = np.fromiter((i for x in labelled.doc_labels for i in x), dtype=np.int32)
+    matrix = sp.csr_matrix(
+        (np.ones(len(indices), dtype=np.uint8), indices, indptr),
+        shape=(n_docs, len(labelled.codes)),
+    )
+    sp.save_npz(out / "labels.npz", matrix)
+    pd.DataFrame(
+        {
+            "code": labelled.codes,
+            "description": [descriptions.get(c, "") for c in labelled.codes],
+            "train_frequency": labelled.train_frequency,
+        }
+    ).to_csv(out / "labels.tsv", sep="\t", index_label="index")
+    vocab.save(out / "vocab.tsv")
+    docs = docs.assign(n_tokens=np.diff(doc_offsets))
+    docs.to_csv(out / "docs.tsv", sep="\t", index_label="index")
+
+    stats = {**table1(docs, labelled), **stats, "vocabulary": len(vocab)}
+    stats["tokens"] = int(doc_offsets[-1])
+    with open(out / "stats.json", "w", encoding="utf-8") as handle:
+        json.dump(stats, handle, indent=2, sort_keys=False)
+        handle.write("\n")
+    return stats
+
+
+def _npy_header(count: int) -> bytes:
+    """A fixed-size (128-byte) .npy v1.0 header for a flat int32 array of `count` items, so
+    the token file can be streamed to disk and still be memory-mapped with np.load."""
+    text = "{'descr': '<i4', 'fortran_order': False, 'shape': (%d,), }" % count
+    body = text.ljust(128 - 10 - 1).encode("latin-1") + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body
+
+
+def table1(docs: pd.DataFrame, labelled: Labelled) -> dict:
+    """The paper's Table 1 quantities for this corpus."""
+    sizes = [len(x) for x in labelled.doc_labels]
+    return {
+        "instances": len(docs),
+        "labels": len(labelled.codes),
+        "label_cardinality": round(float(np.mean(sizes)) if sizes else 0.0, 3),
+        "words_per_document": round(float(docs["n_tokens"].mean()) if len(docs) else 0.0, 1),
+        "code_combinations": len({tuple(x) for x in labelled.doc_labels}),
+        "splits": {name: int((docs["split"] == name).sum()) for name in SPLIT_NAMES},
+        "documents_without_kept_labels": int(sum(1 for s in sizes if s == 0)),
+        "codes_dropped_below_min_count": labelled.dropped_codes,
+    }
+
+
+def format_table1(stats: dict, name: str) -> str:
+    """Table 1 of the paper, for one corpus, as printable lines."""
+    rows = [
+        ("# Instances", f"{stats['instances']:,}"),
+        ("# Labels", f"{stats['labels']:,}"),
+        ("Label cardinality", f"{stats['label_cardinality']:.2f}"),
+        ("Avg # words per instance", f"{stats['words_per_document']:,.0f}"),
+        ("# Code combinations", f"{stats['code_combinations']:,}"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    return "\n".join([f"Table 1 ({name})"] + [f"  {k:<{width}}  {v:>10}" for k, v in rows])
+
+
+@dataclass
+class Corpus:
+    """A prepared corpus opened for reading; token arrays are memory-mapped, never copied."""
+
+    path: Path
+    tokens: np.ndarray
+    offsets: np.ndarray
+    labels: sp.csr_matrix
+    label_table: pd.DataFrame
+    docs: pd.DataFrame
+    vocab: Vocabulary
+    stats: dict
+
+    @classmethod
+    def open(cls, path: str | Path) -> Corpus:
+        path = Path(path)
+        return cls(
+            path=path,
+            tokens=np.load(path / "tokens.npy", mmap_mode="r"),
+            offsets=np.load(path / "offsets.npy"),
+            labels=sp.load_npz(path / "labels.npz").tocsr(),
+            label_table=pd.read_csv(
+                path / "labels.tsv", sep="\t", index_col="index", dtype={"code": str},
+                keep_default_na=False,
+            ),
+            docs=pd.read_csv(
+                path / "docs.tsv", sep="\t", index_col="index",
+                dtype={"doc_id": str, "patient_id": str, "split": str}, keep_default_na=False,
+            ),
+            vocab=Vocabulary.load(path / "vocab.tsv"),
+            stats=json.loads((path / "stats.json").read_text(encoding="utf-8")),
+        )  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def document(self, i: int) -> np.ndarray:
+        return self.tokens[self.offsets[i] : self.offsets[i + 1]]
+
+    def split(self, name: str) -> np.ndarray:
+        """Document indices of one split ("train", "validation", "test")."""
+        return np.flatnonzero(self.docs["split"].to_numpy() == name)

@@ -1,0 +1,273 @@
+"""The prepare_source and prepare_target stages: raw inputs -> on-disk corpora."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from icdtransfer.config import SourceConfig, TargetConfig, TokenizerConfig
+from icdtransfer.data import codes as icd
+from icdtransfer.data.atomic import atomic_dir
+from icdtransfer.data.corpus import (
+    TokenSpool,
+    filter_labels,
+    format_table1,
+    train_counts,
+    write_corpus,
+)
+from icdtransfer.data.emr import NotePart, ReadStats, read_code_table, read_jsonl, read_notes
+from icdtransfer.data.errors import InputError
+from icdtransfer.data.files import resolve_inputs
+from icdtransfer.data.medline import Citation, mesh_name_table, read_bioasq, read_medline
+from icdtransfer.data.splits import SPLIT_NAMES, TRAIN, in_holdout, split_by_group, split_from_files
+from icdtransfer.data.vocab import Vocabulary, build_vocabulary
+
+log = logging.getLogger(__name__)
+
+
+def source_citations(cfg: SourceConfig) -> Iterator[Citation]:
+    """Every citation of the configured source files, in order."""
+    paths = resolve_inputs(cfg.input)
+    if cfg.format == "medline":
+        workers = cfg.workers or min(os.cpu_count() or 1, 8)
+        return itertools.chain.from_iterable(read_medline(p, workers) for p in paths)
+    names = mesh_name_table(resolve_inputs(cfg.mesh_names)) if cfg.mesh_names else None
+    return itertools.chain.from_iterable(read_bioasq(p, names) for p in paths)
+
+
+def prepare_source(cfg: SourceConfig, tokenizer: TokenizerConfig) -> dict:
+    """Stage-1 corpus: abstracts with MeSH descriptors, minus the synthesizer's holdout.
+
+    Citations without an abstract or without MeSH headings are skipped and counted. A PMID seen
+    again (MEDLINE update files revise citations) replaces its earlier version.
+    """
+    skipped: Counter = Counter()
+    with tempfile.TemporaryDirectory(prefix="icdtransfer-") as scratch:
+        spool = TokenSpool(Path(scratch) / "ids.i32")
+        position: dict[str, int] = {}
+        pmids: list[str] = []
+        names: dict[str, str] = {}  # descriptor UI -> name, for the label table
+        doc_codes: list[list[str]] = []
+        parts: list[list[int]] = []
+        read = 0
+        for citation in tqdm(source_citations(cfg), desc="read source", unit="doc",
+                             mininterval=1.0):  # fmt: skip
+            read += 1
+            if in_holdout(citation.pmid, cfg.holdout, cfg.seed):
+                skipped["holdout for the synthesizer"] += 1
+                continue
+            if citation.text is None:
+                skipped["no abstract"] += 1
+                continue
+            if not citation.mesh:
+                skipped["no MeSH headings"] += 1
+                continue
+            codes = icd.unique([ui or name for ui, name in citation.mesh])
+            for ui, name in citation.mesh:
+                names.setdefault(ui or name, name)
+            part = spool.add(citation.text)
+            if citation.pmid in position:
+                skipped["superseded by a later version"] += 1
+                i = position[citation.pmid]
+                doc_codes[i], parts[i] = codes, [part]
+                continue
+            position[citation.pmid] = len(pmids)
+            pmids.append(citation.pmid)
+            doc_codes.append(codes)
+            parts.append([part])
+        if not pmids:
+            raise InputError(cfg.input, None, f"no usable citations among {read} read")
+        splits = split_by_group(pmids, cfg.validation_size, cfg.test_size, cfg.seed)
+        docs = pd.DataFrame({"doc_id": pmids, "patient_id": "", "split": _names(splits)})
+        stats = _finish(
+            cfg.out_dir, spool, parts, docs, doc_codes, splits, cfg.min_count,
+            cfg.vocab_min_count, cfg.vocab_max_size, tokenizer.numbers, names, None,
+            {"read": read, "skipped": dict(skipped)},
+        )  # fmt: skip
+    log.info("%s", format_table1(stats, "PubMed source"))
+    return stats
+
+
+def prepare_target(cfg: TargetConfig, tokenizer: TokenizerConfig, source_dir: str) -> dict:
+    """Stage-2 corpus: EMRs with codes, vocabulary extending the stage-1 vocabulary.
+
+    Codes are normalised (dot inserted, truncated to `truncate_depth`), deduplicated per
+    document, and dropped when in fewer than `min_count` training documents. Documents without
+    any code, and admissions with codes but no note, are skipped and counted.
+    """
+    base = Vocabulary.load(Path(source_dir) / "vocab.tsv")
+    normalise = icd.CodeNormalizer(cfg.code_system, cfg.truncate_depth, cfg.strict)
+    read_stats = ReadStats()
+    with tempfile.TemporaryDirectory(prefix="icdtransfer-") as scratch:
+        spool = TokenSpool(Path(scratch) / "ids.i32")
+        if cfg.format == "mimic":
+            doc_ids, patients, doc_codes, parts = _read_mimic(cfg, normalise, spool, read_stats)
+        else:
+            doc_ids, patients, doc_codes, parts = _read_jsonl(cfg, normalise, spool, read_stats)
+        groups = [p if p else f"doc:{d}" for d, p in zip(doc_ids, patients, strict=True)]
+        missing = 0
+        if cfg.split_files is not None:
+            splits, missing = split_from_files(
+                doc_ids, cfg.split_files.validation, cfg.split_files.test
+            )
+        else:
+            splits = split_by_group(groups, cfg.validation_size, cfg.test_size, cfg.seed)
+        docs = pd.DataFrame({"doc_id": doc_ids, "patient_id": patients, "split": _names(splits)})
+        descriptions = icd.describe(sorted({c for cs in doc_codes for c in cs}), cfg.code_system)
+        extra = {
+            "skipped": dict(read_stats.counts),
+            "invalid_codes": normalise.invalid_count,
+            "records_with_replaced_bytes": read_stats.replaced,
+            "split_ids_not_in_corpus": missing,
+            "patients_in_two_splits": _shared_patients(docs),
+        }
+        stats = _finish(
+            cfg.out_dir, spool, parts, docs, doc_codes, splits, cfg.min_count,
+            cfg.vocab_min_count, cfg.vocab_max_size, tokenizer.numbers, descriptions, base, extra,
+        )  # fmt: skip
+    if normalise.invalid:
+        log.warning("%d code occurrences are not %s syntax and were skipped (%d distinct)",
+                    normalise.invalid_count, cfg.code_system, len(normalise.invalid))  # fmt: skip
+    log.info("%s", format_table1(stats, "EMR target"))
+    return stats
+
+
+def _read_mimic(
+    cfg: TargetConfig, normalise: icd.CodeNormalizer, spool: TokenSpool, stats: ReadStats
+) -> tuple[list[str], list[str], list[list[str]], list[list[int]]]:
+    folder = Path(cfg.input)
+    tables = [(_find(folder, "DIAGNOSES_ICD"), False)]
+    if cfg.procedures:
+        tables.append((_find(folder, "PROCEDURES_ICD"), True))
+    codes: dict[str, list[str]] = {}
+    code_patient: dict[str, str | None] = {}
+    for path, procedure in tables:
+        rows = read_code_table(path, cfg.code_system, procedure, cfg.encoding)
+        for hadm, subject, raw, is_proc, where in rows:
+            if raw.strip() == "":
+                stats.counts["code rows with an empty code"] += 1
+                continue
+            try:
+                code = normalise(raw, procedure=is_proc)
+            except icd.CodeSyntaxError as err:
+                raise InputError(path, where, f"{err} (target.strict is true)") from None
+            codes.setdefault(hadm, [])
+            code_patient.setdefault(hadm, subject)
+            if code is not None:
+                codes[hadm].append(code)
+
+    notes = _find(folder, "NOTEEVENTS")
+    doc_parts: dict[str, list[tuple[tuple, int]]] = {}
+    doc_patient: dict[str, str | None] = {}
+    rows = read_notes(notes, cfg.categories, cfg.encoding, cfg.encoding_errors, stats)
+    for part in tqdm(rows, desc="read notes", unit="note", mininterval=1.0):
+        if part.doc_id not in codes:
+            stats.counts["notes of admissions without codes"] += 1
+            continue
+        doc_parts.setdefault(part.doc_id, []).append((part.order, spool.add(part.text)))
+        doc_patient.setdefault(part.doc_id, part.patient_id)
+    stats.counts["admissions with codes but no note"] = len(set(codes) - set(doc_parts))
+    return _assemble(doc_parts, doc_patient, codes, stats)
+
+
+def _read_jsonl(
+    cfg: TargetConfig, normalise: icd.CodeNormalizer, spool: TokenSpool, stats: ReadStats
+) -> tuple[list[str], list[str], list[list[str]], list[list[int]]]:
+    codes: dict[str, list[str]] = {}
+    doc_parts: dict[str, list[tuple[tuple, int]]] = {}
+    doc_patient: dict[str, str | None] = {}
+    first_seen: dict[str, str] = {}
+    for path in resolve_inputs(cfg.input):
+        records = read_jsonl(path, cfg.encoding, cfg.encoding_errors, stats)
+        for part in tqdm(records, desc="read jsonl", unit="doc", mininterval=1.0):
+            if part.doc_id in first_seen:
+                raise InputError(path, part.where,
+                                 f"duplicate id {part.doc_id} (first at {first_seen[part.doc_id]})")  # fmt: skip
+            first_seen[part.doc_id] = part.where
+            if not part.text.strip():
+                stats.counts["records with empty text"] += 1
+                continue
+            try:
+                kept = [c for c in map(normalise, part.codes or []) if c is not None]
+            except icd.CodeSyntaxError as err:
+                raise InputError(path, part.where, f"{err} (target.strict is true)") from None
+            codes[part.doc_id] = kept
+            doc_parts[part.doc_id] = [(part.order, spool.add(part.text))]
+            doc_patient[part.doc_id] = part.patient_id
+    return _assemble(doc_parts, doc_patient, codes, stats)
+
+
+def _assemble(
+    doc_parts: dict[str, list[tuple[tuple, int]]],
+    doc_patient: dict[str, str | None],
+    codes: dict[str, list[str]],
+    stats: ReadStats,
+) -> tuple[list[str], list[str], list[list[str]], list[list[int]]]:
+    """Documents in first-seen order; parts in order (report, then addenda by date and row)."""
+    doc_ids, patients, doc_codes, parts = [], [], [], []
+    for doc_id, pieces in doc_parts.items():
+        unique_codes = icd.unique(codes.get(doc_id, []))
+        if not unique_codes:
+            stats.counts["documents without a valid code"] += 1
+            continue
+        doc_ids.append(doc_id)
+        patients.append(doc_patient.get(doc_id) or "")
+        doc_codes.append(unique_codes)
+        parts.append([p for _, p in sorted(pieces)])
+    if not doc_ids:
+        raise InputError("target input", None, "no document has both text and a valid code")
+    return doc_ids, patients, doc_codes, parts
+
+
+def _find(folder: Path, table: str) -> Path:
+    for name in (f"{table}.csv.gz", f"{table}.csv", f"{table.lower()}.csv.gz", f"{table.lower()}.csv"):
+        if (folder / name).is_file():
+            return folder / name
+    raise InputError(folder, None, f"no {table}.csv or {table}.csv.gz in this folder")
+
+
+def _names(splits: np.ndarray) -> list[str]:
+    return [SPLIT_NAMES[s] for s in splits]
+
+
+def _shared_patients(docs: pd.DataFrame) -> int:
+    with_patient = docs[docs["patient_id"] != ""]
+    return int((with_patient.groupby("patient_id")["split"].nunique() > 1).sum())
+
+
+def _finish(
+    out_dir: str,
+    spool: TokenSpool,
+    parts: list[list[int]],
+    docs: pd.DataFrame,
+    doc_codes: list[list[str]],
+    splits: np.ndarray,
+    min_count: int,
+    vocab_min_count: int,
+    vocab_max_size: int,
+    numbers: str,
+    descriptions: dict[str, str],
+    base: Vocabulary | None,
+    extra: dict,
+) -> dict:
+    """Labels, vocabulary and the corpus files, written whole or not at all."""
+    ids, offsets, raw = spool.finish()
+    labelled = filter_labels(doc_codes, splits, min_count)
+    counts = train_counts(ids, offsets, parts, splits == TRAIN, len(raw))
+    vocab = build_vocabulary(raw, counts, numbers, vocab_min_count, vocab_max_size, base)
+    with atomic_dir(out_dir) as tmp:
+        stats = write_corpus(
+            tmp, ids=ids, offsets=offsets, raw=raw, parts=parts, docs=docs, labelled=labelled,
+            descriptions=descriptions, vocab=vocab, numbers=numbers, stats=extra,
+        )  # fmt: skip
+    del ids
+    return stats

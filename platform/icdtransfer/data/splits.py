@@ -1,0 +1,95 @@
+"""Train / validation / test splits, and the source holdout reserved for the synthesizer."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from icdtransfer.data.errors import InputError
+
+TRAIN, VALIDATION, TEST = 0, 1, 2
+SPLIT_NAMES = ("train", "validation", "test")
+
+
+def unit_hash(key: str, seed: int) -> float:
+    """A uniform number in [0, 1) fixed by (seed, key): the same on every machine and run."""
+    digest = hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def in_holdout(pmid: str, fraction: float, seed: int) -> bool:
+    """Whether a PMID is reserved for the EMR synthesizer (and so never in the stage-1 corpus)."""
+    return unit_hash(pmid, seed) < fraction
+
+
+def split_by_group(
+    groups: Sequence[str], validation_size: int, test_size: int, seed: int
+) -> np.ndarray:
+    """Assign documents to splits so that no group (patient) is in two splits.
+
+    Groups are shuffled with `seed`; whole groups go to test until it holds `test_size`
+    documents, then to validation, and the rest to training. A split can overshoot its size by
+    at most one group's documents. Returns one split code per document.
+    """
+    n = len(groups)
+    if validation_size < 0 or test_size < 0 or validation_size + test_size >= n:
+        raise ValueError(
+            f"validation_size ({validation_size}) + test_size ({test_size}) must be below the "
+            f"number of documents ({n})"
+        )
+    keys, inverse = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
+    sizes = np.bincount(inverse, minlength=len(keys))
+    order = np.random.default_rng(seed).permutation(len(keys))
+    group_split = np.full(len(keys), TRAIN, dtype=np.int8)
+    filled = {TEST: 0, VALIDATION: 0}
+    for g in order:
+        for split, want in ((TEST, test_size), (VALIDATION, validation_size)):
+            if filled[split] < want:
+                group_split[g] = split
+                filled[split] += int(sizes[g])
+                break
+        else:
+            break
+    return group_split[inverse]
+
+
+def read_id_list(path: str | Path) -> list[str]:
+    """Ids from a split file: one per line, blank lines and #-comments ignored."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, None, "split file not found")
+    ids = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            line = line.split("#", 1)[0].strip()
+            if line:
+                ids.append(line)
+    if not ids:
+        raise InputError(path, None, "split file lists no ids")
+    return ids
+
+
+def split_from_files(
+    doc_ids: Sequence[str], validation_file: str, test_file: str
+) -> tuple[np.ndarray, int]:
+    """Splits read from id lists (everything not listed is training).
+
+    Returns the split codes and how many listed ids are not in the corpus.
+    """
+    position = {doc_id: i for i, doc_id in enumerate(doc_ids)}
+    splits = np.full(len(doc_ids), TRAIN, dtype=np.int8)
+    missing = 0
+    seen: dict[str, str] = {}
+    for split, path in ((VALIDATION, validation_file), (TEST, test_file)):
+        for doc_id in read_id_list(path):
+            if doc_id in seen and seen[doc_id] != path:
+                raise InputError(path, f"id {doc_id}", f"also listed in {seen[doc_id]}")
+            seen[doc_id] = path
+            if doc_id in position:
+                splits[position[doc_id]] = split
+            else:
+                missing += 1
+    return splits, missing

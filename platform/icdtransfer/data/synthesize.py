@@ -1,0 +1,365 @@
+"""The synthesize stage: a MIMIC-III formatted EMR corpus built from real codes and real text.
+
+No EMR corpus can be shipped, so the default target corpus is written here, in MIMIC-III's
+own format (NOTEEVENTS.csv.gz, DIAGNOSES_ICD.csv.gz), and read back by the real MIMIC reader.
+
+* Codes: real ICD-9-CM diagnosis codes (CMS v32). The inventory is a set of `abc.x` groups:
+  commonly coded conditions first, then groups whose descriptions match MeSH disease
+  descriptors of held-out abstracts, then the rest. Rank k gets weight k^-tail_exponent; each
+  admission draws 1 + Poisson(codes_per_note - 1) groups without replacement by weight, and
+  writes one billable child code of each (so truncation merges real sibling codes).
+* Text: long discharge summaries with headers, vitals, labs, medications and ward narrative
+  unrelated to the codes. The language about a code is its CMS description and sentences of
+  real abstracts whose MeSH descriptors match the code by name, taken only from the PMIDs the
+  stage-1 corpus never sees (`source.holdout`). Distractors mention conditions the admission
+  is not coded with (family history, ruled-out diagnoses), as real notes do.
+* Patients: some have several admissions; chronic codes recur across them.
+* Noise rows the reader must handle: addenda, ISERROR notes, radiology/nursing notes,
+  admissions with codes but no summary.
+
+Every knob is a corpus statistic (size, note length, codes per note, tail exponent). The
+output is a pure function of the params: the same seed gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import gzip
+import io
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from icdtransfer.config import SourceConfig, SynthesizeConfig
+from icdtransfer.data import synth_text as bank
+from icdtransfer.data.atomic import atomic_dir
+from icdtransfer.data.codes import format_icd9, icd9_descriptions, truncate
+from icdtransfer.data.prepare import source_citations
+from icdtransfer.data.splits import in_holdout
+
+log = logging.getLogger(__name__)
+
+# Frequently coded diagnoses in US inpatient data (hypertension, CHF, AF, CAD, AKI, ...): the
+# head of the frequency ranking, so the most frequent code is a plausible one.
+COMMON_CODES = (
+    "4019 4280 42731 41401 5849 25000 2724 51881 5990 53081 2720 2859 2449 486 2851 2762 496 "
+    "99592 0389 5070 41071 2875 4240 V4581 311 40390 3051 V1582 V5861 2767 412 32723 2761 5119"
+).split()
+
+# MeSH check tags and other descriptors that describe the study, not a disease.
+MESH_STOPLIST = {
+    "humans", "male", "female", "animals", "adult", "aged", "aged, 80 and over", "middle aged",
+    "child", "child, preschool", "infant", "infant, newborn", "adolescent", "young adult",
+    "pregnancy", "mice", "rats", "risk factors", "prognosis", "retrospective studies",
+    "prospective studies", "follow-up studies", "treatment outcome", "time factors",
+}  # fmt: skip
+_STOPWORDS = {"of", "and", "the", "in", "with", "without", "due", "to", "or", "other", "not",
+              "unspecified", "nos", "elsewhere", "classified", "mention", "type", "a", "by",
+              "as", "at", "on", "for", "specified", "site", "stated"}  # fmt: skip
+_WORD = re.compile(r"[a-z0-9]+")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+
+PAPER_SCALE = {"notes": 71_463, "words_per_note": 5_303, "codes": 2_400, "codes_per_note": 9.0}
+
+
+def effective(cfg: SynthesizeConfig) -> SynthesizeConfig:
+    """The config with the `paper` scale applied (the paper's Table 1 sizes)."""
+    return cfg if cfg.scale == "small" else dataclasses.replace(cfg, **PAPER_SCALE)
+
+
+def _words(text: str) -> frozenset[str]:
+    out = set()
+    for w in _WORD.findall(text.lower()):
+        if w in _STOPWORDS:
+            continue
+        out.add(w[:-1] if len(w) > 4 and w.endswith("s") else w)
+    return frozenset(out)
+
+
+def match_mesh_to_groups(names: list[str], groups: dict[str, list[str]]) -> dict[str, list[str]]:
+    """MeSH descriptor name -> code groups it names.
+
+    A name matches a code when the code's description contains every content word of the
+    name and those words make up at least half of the description's content words: "Heart
+    Failure" matches 428.0 "Congestive heart failure, unspecified", "Tuberculosis" does not
+    match "Tuberculosis of limb bones". Check tags ("Humans", "Female") never match.
+    """
+    table = icd9_descriptions()
+    index: dict[str, set[tuple[str, str]]] = {}
+    for group, children in groups.items():
+        for child in children:
+            for w in _words(table[child]):
+                index.setdefault(w, set()).add((group, child))
+    out = {}
+    for name in names:
+        if name.lower() in MESH_STOPLIST:
+            continue
+        words = _words(name)
+        if not words or any(w not in index for w in words):
+            continue
+        hits = set.intersection(*(index[w] for w in words))
+        matched = {g for g, child in hits if 2 * len(words) >= len(_words(table[child]))}
+        if matched:
+            out[name] = sorted(matched)
+    return out
+
+
+def _sentences_about(hits: list[tuple[int, str]], abstracts: list[list[str]]) -> list[str]:
+    """Sentences of the matched abstracts that use a word of the matching descriptor (all the
+    abstract's sentences when none does)."""
+    pool: list[str] = []
+    for i, name in hits:
+        words = _words(name)
+        on_topic = [s for s in abstracts[i] if words & _words(s)]
+        pool.extend(on_topic or abstracts[i])
+    return list(dict.fromkeys(pool))
+
+
+@dataclass
+class Inventory:
+    groups: list[str]  # by frequency rank
+    children: list[list[str]]  # billable dotted codes of each group
+    sentences: list[list[str]]  # abstract sentences about each group
+
+
+def build_inventory(cfg: SynthesizeConfig, source: SourceConfig) -> tuple[Inventory, int]:
+    """Choose `cfg.codes` code groups and collect their language; returns (inventory, abstracts
+    used)."""
+    table = icd9_descriptions()
+    groups: dict[str, list[str]] = {}
+    for code in sorted(table):
+        head = code.split(".")[0]
+        if len(head) == 2:  # procedure codes
+            continue
+        groups.setdefault(truncate(code, 1), []).append(code)
+    abstracts: list[list[str]] = []
+    mesh_of: list[list[str]] = []
+    for citation in source_citations(source):
+        if citation.text and citation.mesh and in_holdout(citation.pmid, source.holdout, source.seed):
+            sentences = [s for s in _SENTENCE.split(citation.text) if s.count(" ") >= 5]
+            if sentences:
+                abstracts.append(sentences)
+                mesh_of.append([name for _, name in citation.mesh])
+    matches = match_mesh_to_groups(sorted({n for names in mesh_of for n in names}), groups)
+    by_group: dict[str, list[tuple[int, str]]] = {}  # group -> (abstract, matching descriptor)
+    for i, names in enumerate(mesh_of):
+        for name in names:
+            for group in matches.get(name, []):
+                by_group.setdefault(group, []).append((i, name))
+    rng = np.random.default_rng([cfg.seed, 1])
+    head = list(dict.fromkeys(truncate(format_icd9(c), 1) for c in COMMON_CODES))
+    matched = [g for g in sorted(by_group) if g not in head]
+    log.info("%d held-out abstracts; %d code groups have abstract language", len(abstracts),
+             len(by_group))  # fmt: skip
+    others = [g for g in sorted(groups) if g not in by_group and g not in head]
+    chosen = (head + list(rng.permutation(matched)) + list(rng.permutation(others)))[: cfg.codes]
+    if len(chosen) < cfg.codes:
+        raise ValueError(f"synthesize.codes={cfg.codes} exceeds the {len(chosen)} ICD-9 groups")
+    sentences = [_sentences_about(by_group.get(g, [])[:40], abstracts) for g in chosen]
+    inventory = Inventory(chosen, [groups[g] for g in chosen], sentences)
+    return inventory, len(abstracts)
+
+
+NOTE_HEADER = ["ROW_ID", "SUBJECT_ID", "HADM_ID", "CHARTDATE", "CHARTTIME", "STORETIME",
+               "CATEGORY", "DESCRIPTION", "CGID", "ISERROR", "TEXT"]  # fmt: skip
+DIAGNOSIS_HEADER = ["ROW_ID", "SUBJECT_ID", "HADM_ID", "SEQ_NUM", "ICD9_CODE"]
+
+
+class NoteWriter:
+    """Discharge-summary text for one admission, from the inventory and the text banks."""
+
+    def __init__(self, inventory: Inventory, rng: np.random.Generator) -> None:
+        self.inv = inventory
+        self.rng = rng
+
+    def _about(self, g: int, description: str) -> str:
+        """Language about code group g: the code's description and/or abstract sentences."""
+        rng = self.rng
+        parts = []
+        pool = self.inv.sentences[g]
+        if not pool or rng.random() < 0.6:
+            parts.append(f"{description}.")
+        if pool:
+            start = int(rng.integers(len(pool)))
+            parts.extend(pool[start : start + int(rng.integers(1, 4))])
+        return " ".join(parts)
+
+    def summary(self, groups: list[int], names: list[str], words: int, dates: tuple[str, str],
+                sex: str, age: int) -> str:  # fmt: skip
+        """One discharge summary of about `words` words for codes `groups` (described by the
+        CMS descriptions `names` of the billable codes written for them)."""
+        rng, inv = self.rng, self.inv
+        admit, discharge = dates
+        table = icd9_descriptions()
+        distract = [table[inv.children[g][0]].lower()
+                    for g in rng.integers(len(inv.groups), size=2) if g not in groups]  # fmt: skip
+        history = [n.lower() for n in names[1:] if rng.random() < 0.5]
+        sections = [
+            f"Admission Date:  [**{admit}**]              Discharge Date:   [**{discharge}**]",
+            f"Date of Birth:  [**{int(admit[:4]) - age}-{rng.integers(1, 13)}-"
+            f"{rng.integers(1, 29)}**]             Sex:   {sex}",
+            f"Service: {bank.SERVICES[int(rng.integers(len(bank.SERVICES)))]}",
+            "Allergies:\nPatient recorded as having No Known Allergies to Drugs",
+            "Chief Complaint:\n" + bank.CHIEF_COMPLAINTS[int(rng.integers(len(bank.CHIEF_COMPLAINTS)))],
+            f"History of Present Illness:\n{age} year old {'woman' if sex == 'F' else 'man'} "
+            + (f"with a history of {', '.join(history)} " if history else "")
+            + "who presents with the complaint above. " + self._about(groups[0], names[0]),
+            "Past Medical History:\n" + ("\n".join(f"- {h}" for h in history) or "- none"),
+            "Social History:\n" + bank.SOCIAL[int(rng.integers(len(bank.SOCIAL)))],
+            "Family History:\n" + ("; ".join(f"{'Mother' if i % 2 else 'Father'} with "
+                                              f"{d}"
+                                              for i, d in enumerate(distract)) or "Noncontributory"),
+            "Physical Exam:\n" + bank.vitals(rng) + "\n" + "\n".join(bank.EXAM_LINES),
+            "Pertinent Results:\n" + "\n".join(bank.lab_block(rng, admit) for _ in range(3)),
+        ]  # fmt: skip
+        course = [f"# {n}: {self._about(g, n)}" for g, n in zip(groups, names, strict=True)]
+        if distract and rng.random() < 0.5:
+            course.append(f"No evidence of {distract[0]} during this admission.")
+        tail = [
+            "Medications on Admission:\n" + bank.medication_list(rng, 6),
+            "Discharge Medications:\n" + bank.medication_list(rng, 8),
+            "Discharge Disposition:\n" + ("Home" if rng.random() < 0.6 else "Extended Care"),
+            "Discharge Diagnosis:\n"
+            + "\n".join([n for n in names if rng.random() < 0.7] or names[:1]),
+            "Discharge Condition:\nStable. Mental status clear and coherent.",
+            "Discharge Instructions:\n" + " ".join(bank.INSTRUCTIONS),
+            "Followup Instructions:\nPlease follow up with your primary care physician in one "
+            "to two weeks.",
+        ]  # fmt: skip
+        used = sum(len(part.split()) for part in sections + course + tail)
+        narrative = bank.filler(rng, max(words - used, 40), admit)
+        sections.append("Brief Hospital Course:\n" + "\n".join(course) + "\n" + narrative)
+        sections.extend(tail)
+        return "\n\n".join(sections) + "\n"
+
+    def addendum(self, groups: list[int], names: list[str]) -> str:
+        i = int(self.rng.integers(len(groups)))
+        return ("Addendum:\nAdditional information reviewed after discharge. "
+                f"{self._about(groups[i], names[i])}\n")  # fmt: skip
+
+    def other_note(self, date: str) -> tuple[str, str, str]:
+        """A note of another category (the reader must leave it out)."""
+        if self.rng.random() < 0.5:
+            text = ("CHEST (PORTABLE AP)\nFINDINGS: Lungs are clear. Heart size is normal. "
+                    "IMPRESSION: No acute cardiopulmonary process.\n")  # fmt: skip
+            return "Radiology", "CHEST (PORTABLE AP)", text
+        return "Nursing/other", "Report", bank.filler(self.rng, 80, date) + "\n"
+
+
+def _gzip_csv(path: Path) -> tuple[gzip.GzipFile, csv.writer, io.TextIOWrapper]:
+    # mtime=0 and no file name in the header: the bytes depend on the content only.
+    raw = open(path, "wb")  # noqa: SIM115 - closed by the caller
+    zipped = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6)
+    text = io.TextIOWrapper(zipped, encoding="utf-8", newline="")
+    return zipped, csv.writer(text, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n"), text
+
+
+def synthesize(cfg: SynthesizeConfig, source: SourceConfig) -> dict:
+    """Write NOTEEVENTS.csv.gz, DIAGNOSES_ICD.csv.gz and stats.json into `cfg.out_dir`."""
+    cfg = effective(cfg)
+    inventory, n_abstracts = build_inventory(cfg, source)
+    rng = np.random.default_rng([cfg.seed, 2])
+    writer = NoteWriter(inventory, rng)
+    table = icd9_descriptions()
+    logw = -cfg.tail_exponent * np.log(np.arange(1, cfg.codes + 1))
+    group_counts = np.zeros(cfg.codes, dtype=np.int64)
+    combos: set[tuple[int, ...]] = set()
+    n_codes_total = words_total = 0
+    counts = {"discharge summaries": 0, "addenda": 0, "ISERROR rows": 0,
+              "other-category notes": 0, "admissions without a note": 0}  # fmt: skip
+    hadm_ids = 100_000 + rng.permutation(900_000)[: cfg.notes * 2]
+    row_id = diag_row = 0
+    with atomic_dir(cfg.out_dir) as tmp:
+        notes_gz, notes, notes_text = _gzip_csv(tmp / "NOTEEVENTS.csv.gz")
+        diag_gz, diags, diag_text = _gzip_csv(tmp / "DIAGNOSES_ICD.csv.gz")
+        notes.writerow(NOTE_HEADER)
+        diags.writerow(DIAGNOSIS_HEADER)
+        admission = 0
+        subject = 10_000
+        bar = tqdm(total=cfg.notes, desc="synthesize", unit="note", mininterval=1.0)
+        while counts["discharge summaries"] < cfg.notes:
+            subject += 1
+            visits = 1 + int(rng.poisson(cfg.admissions_per_patient - 1))
+            sex = "F" if rng.random() < 0.5 else "M"
+            age = int(rng.integers(25, 90))
+            year = int(rng.integers(2100, 2190))
+            previous: list[int] = []
+            for visit in range(visits):
+                if counts["discharge summaries"] >= cfg.notes:
+                    break
+                hadm = int(hadm_ids[admission])
+                admission += 1
+                n = min(1 + int(rng.poisson(cfg.codes_per_note - 1)), cfg.codes)
+                chronic = [g for g in previous if rng.random() < 0.5][:n]
+                keys = logw + rng.gumbel(size=cfg.codes)
+                keys[chronic] = np.inf
+                groups = [int(g) for g in np.argsort(-keys, kind="stable")[:n]]
+                previous = groups
+                month, day = int(rng.integers(1, 13)), int(rng.integers(1, 25))
+                admit = f"{year + visit}-{month}-{day}"
+                discharge = f"{year + visit}-{month}-{day + int(rng.integers(1, 5))}"
+                codes = [inventory.children[g][int(rng.integers(len(inventory.children[g])))]
+                         for g in groups]  # fmt: skip
+                names = [table[c] for c in codes]
+                for seq, code in enumerate(codes, start=1):
+                    diag_row += 1
+                    diags.writerow([diag_row, subject, hadm, seq, code.replace(".", "")])
+                if rng.random() < 0.02:
+                    counts["admissions without a note"] += 1
+                    continue
+                group_counts[groups] += 1
+                combos.add(tuple(sorted(groups)))
+                n_codes_total += len(groups)
+                words = max(200, int(rng.lognormal(np.log(cfg.words_per_note), 0.35)))
+                text = writer.summary(groups, names, words, (admit, discharge), sex, age)
+                words_total += len(text.split())
+                rows = [("Discharge summary", "Report", "", text)]
+                if rng.random() < cfg.addendum_rate:
+                    rows.append(("Discharge summary", "Addendum", "", writer.addendum(groups, names)))
+                    counts["addenda"] += 1
+                if rng.random() < 0.01:
+                    rows.append(("Discharge summary", "Report", 1, bank.filler(rng, 60, admit)))
+                    counts["ISERROR rows"] += 1
+                for _ in range(int(rng.integers(0, 3))):
+                    category, description, other = writer.other_note(admit)
+                    rows.append((category, description, "", other))
+                    counts["other-category notes"] += 1
+                for category, description, iserror, body in rows:
+                    row_id += 1
+                    date = discharge if category == "Discharge summary" else admit
+                    notes.writerow([row_id, subject, hadm, _iso(date), "", "", category,
+                                    description, "", iserror, body])  # fmt: skip
+                counts["discharge summaries"] += 1
+                bar.update()
+        bar.close()
+        for handle in (notes_text, diag_text):
+            handle.close()
+        notes_gz.close()
+        diag_gz.close()
+        n = counts["discharge summaries"]
+        stats = {
+            "instances": n,
+            "patients": subject - 10_000,
+            "labels": int((group_counts > 0).sum()),
+            "label_cardinality": round(n_codes_total / n, 3),
+            "words_per_document": round(words_total / n, 1),
+            "code_combinations": len(combos),
+            "top_code_frequency": round(float(group_counts.max()) / n, 4),
+            "top_code": inventory.groups[int(group_counts.argmax())],
+            "held_out_abstracts_used": n_abstracts,
+            "groups_with_abstract_language": sum(1 for s in inventory.sentences if s),
+            **{k.replace(" ", "_").replace("-", "_"): v for k, v in counts.items()},
+        }
+        (tmp / "stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+    return stats
+
+
+def _iso(date: str) -> str:
+    year, month, day = date.split("-")
+    return f"{year}-{int(month):02d}-{int(day):02d}"
