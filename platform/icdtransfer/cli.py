@@ -1,8 +1,8 @@
 """`icdtransfer <command>`: one command per DVC stage. Parses arguments, calls the library.
 
-    icdtransfer synthesize                      # data/raw/synthetic/ (MIMIC-III format)
-    icdtransfer prepare-source                  # data/prepared/source/ (PubMed + MeSH)
-    icdtransfer prepare-target --set target.min_count=50
+icdtransfer synthesize                      # data/raw/synthetic/ (MIMIC-III format)
+icdtransfer prepare-source                  # data/prepared/source/ (PubMed + MeSH)
+icdtransfer prepare-target --set target.min_count=50
 """
 
 from __future__ import annotations
@@ -68,7 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_, help_text) in COMMANDS.items():
         cmd = sub.add_parser(name, help=help_text, description=help_text)
         cmd.add_argument(
-            "--params", default="params.yaml", metavar="FILE", help="params file (default: %(default)s)"
+            "--params",
+            default="params.yaml",
+            metavar="FILE",
+            help="params file (default: %(default)s)",
         )
         cmd.add_argument(
             "--set",

@@ -142,7 +142,9 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
 def build(cls: type, data: Any, where: str, key: str = "") -> Any:
     """Build dataclass `cls` from a mapping, naming the offending key on any mismatch."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: {key or 'params'} must be a mapping, got {type(data).__name__}")
+        raise ConfigError(
+            f"{where}: {key or 'params'} must be a mapping, got {type(data).__name__}"
+        )
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))

@@ -48,16 +48,14 @@ class TokenSpool:
 
     def add(self, text: str) -> int:
         """Tokenize one piece of text; returns its part number."""
-        tokens = raw_tokens(text)
         index = self.index
-        for token in set(tokens).difference(index):
-            index[token] = len(index)
-        ids = np.fromiter(map(index.__getitem__, tokens), dtype=np.int32, count=len(tokens))
+        # setdefault with the current size interns new tokens in one pass
+        ids = np.array([index.setdefault(t, len(index)) for t in raw_tokens(text)], np.int32)
         self._pending.append(ids)
         self._pending_size += len(ids)
         if self._pending_size >= _CHUNK:
             self._flush()
-        self._total += len(tokens)
+        self._total += len(ids)
         self._ends.append(self._total)
         return len(self._ends) - 1
 
@@ -66,39 +64,56 @@ class TokenSpool:
             self._file.write(np.concatenate(self._pending).tobytes())
         self._pending, self._pending_size = [], 0
 
-    def finish(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    def finish(self) -> tuple[SpoolReader, np.ndarray, list[str]]:
         """(temporary ids, part offsets, raw token for each temporary id)."""
         self._flush()
         self._file.close()
         offsets = np.zeros(len(self._ends) + 1, dtype=np.int64)
         offsets[1:] = self._ends
-        ids = (
-            np.memmap(self.path, dtype=np.int32, mode="r")
-            if self._total
-            else np.zeros(0, dtype=np.int32)
-        )
         raw = [""] * len(self.index)
         for token, i in self.index.items():
             raw[i] = token
-        return ids, offsets, raw
+        return SpoolReader(self.path, self._total), offsets, raw
+
+
+class SpoolReader:
+    """Slices of the spooled ids, read with explicit reads rather than a memory map, so the
+    multi-GB spool of a paper-scale corpus sits in the page cache, not in this process."""
+
+    def __init__(self, path: Path, size: int) -> None:
+        self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self._size = size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, span: slice) -> np.ndarray:
+        start, stop, _ = span.indices(self._size)
+        self._file.seek(4 * start)
+        return np.fromfile(self._file, dtype=np.int32, count=max(stop - start, 0))
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def train_counts(
-    ids: np.ndarray, offsets: np.ndarray, parts: list[list[int]], train: np.ndarray, size: int
+    ids: SpoolReader, offsets: np.ndarray, parts: list[list[int]], train: np.ndarray, size: int
 ) -> np.ndarray:
-    """Occurrences of each temporary id in training documents only."""
-    counts = np.zeros(size, dtype=np.int64)
-    batch: list[np.ndarray] = []
-    pending = 0
+    """Occurrences of each temporary id in training documents only (vectorised by blocks of
+    parts, so memory stays bounded on paper-scale corpora)."""
+    part_train = np.zeros(len(offsets) - 1, dtype=bool)
     for doc in np.flatnonzero(train):
-        for p in parts[doc]:
-            batch.append(ids[offsets[p] : offsets[p + 1]])
-            pending += len(batch[-1])
-        if pending >= _CHUNK:
-            counts += np.bincount(np.concatenate(batch), minlength=size)
-            batch, pending = [], 0
-    if batch:
-        counts += np.bincount(np.concatenate(batch), minlength=size)
+        part_train[parts[doc]] = True
+    lengths = np.diff(offsets)
+    counts = np.zeros(size, dtype=np.int64)
+    start = 0
+    while start < len(lengths):
+        stop = int(np.searchsorted(offsets, offsets[start] + _CHUNK, side="right"))
+        stop = max(stop - 1, start + 1)
+        block = ids[offsets[start] : offsets[stop]]
+        mask = np.repeat(part_train[start:stop], lengths[start:stop])
+        counts += np.bincount(block[mask], minlength=size)
+        start = stop
     return counts
 
 
@@ -134,7 +149,7 @@ def filter_labels(doc_codes: list[list[str]], splits: np.ndarray, min_count: int
 def write_corpus(
     out: Path,
     *,
-    ids: np.ndarray,
+    ids: SpoolReader,
     offsets: np.ndarray,
     raw: list[str],
     parts: list[list[int]],
@@ -149,15 +164,26 @@ def write_corpus(
     lookup = vocab.ids(raw, numbers).astype(np.int32)
     n_docs = len(parts)
     doc_offsets = np.zeros(n_docs + 1, dtype=np.int64)
+    # One part per document, in order (a MEDLINE corpus): remap the spool block by block.
+    in_order = (
+        numbers != "drop"
+        and len(offsets) - 1 == n_docs
+        and all(len(p) == 1 and p[0] == d for d, p in enumerate(parts))
+    )
     with open(out / "tokens.npy", "wb") as tokens_out:
         tokens_out.write(_npy_header(0))  # rewritten with the real length at the end
-        for d in tqdm(range(n_docs), desc="encode", unit="doc", mininterval=1.0, leave=False):
-            pieces = [lookup[ids[offsets[p] : offsets[p + 1]]] for p in parts[d]]
-            doc = np.concatenate(pieces) if len(pieces) != 1 else pieces[0]
-            if numbers == "drop":
-                doc = doc[doc != DROP]
-            tokens_out.write(doc.tobytes())
-            doc_offsets[d + 1] = doc_offsets[d] + len(doc)
+        if in_order:
+            for start in range(0, len(ids), _CHUNK):
+                tokens_out.write(lookup[ids[start : start + _CHUNK]].tobytes())
+            doc_offsets[:] = offsets
+        else:
+            for d in tqdm(range(n_docs), desc="encode", unit="doc", mininterval=1.0, leave=False):
+                pieces = [lookup[ids[offsets[p] : offsets[p + 1]]] for p in parts[d]]
+                doc = np.concatenate(pieces) if len(pieces) != 1 else pieces[0]
+                if numbers == "drop":
+                    doc = doc[doc != DROP]
+                tokens_out.write(doc.tobytes())
+                doc_offsets[d + 1] = doc_offsets[d] + len(doc)
         tokens_out.seek(0)
         tokens_out.write(_npy_header(int(doc_offsets[-1])))
     np.save(out / "offsets.npy", doc_offsets)
@@ -192,7 +218,7 @@ def write_corpus(
 def _npy_header(count: int) -> bytes:
     """A fixed-size (128-byte) .npy v1.0 header for a flat int32 array of `count` items, so
     the token file can be streamed to disk and still be memory-mapped with np.load."""
-    text = "{'descr': '<i4', 'fortran_order': False, 'shape': (%d,), }" % count
+    text = f"{{'descr': '<i4', 'fortran_order': False, 'shape': ({count},), }}"
     body = text.ljust(128 - 10 - 1).encode("latin-1") + b"\n"
     return b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body
 
@@ -247,16 +273,22 @@ class Corpus:
             offsets=np.load(path / "offsets.npy"),
             labels=sp.load_npz(path / "labels.npz").tocsr(),
             label_table=pd.read_csv(
-                path / "labels.tsv", sep="\t", index_col="index", dtype={"code": str},
+                path / "labels.tsv",
+                sep="\t",
+                index_col="index",
+                dtype={"code": str},
                 keep_default_na=False,
             ),
             docs=pd.read_csv(
-                path / "docs.tsv", sep="\t", index_col="index",
-                dtype={"doc_id": str, "patient_id": str, "split": str}, keep_default_na=False,
+                path / "docs.tsv",
+                sep="\t",
+                index_col="index",
+                dtype={"doc_id": str, "patient_id": str, "split": str},
+                keep_default_na=False,
             ),
             vocab=Vocabulary.load(path / "vocab.tsv"),
             stats=json.loads((path / "stats.json").read_text(encoding="utf-8")),
-        )  # fmt: skip
+        )
 
     def __len__(self) -> int:
         return len(self.offsets) - 1

@@ -19,8 +19,16 @@ from pathlib import Path
 from icdtransfer.data.errors import InputError
 from icdtransfer.data.files import check_text, compressed_stream_errors, open_binary
 
-NOTE_COLUMNS = ("ROW_ID", "SUBJECT_ID", "HADM_ID", "CHARTDATE", "CATEGORY", "DESCRIPTION",
-                "ISERROR", "TEXT")  # fmt: skip
+NOTE_COLUMNS = (
+    "ROW_ID",
+    "SUBJECT_ID",
+    "HADM_ID",
+    "CHARTDATE",
+    "CATEGORY",
+    "DESCRIPTION",
+    "ISERROR",
+    "TEXT",
+)
 DIAGNOSIS_COLUMNS = ("SUBJECT_ID", "HADM_ID")
 
 
@@ -94,14 +102,14 @@ def read_notes(
         row_id = row[columns["ROW_ID"]].strip()
         where = f"ROW_ID {row_id}" if row_id else f"line {line}"
         if row[columns["CATEGORY"]].strip().lower() not in wanted:
-            stats.counts["note rows of other categories"] += 1
+            stats.counts["note_rows_other_category"] += 1
             continue
         if row[columns["ISERROR"]].strip() not in ("", "0"):
-            stats.counts["note rows marked ISERROR"] += 1
+            stats.counts["note_rows_iserror"] += 1
             continue
         hadm = row[columns["HADM_ID"]].strip()
         if not hadm:
-            stats.counts["note rows without HADM_ID"] += 1
+            stats.counts["note_rows_without_hadm_id"] += 1
             continue
         text, replaced = check_text(row[columns["TEXT"]], path, where, errors)
         stats.replaced += replaced
@@ -140,8 +148,13 @@ def read_code_table(
         row_id = row[columns["ROW_ID"]].strip() if "ROW_ID" in columns else ""
         where = f"ROW_ID {row_id}" if row_id else f"line {line}"
         code, _ = check_text(row[code_col], path, where, "strict")
-        yield (_id(row[columns["HADM_ID"]].strip()), row[columns["SUBJECT_ID"]].strip() or None,
-               code, procedure, where)  # fmt: skip
+        yield (
+            _id(row[columns["HADM_ID"]].strip()),
+            row[columns["SUBJECT_ID"]].strip() or None,
+            code,
+            procedure,
+            where,
+        )
     if rows == 0:
         raise InputError(path, None, "empty input: a header but no code rows")
 

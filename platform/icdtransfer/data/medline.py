@@ -19,7 +19,8 @@ from icdtransfer.data.files import compressed_stream_errors, open_binary
 
 @dataclass(slots=True)
 class Citation:
-    """One citation. `text` is the title and every AbstractText part, or None without abstract."""
+    """One citation. `text` is the title and every AbstractText part, or None without abstract
+    (MEDLINE: then `mesh` is left empty, as nothing downstream uses it)."""
 
     pmid: str
     text: str | None
@@ -29,7 +30,7 @@ class Citation:
 
 _ROOT = b"<PubmedArticleSet"
 _ARTICLE_END = b"</PubmedArticle>"
-_BLOCK = 1 << 21  # decompressed bytes read at a time; articles are cut into chunks of ~this
+_BLOCK = 1 << 22  # decompressed bytes read at a time; articles are cut into chunks of ~this
 
 
 def read_medline(path: Path, workers: int = 1) -> Iterator[Citation]:
@@ -123,9 +124,12 @@ def _parse_chunk(
     document = b"<PubmedArticleSet>" + data + (b"" if is_last else b"</PubmedArticleSet>")
     out: list[tuple[str, str | None, list[tuple[str, str]]]] = []
     events = etree.iterparse(
-        io.BytesIO(document), events=("end",), tag="PubmedArticle",
-        resolve_entities=False, huge_tree=True,
-    )  # fmt: skip
+        io.BytesIO(document),
+        events=("end",),
+        tag="PubmedArticle",
+        resolve_entities=False,
+        huge_tree=True,
+    )
     try:
         for _, article in events:
             citation = _citation(article)
@@ -154,18 +158,15 @@ def _citation(article: etree._Element) -> tuple[str, str | None, list[tuple[str,
     art = medline.find("Article")
     parts = [] if art is None else art.findall("Abstract/AbstractText")
     abstract = " ".join(filter(None, ("".join(p.itertext()).strip() for p in parts)))
-    text = None
-    if abstract:
-        title_el = art.find("ArticleTitle")
-        title = "".join(title_el.itertext()).strip() if title_el is not None else ""
-        text = f"{title} {abstract}" if title else abstract
-    headings = medline.find("MeshHeadingList")
-    mesh = []
-    if headings is not None:
-        for heading in headings:
-            descriptor = heading.find("DescriptorName")
-            if descriptor is not None:
-                mesh.append((descriptor.get("UI", ""), (descriptor.text or "").strip()))
+    if not abstract:
+        return pmid.strip(), None, []  # skipped downstream: its MeSH is never read
+    title_el = art.find("ArticleTitle")
+    title = "".join(title_el.itertext()).strip() if title_el is not None else ""
+    text = f"{title} {abstract}" if title else abstract
+    mesh = [
+        (d.get("UI", ""), (d.text or "").strip())
+        for d in medline.iterfind("MeshHeadingList/MeshHeading/DescriptorName")
+    ]
     return pmid.strip(), text, mesh
 
 

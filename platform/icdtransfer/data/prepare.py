@@ -24,7 +24,7 @@ from icdtransfer.data.corpus import (
     train_counts,
     write_corpus,
 )
-from icdtransfer.data.emr import NotePart, ReadStats, read_code_table, read_jsonl, read_notes
+from icdtransfer.data.emr import ReadStats, read_code_table, read_jsonl, read_notes
 from icdtransfer.data.errors import InputError
 from icdtransfer.data.files import resolve_inputs
 from icdtransfer.data.medline import Citation, mesh_name_table, read_bioasq, read_medline
@@ -59,24 +59,25 @@ def prepare_source(cfg: SourceConfig, tokenizer: TokenizerConfig) -> dict:
         doc_codes: list[list[str]] = []
         parts: list[list[int]] = []
         read = 0
-        for citation in tqdm(source_citations(cfg), desc="read source", unit="doc",
-                             mininterval=1.0):  # fmt: skip
+        for citation in tqdm(
+            source_citations(cfg), desc="read source", unit="doc", mininterval=1.0
+        ):
             read += 1
             if in_holdout(citation.pmid, cfg.holdout, cfg.seed):
-                skipped["holdout for the synthesizer"] += 1
+                skipped["holdout_for_synthesizer"] += 1
                 continue
             if citation.text is None:
-                skipped["no abstract"] += 1
+                skipped["no_abstract"] += 1
                 continue
             if not citation.mesh:
-                skipped["no MeSH headings"] += 1
+                skipped["no_mesh"] += 1
                 continue
             codes = icd.unique([ui or name for ui, name in citation.mesh])
             for ui, name in citation.mesh:
                 names.setdefault(ui or name, name)
             part = spool.add(citation.text)
             if citation.pmid in position:
-                skipped["superseded by a later version"] += 1
+                skipped["superseded_by_later_version"] += 1
                 i = position[citation.pmid]
                 doc_codes[i], parts[i] = codes, [part]
                 continue
@@ -89,10 +90,20 @@ def prepare_source(cfg: SourceConfig, tokenizer: TokenizerConfig) -> dict:
         splits = split_by_group(pmids, cfg.validation_size, cfg.test_size, cfg.seed)
         docs = pd.DataFrame({"doc_id": pmids, "patient_id": "", "split": _names(splits)})
         stats = _finish(
-            cfg.out_dir, spool, parts, docs, doc_codes, splits, cfg.min_count,
-            cfg.vocab_min_count, cfg.vocab_max_size, tokenizer.numbers, names, None,
+            cfg.out_dir,
+            spool,
+            parts,
+            docs,
+            doc_codes,
+            splits,
+            cfg.min_count,
+            cfg.vocab_min_count,
+            cfg.vocab_max_size,
+            tokenizer.numbers,
+            names,
+            None,
             {"read": read, "skipped": dict(skipped)},
-        )  # fmt: skip
+        )
     log.info("%s", format_table1(stats, "PubMed source"))
     return stats
 
@@ -131,12 +142,27 @@ def prepare_target(cfg: TargetConfig, tokenizer: TokenizerConfig, source_dir: st
             "patients_in_two_splits": _shared_patients(docs),
         }
         stats = _finish(
-            cfg.out_dir, spool, parts, docs, doc_codes, splits, cfg.min_count,
-            cfg.vocab_min_count, cfg.vocab_max_size, tokenizer.numbers, descriptions, base, extra,
-        )  # fmt: skip
+            cfg.out_dir,
+            spool,
+            parts,
+            docs,
+            doc_codes,
+            splits,
+            cfg.min_count,
+            cfg.vocab_min_count,
+            cfg.vocab_max_size,
+            tokenizer.numbers,
+            descriptions,
+            base,
+            extra,
+        )
     if normalise.invalid:
-        log.warning("%d code occurrences are not %s syntax and were skipped (%d distinct)",
-                    normalise.invalid_count, cfg.code_system, len(normalise.invalid))  # fmt: skip
+        log.warning(
+            "%d code occurrences are not %s syntax and were skipped (%d distinct)",
+            normalise.invalid_count,
+            cfg.code_system,
+            len(normalise.invalid),
+        )
     log.info("%s", format_table1(stats, "EMR target"))
     return stats
 
@@ -154,7 +180,7 @@ def _read_mimic(
         rows = read_code_table(path, cfg.code_system, procedure, cfg.encoding)
         for hadm, subject, raw, is_proc, where in rows:
             if raw.strip() == "":
-                stats.counts["code rows with an empty code"] += 1
+                stats.counts["code_rows_empty_code"] += 1
                 continue
             try:
                 code = normalise(raw, procedure=is_proc)
@@ -171,11 +197,11 @@ def _read_mimic(
     rows = read_notes(notes, cfg.categories, cfg.encoding, cfg.encoding_errors, stats)
     for part in tqdm(rows, desc="read notes", unit="note", mininterval=1.0):
         if part.doc_id not in codes:
-            stats.counts["notes of admissions without codes"] += 1
+            stats.counts["notes_of_admissions_without_codes"] += 1
             continue
         doc_parts.setdefault(part.doc_id, []).append((part.order, spool.add(part.text)))
         doc_patient.setdefault(part.doc_id, part.patient_id)
-    stats.counts["admissions with codes but no note"] = len(set(codes) - set(doc_parts))
+    stats.counts["admissions_with_codes_but_no_note"] = len(set(codes) - set(doc_parts))
     return _assemble(doc_parts, doc_patient, codes, stats)
 
 
@@ -190,11 +216,14 @@ def _read_jsonl(
         records = read_jsonl(path, cfg.encoding, cfg.encoding_errors, stats)
         for part in tqdm(records, desc="read jsonl", unit="doc", mininterval=1.0):
             if part.doc_id in first_seen:
-                raise InputError(path, part.where,
-                                 f"duplicate id {part.doc_id} (first at {first_seen[part.doc_id]})")  # fmt: skip
+                raise InputError(
+                    path,
+                    part.where,
+                    f"duplicate id {part.doc_id} (first at {first_seen[part.doc_id]})",
+                )
             first_seen[part.doc_id] = part.where
             if not part.text.strip():
-                stats.counts["records with empty text"] += 1
+                stats.counts["records_with_empty_text"] += 1
                 continue
             try:
                 kept = [c for c in map(normalise, part.codes or []) if c is not None]
@@ -217,7 +246,7 @@ def _assemble(
     for doc_id, pieces in doc_parts.items():
         unique_codes = icd.unique(codes.get(doc_id, []))
         if not unique_codes:
-            stats.counts["documents without a valid code"] += 1
+            stats.counts["documents_without_valid_code"] += 1
             continue
         doc_ids.append(doc_id)
         patients.append(doc_patient.get(doc_id) or "")
@@ -229,7 +258,12 @@ def _assemble(
 
 
 def _find(folder: Path, table: str) -> Path:
-    for name in (f"{table}.csv.gz", f"{table}.csv", f"{table.lower()}.csv.gz", f"{table.lower()}.csv"):
+    for name in (
+        f"{table}.csv.gz",
+        f"{table}.csv",
+        f"{table.lower()}.csv.gz",
+        f"{table.lower()}.csv",
+    ):
         if (folder / name).is_file():
             return folder / name
     raise InputError(folder, None, f"no {table}.csv or {table}.csv.gz in this folder")
@@ -266,8 +300,17 @@ def _finish(
     vocab = build_vocabulary(raw, counts, numbers, vocab_min_count, vocab_max_size, base)
     with atomic_dir(out_dir) as tmp:
         stats = write_corpus(
-            tmp, ids=ids, offsets=offsets, raw=raw, parts=parts, docs=docs, labelled=labelled,
-            descriptions=descriptions, vocab=vocab, numbers=numbers, stats=extra,
-        )  # fmt: skip
-    del ids
+            tmp,
+            ids=ids,
+            offsets=offsets,
+            raw=raw,
+            parts=parts,
+            docs=docs,
+            labelled=labelled,
+            descriptions=descriptions,
+            vocab=vocab,
+            numbers=numbers,
+            stats=extra,
+        )
+    ids.close()
     return stats

@@ -10,43 +10,93 @@ from __future__ import annotations
 import numpy as np
 
 CHIEF_COMPLAINTS = [
-    "shortness of breath", "chest pain", "abdominal pain", "fever", "altered mental status",
-    "weakness", "syncope", "nausea and vomiting", "cough", "fall", "dizziness", "back pain",
-    "lower extremity swelling", "palpitations", "headache", "hematemesis", "confusion",
-]  # fmt: skip
+    "shortness of breath",
+    "chest pain",
+    "abdominal pain",
+    "fever",
+    "altered mental status",
+    "weakness",
+    "syncope",
+    "nausea and vomiting",
+    "cough",
+    "fall",
+    "dizziness",
+    "back pain",
+    "lower extremity swelling",
+    "palpitations",
+    "headache",
+    "hematemesis",
+    "confusion",
+]
 
 DRUGS = [
-    ("aspirin", "81 mg", "daily"), ("metoprolol tartrate", "25 mg", "twice daily"),
-    ("lisinopril", "10 mg", "daily"), ("atorvastatin", "40 mg", "at bedtime"),
-    ("furosemide", "40 mg", "daily"), ("pantoprazole", "40 mg", "daily"),
-    ("insulin glargine", "20 units", "at bedtime"), ("metformin", "500 mg", "twice daily"),
-    ("warfarin", "5 mg", "daily"), ("heparin", "5000 units", "three times daily"),
-    ("acetaminophen", "650 mg", "every 6 hours as needed"), ("docusate sodium", "100 mg",
-    "twice daily"), ("senna", "8.6 mg", "at bedtime as needed"), ("levothyroxine", "75 mcg",
-    "daily"), ("amlodipine", "5 mg", "daily"), ("albuterol inhaler", "2 puffs",
-    "every 4 hours as needed"), ("vancomycin", "1 g", "every 12 hours"),
-    ("piperacillin tazobactam", "4.5 g", "every 8 hours"), ("ceftriaxone", "1 g", "daily"),
-    ("prednisone", "40 mg", "daily"), ("oxycodone", "5 mg", "every 4 hours as needed"),
-    ("lorazepam", "0.5 mg", "at bedtime as needed"), ("clopidogrel", "75 mg", "daily"),
-    ("simvastatin", "20 mg", "daily"), ("carvedilol", "6.25 mg", "twice daily"),
-    ("spironolactone", "25 mg", "daily"), ("tamsulosin", "0.4 mg", "daily"),
-    ("gabapentin", "300 mg", "three times daily"), ("sertraline", "50 mg", "daily"),
-    ("famotidine", "20 mg", "twice daily"), ("potassium chloride", "20 mEq", "daily"),
-    ("magnesium oxide", "400 mg", "daily"), ("folic acid", "1 mg", "daily"),
-    ("thiamine", "100 mg", "daily"), ("multivitamin", "1 tablet", "daily"),
-    ("enoxaparin", "40 mg", "daily"), ("hydralazine", "25 mg", "three times daily"),
-    ("diltiazem", "30 mg", "four times daily"), ("ondansetron", "4 mg", "every 8 hours as needed"),
-]  # fmt: skip
+    ("aspirin", "81 mg", "daily"),
+    ("metoprolol tartrate", "25 mg", "twice daily"),
+    ("lisinopril", "10 mg", "daily"),
+    ("atorvastatin", "40 mg", "at bedtime"),
+    ("furosemide", "40 mg", "daily"),
+    ("pantoprazole", "40 mg", "daily"),
+    ("insulin glargine", "20 units", "at bedtime"),
+    ("metformin", "500 mg", "twice daily"),
+    ("warfarin", "5 mg", "daily"),
+    ("heparin", "5000 units", "three times daily"),
+    ("acetaminophen", "650 mg", "every 6 hours as needed"),
+    ("docusate sodium", "100 mg", "twice daily"),
+    ("senna", "8.6 mg", "at bedtime as needed"),
+    ("levothyroxine", "75 mcg", "daily"),
+    ("amlodipine", "5 mg", "daily"),
+    ("albuterol inhaler", "2 puffs", "every 4 hours as needed"),
+    ("vancomycin", "1 g", "every 12 hours"),
+    ("piperacillin tazobactam", "4.5 g", "every 8 hours"),
+    ("ceftriaxone", "1 g", "daily"),
+    ("prednisone", "40 mg", "daily"),
+    ("oxycodone", "5 mg", "every 4 hours as needed"),
+    ("lorazepam", "0.5 mg", "at bedtime as needed"),
+    ("clopidogrel", "75 mg", "daily"),
+    ("simvastatin", "20 mg", "daily"),
+    ("carvedilol", "6.25 mg", "twice daily"),
+    ("spironolactone", "25 mg", "daily"),
+    ("tamsulosin", "0.4 mg", "daily"),
+    ("gabapentin", "300 mg", "three times daily"),
+    ("sertraline", "50 mg", "daily"),
+    ("famotidine", "20 mg", "twice daily"),
+    ("potassium chloride", "20 mEq", "daily"),
+    ("magnesium oxide", "400 mg", "daily"),
+    ("folic acid", "1 mg", "daily"),
+    ("thiamine", "100 mg", "daily"),
+    ("multivitamin", "1 tablet", "daily"),
+    ("enoxaparin", "40 mg", "daily"),
+    ("hydralazine", "25 mg", "three times daily"),
+    ("diltiazem", "30 mg", "four times daily"),
+    ("ondansetron", "4 mg", "every 8 hours as needed"),
+]
 
 LAB_PANEL = [
-    ("WBC", 4.0, 14.0, 1), ("RBC", 3.0, 5.5, 2), ("Hgb", 8.0, 15.5, 1), ("Hct", 25.0, 46.0, 1),
-    ("MCV", 80.0, 100.0, 0), ("Plt Ct", 90.0, 420.0, 0), ("Glucose", 70.0, 260.0, 0),
-    ("UreaN", 8.0, 60.0, 0), ("Creat", 0.5, 3.5, 1), ("Na", 128.0, 146.0, 0),
-    ("K", 3.1, 5.6, 1), ("Cl", 94.0, 110.0, 0), ("HCO3", 18.0, 30.0, 0), ("AnGap", 8.0, 20.0, 0),
-    ("ALT", 8.0, 90.0, 0), ("AST", 10.0, 110.0, 0), ("AlkPhos", 40.0, 180.0, 0),
-    ("TotBili", 0.2, 2.5, 1), ("Albumin", 2.4, 4.6, 1), ("Calcium", 7.8, 10.4, 1),
-    ("Phos", 2.2, 5.0, 1), ("Mg", 1.5, 2.6, 1), ("PT", 11.0, 19.0, 1), ("INR(PT)", 0.9, 2.8, 1),
-]  # fmt: skip
+    ("WBC", 4.0, 14.0, 1),
+    ("RBC", 3.0, 5.5, 2),
+    ("Hgb", 8.0, 15.5, 1),
+    ("Hct", 25.0, 46.0, 1),
+    ("MCV", 80.0, 100.0, 0),
+    ("Plt Ct", 90.0, 420.0, 0),
+    ("Glucose", 70.0, 260.0, 0),
+    ("UreaN", 8.0, 60.0, 0),
+    ("Creat", 0.5, 3.5, 1),
+    ("Na", 128.0, 146.0, 0),
+    ("K", 3.1, 5.6, 1),
+    ("Cl", 94.0, 110.0, 0),
+    ("HCO3", 18.0, 30.0, 0),
+    ("AnGap", 8.0, 20.0, 0),
+    ("ALT", 8.0, 90.0, 0),
+    ("AST", 10.0, 110.0, 0),
+    ("AlkPhos", 40.0, 180.0, 0),
+    ("TotBili", 0.2, 2.5, 1),
+    ("Albumin", 2.4, 4.6, 1),
+    ("Calcium", 7.8, 10.4, 1),
+    ("Phos", 2.2, 5.0, 1),
+    ("Mg", 1.5, 2.6, 1),
+    ("PT", 11.0, 19.0, 1),
+    ("INR(PT)", 0.9, 2.8, 1),
+]
 
 EXAM_LINES = [
     "General: alert and oriented, in no acute distress.",
@@ -124,7 +174,9 @@ def lab_block(rng: np.random.Generator, date: str) -> str:
     for i in sorted(picks):
         name, lo, hi, digits = LAB_PANEL[i]
         values.append(f"{name}-{rng.uniform(lo, hi):.{digits}f}")
-    hour = f"{rng.integers(0, 12):02d}:{rng.integers(0, 60):02d}{'AM' if rng.random() < .5 else 'PM'}"
+    hour = (
+        f"{rng.integers(0, 12):02d}:{rng.integers(0, 60):02d}{'AM' if rng.random() < 0.5 else 'PM'}"
+    )
     return f"[**{date}**] {hour} BLOOD " + " ".join(values)
 
 

@@ -54,18 +54,63 @@ COMMON_CODES = (
 
 # MeSH check tags and other descriptors that describe the study, not a disease.
 MESH_STOPLIST = {
-    "humans", "male", "female", "animals", "adult", "aged", "aged, 80 and over", "middle aged",
-    "child", "child, preschool", "infant", "infant, newborn", "adolescent", "young adult",
-    "pregnancy", "mice", "rats", "risk factors", "prognosis", "retrospective studies",
-    "prospective studies", "follow-up studies", "treatment outcome", "time factors",
-}  # fmt: skip
-_STOPWORDS = {"of", "and", "the", "in", "with", "without", "due", "to", "or", "other", "not",
-              "unspecified", "nos", "elsewhere", "classified", "mention", "type", "a", "by",
-              "as", "at", "on", "for", "specified", "site", "stated"}  # fmt: skip
+    "humans",
+    "male",
+    "female",
+    "animals",
+    "adult",
+    "aged",
+    "aged, 80 and over",
+    "middle aged",
+    "child",
+    "child, preschool",
+    "infant",
+    "infant, newborn",
+    "adolescent",
+    "young adult",
+    "pregnancy",
+    "mice",
+    "rats",
+    "risk factors",
+    "prognosis",
+    "retrospective studies",
+    "prospective studies",
+    "follow-up studies",
+    "treatment outcome",
+    "time factors",
+}
+_STOPWORDS = {
+    "of",
+    "and",
+    "the",
+    "in",
+    "with",
+    "without",
+    "due",
+    "to",
+    "or",
+    "other",
+    "not",
+    "unspecified",
+    "nos",
+    "elsewhere",
+    "classified",
+    "mention",
+    "type",
+    "a",
+    "by",
+    "as",
+    "at",
+    "on",
+    "for",
+    "specified",
+    "site",
+    "stated",
+}
 _WORD = re.compile(r"[a-z0-9]+")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 
-PAPER_SCALE = {"notes": 71_463, "words_per_note": 5_303, "codes": 2_400, "codes_per_note": 9.0}
+PAPER_SCALE = {"notes": 71_463, "words_per_note": 5_303, "codes": 1_400, "codes_per_note": 7.6}
 
 
 def effective(cfg: SynthesizeConfig) -> SynthesizeConfig:
@@ -141,7 +186,11 @@ def build_inventory(cfg: SynthesizeConfig, source: SourceConfig) -> tuple[Invent
     abstracts: list[list[str]] = []
     mesh_of: list[list[str]] = []
     for citation in source_citations(source):
-        if citation.text and citation.mesh and in_holdout(citation.pmid, source.holdout, source.seed):
+        if (
+            citation.text
+            and citation.mesh
+            and in_holdout(citation.pmid, source.holdout, source.seed)
+        ):
             sentences = [s for s in _SENTENCE.split(citation.text) if s.count(" ") >= 5]
             if sentences:
                 abstracts.append(sentences)
@@ -155,8 +204,11 @@ def build_inventory(cfg: SynthesizeConfig, source: SourceConfig) -> tuple[Invent
     rng = np.random.default_rng([cfg.seed, 1])
     head = list(dict.fromkeys(truncate(format_icd9(c), 1) for c in COMMON_CODES))
     matched = [g for g in sorted(by_group) if g not in head]
-    log.info("%d held-out abstracts; %d code groups have abstract language", len(abstracts),
-             len(by_group))  # fmt: skip
+    log.info(
+        "%d held-out abstracts; %d code groups have abstract language",
+        len(abstracts),
+        len(by_group),
+    )
     others = [g for g in sorted(groups) if g not in by_group and g not in head]
     chosen = (head + list(rng.permutation(matched)) + list(rng.permutation(others)))[: cfg.codes]
     if len(chosen) < cfg.codes:
@@ -166,8 +218,19 @@ def build_inventory(cfg: SynthesizeConfig, source: SourceConfig) -> tuple[Invent
     return inventory, len(abstracts)
 
 
-NOTE_HEADER = ["ROW_ID", "SUBJECT_ID", "HADM_ID", "CHARTDATE", "CHARTTIME", "STORETIME",
-               "CATEGORY", "DESCRIPTION", "CGID", "ISERROR", "TEXT"]  # fmt: skip
+NOTE_HEADER = [
+    "ROW_ID",
+    "SUBJECT_ID",
+    "HADM_ID",
+    "CHARTDATE",
+    "CHARTTIME",
+    "STORETIME",
+    "CATEGORY",
+    "DESCRIPTION",
+    "CGID",
+    "ISERROR",
+    "TEXT",
+]
 DIAGNOSIS_HEADER = ["ROW_ID", "SUBJECT_ID", "HADM_ID", "SEQ_NUM", "ICD9_CODE"]
 
 
@@ -190,15 +253,25 @@ class NoteWriter:
             parts.extend(pool[start : start + int(rng.integers(1, 4))])
         return " ".join(parts)
 
-    def summary(self, groups: list[int], names: list[str], words: int, dates: tuple[str, str],
-                sex: str, age: int) -> str:  # fmt: skip
+    def summary(
+        self,
+        groups: list[int],
+        names: list[str],
+        words: int,
+        dates: tuple[str, str],
+        sex: str,
+        age: int,
+    ) -> str:
         """One discharge summary of about `words` words for codes `groups` (described by the
         CMS descriptions `names` of the billable codes written for them)."""
         rng, inv = self.rng, self.inv
         admit, discharge = dates
         table = icd9_descriptions()
-        distract = [table[inv.children[g][0]].lower()
-                    for g in rng.integers(len(inv.groups), size=2) if g not in groups]  # fmt: skip
+        distract = [
+            table[inv.children[g][0]].lower()
+            for g in rng.integers(len(inv.groups), size=2)
+            if g not in groups
+        ]
         history = [n.lower() for n in names[1:] if rng.random() < 0.5]
         sections = [
             f"Admission Date:  [**{admit}**]              Discharge Date:   [**{discharge}**]",
@@ -206,18 +279,24 @@ class NoteWriter:
             f"{rng.integers(1, 29)}**]             Sex:   {sex}",
             f"Service: {bank.SERVICES[int(rng.integers(len(bank.SERVICES)))]}",
             "Allergies:\nPatient recorded as having No Known Allergies to Drugs",
-            "Chief Complaint:\n" + bank.CHIEF_COMPLAINTS[int(rng.integers(len(bank.CHIEF_COMPLAINTS)))],
+            "Chief Complaint:\n"
+            + bank.CHIEF_COMPLAINTS[int(rng.integers(len(bank.CHIEF_COMPLAINTS)))],
             f"History of Present Illness:\n{age} year old {'woman' if sex == 'F' else 'man'} "
             + (f"with a history of {', '.join(history)} " if history else "")
-            + "who presents with the complaint above. " + self._about(groups[0], names[0]),
+            + "who presents with the complaint above. "
+            + self._about(groups[0], names[0]),
             "Past Medical History:\n" + ("\n".join(f"- {h}" for h in history) or "- none"),
             "Social History:\n" + bank.SOCIAL[int(rng.integers(len(bank.SOCIAL)))],
-            "Family History:\n" + ("; ".join(f"{'Mother' if i % 2 else 'Father'} with "
-                                              f"{d}"
-                                              for i, d in enumerate(distract)) or "Noncontributory"),
+            "Family History:\n"
+            + (
+                "; ".join(
+                    f"{'Mother' if i % 2 else 'Father'} with {d}" for i, d in enumerate(distract)
+                )
+                or "Noncontributory"
+            ),
             "Physical Exam:\n" + bank.vitals(rng) + "\n" + "\n".join(bank.EXAM_LINES),
             "Pertinent Results:\n" + "\n".join(bank.lab_block(rng, admit) for _ in range(3)),
-        ]  # fmt: skip
+        ]
         course = [f"# {n}: {self._about(g, n)}" for g, n in zip(groups, names, strict=True)]
         if distract and rng.random() < 0.5:
             course.append(f"No evidence of {distract[0]} during this admission.")
@@ -231,7 +310,7 @@ class NoteWriter:
             "Discharge Instructions:\n" + " ".join(bank.INSTRUCTIONS),
             "Followup Instructions:\nPlease follow up with your primary care physician in one "
             "to two weeks.",
-        ]  # fmt: skip
+        ]
         used = sum(len(part.split()) for part in sections + course + tail)
         narrative = bank.filler(rng, max(words - used, 40), admit)
         sections.append("Brief Hospital Course:\n" + "\n".join(course) + "\n" + narrative)
@@ -240,14 +319,18 @@ class NoteWriter:
 
     def addendum(self, groups: list[int], names: list[str]) -> str:
         i = int(self.rng.integers(len(groups)))
-        return ("Addendum:\nAdditional information reviewed after discharge. "
-                f"{self._about(groups[i], names[i])}\n")  # fmt: skip
+        return (
+            "Addendum:\nAdditional information reviewed after discharge. "
+            f"{self._about(groups[i], names[i])}\n"
+        )
 
     def other_note(self, date: str) -> tuple[str, str, str]:
         """A note of another category (the reader must leave it out)."""
         if self.rng.random() < 0.5:
-            text = ("CHEST (PORTABLE AP)\nFINDINGS: Lungs are clear. Heart size is normal. "
-                    "IMPRESSION: No acute cardiopulmonary process.\n")  # fmt: skip
+            text = (
+                "CHEST (PORTABLE AP)\nFINDINGS: Lungs are clear. Heart size is normal. "
+                "IMPRESSION: No acute cardiopulmonary process.\n"
+            )
             return "Radiology", "CHEST (PORTABLE AP)", text
         return "Nursing/other", "Report", bank.filler(self.rng, 80, date) + "\n"
 
@@ -271,9 +354,14 @@ def synthesize(cfg: SynthesizeConfig, source: SourceConfig) -> dict:
     group_counts = np.zeros(cfg.codes, dtype=np.int64)
     combos: set[tuple[int, ...]] = set()
     n_codes_total = words_total = 0
-    counts = {"discharge summaries": 0, "addenda": 0, "ISERROR rows": 0,
-              "other-category notes": 0, "admissions without a note": 0}  # fmt: skip
-    hadm_ids = 100_000 + rng.permutation(900_000)[: cfg.notes * 2]
+    counts = {
+        "discharge_summaries": 0,
+        "addenda": 0,
+        "iserror_rows": 0,
+        "other_category_notes": 0,
+        "admissions_without_note": 0,
+    }
+    hadm_ids = 100_000 + rng.permutation(max(900_000, 3 * cfg.notes))
     row_id = diag_row = 0
     with atomic_dir(cfg.out_dir) as tmp:
         notes_gz, notes, notes_text = _gzip_csv(tmp / "NOTEEVENTS.csv.gz")
@@ -283,7 +371,7 @@ def synthesize(cfg: SynthesizeConfig, source: SourceConfig) -> dict:
         admission = 0
         subject = 10_000
         bar = tqdm(total=cfg.notes, desc="synthesize", unit="note", mininterval=1.0)
-        while counts["discharge summaries"] < cfg.notes:
+        while counts["discharge_summaries"] < cfg.notes:
             subject += 1
             visits = 1 + int(rng.poisson(cfg.admissions_per_patient - 1))
             sex = "F" if rng.random() < 0.5 else "M"
@@ -291,7 +379,7 @@ def synthesize(cfg: SynthesizeConfig, source: SourceConfig) -> dict:
             year = int(rng.integers(2100, 2190))
             previous: list[int] = []
             for visit in range(visits):
-                if counts["discharge summaries"] >= cfg.notes:
+                if counts["discharge_summaries"] >= cfg.notes:
                     break
                 hadm = int(hadm_ids[admission])
                 admission += 1
@@ -304,45 +392,63 @@ def synthesize(cfg: SynthesizeConfig, source: SourceConfig) -> dict:
                 month, day = int(rng.integers(1, 13)), int(rng.integers(1, 25))
                 admit = f"{year + visit}-{month}-{day}"
                 discharge = f"{year + visit}-{month}-{day + int(rng.integers(1, 5))}"
-                codes = [inventory.children[g][int(rng.integers(len(inventory.children[g])))]
-                         for g in groups]  # fmt: skip
+                codes = [
+                    inventory.children[g][int(rng.integers(len(inventory.children[g])))]
+                    for g in groups
+                ]
                 names = [table[c] for c in codes]
                 for seq, code in enumerate(codes, start=1):
                     diag_row += 1
                     diags.writerow([diag_row, subject, hadm, seq, code.replace(".", "")])
                 if rng.random() < 0.02:
-                    counts["admissions without a note"] += 1
+                    counts["admissions_without_note"] += 1
                     continue
                 group_counts[groups] += 1
                 combos.add(tuple(sorted(groups)))
                 n_codes_total += len(groups)
-                words = max(200, int(rng.lognormal(np.log(cfg.words_per_note), 0.35)))
+                # lognormal note lengths whose mean is words_per_note (median below it)
+                words = max(200, int(rng.lognormal(np.log(cfg.words_per_note) - 0.35**2 / 2, 0.35)))
                 text = writer.summary(groups, names, words, (admit, discharge), sex, age)
                 words_total += len(text.split())
                 rows = [("Discharge summary", "Report", "", text)]
                 if rng.random() < cfg.addendum_rate:
-                    rows.append(("Discharge summary", "Addendum", "", writer.addendum(groups, names)))
+                    rows.append(
+                        ("Discharge summary", "Addendum", "", writer.addendum(groups, names))
+                    )
                     counts["addenda"] += 1
                 if rng.random() < 0.01:
                     rows.append(("Discharge summary", "Report", 1, bank.filler(rng, 60, admit)))
-                    counts["ISERROR rows"] += 1
+                    counts["iserror_rows"] += 1
                 for _ in range(int(rng.integers(0, 3))):
                     category, description, other = writer.other_note(admit)
                     rows.append((category, description, "", other))
-                    counts["other-category notes"] += 1
+                    counts["other_category_notes"] += 1
                 for category, description, iserror, body in rows:
                     row_id += 1
                     date = discharge if category == "Discharge summary" else admit
-                    notes.writerow([row_id, subject, hadm, _iso(date), "", "", category,
-                                    description, "", iserror, body])  # fmt: skip
-                counts["discharge summaries"] += 1
+                    notes.writerow(
+                        [
+                            row_id,
+                            subject,
+                            hadm,
+                            _iso(date),
+                            "",
+                            "",
+                            category,
+                            description,
+                            "",
+                            iserror,
+                            body,
+                        ]
+                    )
+                counts["discharge_summaries"] += 1
                 bar.update()
         bar.close()
         for handle in (notes_text, diag_text):
             handle.close()
         notes_gz.close()
         diag_gz.close()
-        n = counts["discharge summaries"]
+        n = counts["discharge_summaries"]
         stats = {
             "instances": n,
             "patients": subject - 10_000,
@@ -354,7 +460,7 @@ def synthesize(cfg: SynthesizeConfig, source: SourceConfig) -> dict:
             "top_code": inventory.groups[int(group_counts.argmax())],
             "held_out_abstracts_used": n_abstracts,
             "groups_with_abstract_language": sum(1 for s in inventory.sentences if s),
-            **{k.replace(" ", "_").replace("-", "_"): v for k, v in counts.items()},
+            **counts,
         }
         (tmp / "stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
     return stats

@@ -92,4 +92,3 @@ def build_vocabulary(
     final_counts = np.array([by_token.get(t, 0) for t in tokens], dtype=np.int64)
     final_counts[NUM] = num_count
     return Vocabulary(tokens, final_counts)
-

@@ -1,0 +1,35 @@
+# The two commands a newcomer needs: `make repro` (the study) and `make test` (the tests).
+# Both create .venv if missing and install the exact pinned versions first.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export DVC_NO_ANALYTICS := 1
+
+.PHONY: repro test bench lint install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	# torch first and alone: its pin resolves to the CPU wheel on this machine's disk.
+	$(BIN)/pip install --quiet -c requirements/constraints.txt torch==2.13.0
+	$(BIN)/pip install --quiet -c requirements/constraints.txt -e ".[test]"
+	touch $(STAMP)
+
+repro: $(STAMP)
+	$(BIN)/dvc repro
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	@set -e; for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script; done
+
+lint: $(STAMP)
+	$(BIN)/ruff check platform tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,82 @@
+"""The command line: help, errors without tracebacks, and no note text in any log line."""
+
+from __future__ import annotations
+
+import gzip
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "icdtransfer", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_help_lists_every_stage_command() -> None:
+    out = run("--help")
+    assert out.returncode == 0
+    for command in ("synthesize", "prepare-source", "prepare-target"):
+        assert command in out.stdout
+    sub = run("prepare-target", "--help")
+    assert "--params FILE" in sub.stdout and "--set SECTION.KEY=VALUE" in sub.stdout
+
+
+def test_bad_input_exits_2_with_a_one_line_error(tmp_path: Path) -> None:
+    out = run(
+        "prepare-target",
+        "--set",
+        f"target.input={tmp_path}",
+        "--set",
+        f"target.out_dir={tmp_path / 'out'}",
+    )
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("icdtransfer prepare-target: error: ")
+    assert not (tmp_path / "out").exists()
+    bad = run("synthesize", "--set", "synthesize.notes=lots")
+    assert bad.returncode == 2 and "synthesize.notes must be int" in bad.stderr
+
+
+def test_stage_logs_never_contain_note_text(tmp_path: Path) -> None:
+    """Every 6-word window of the synthetic notes is absent from the stages' output."""
+    raw, source, target = tmp_path / "raw", tmp_path / "source", tmp_path / "target"
+    sets = [
+        "--set",
+        "synthesize.notes=150",
+        "--set",
+        f"synthesize.out_dir={raw}",
+        "--set",
+        f"source.out_dir={source}",
+        "--set",
+        f"target.input={raw}",
+        "--set",
+        f"target.out_dir={target}",
+        "--set",
+        "target.min_count=5",
+        "--set",
+        "target.validation_size=20",
+        "--set",
+        "target.test_size=20",
+    ]
+    logs = ""
+    for command in ("synthesize", "prepare-source", "prepare-target"):
+        out = run(command, *sets, "--verbose")
+        assert out.returncode == 0, out.stderr
+        logs += out.stdout + out.stderr
+    assert "Table 1" in logs
+    logs = " ".join(logs.split())
+    with gzip.open(raw / "NOTEEVENTS.csv.gz", "rt", encoding="utf-8") as handle:
+        words = re.findall(r"\S+", handle.read())
+    windows = {" ".join(words[i : i + 6]) for i in range(0, len(words) - 6)}
+    assert len(windows) > 10_000
+    leaked = [w for w in windows if w in logs]
+    assert leaked == []
