@@ -68,3 +68,62 @@ def write_jsonl(path: Path, records: list[dict | str]) -> Path:
         for r in records:
             handle.write((r if isinstance(r, str) else json.dumps(r)) + "\n")
     return path
+
+
+WORDS = [f"w{i}" for i in range(300)]
+KEYWORDS = {
+    "428.0": "cardiac",
+    "401.9": "pressure",
+    "250.0": "glucose",
+    "486": "lung",
+    "584.9": "kidney",
+    "038.9": "sepsis",
+}
+
+
+def tiny_target_jsonl(path: Path, n: int = 160, seed: int = 0) -> Path:
+    """Notes of random filler words; a code is present exactly when its keyword is (learnable)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    records = []
+    for i in range(n):
+        words = list(rng.choice(WORDS, size=int(rng.integers(20, 80))))
+        codes = [c for c in KEYWORDS if rng.random() < 0.35]
+        if not codes:
+            codes = ["428.0"]
+        for c in codes:
+            words.insert(int(rng.integers(len(words))), KEYWORDS[c])
+        records.append(
+            {"id": f"n{i}", "text": " ".join(words), "codes": codes, "patient_id": f"p{i // 2}"}
+        )
+    return write_jsonl(path, records)
+
+
+def tiny_medline(path: Path, n: int = 200, seed: int = 1) -> Path:
+    """Abstracts that use the same keywords, labelled with MeSH-like descriptors."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    mesh = {
+        "cardiac": ("D006333", "Heart Failure"),
+        "lung": ("D011014", "Pneumonia"),
+        "glucose": ("D003920", "Diabetes Mellitus"),
+        "kidney": ("D058186", "AKI"),
+    }
+    articles = []
+    for i in range(n):
+        words = list(rng.choice(WORDS, size=int(rng.integers(20, 50))))
+        keys = [k for k in mesh if rng.random() < 0.4] or ["cardiac"]
+        words += keys
+        rng.shuffle(words)
+        articles.append(
+            {
+                "pmid": str(1000 + i),
+                "title": "t",
+                "abstract": [" ".join(words)],
+                "mesh": [mesh[k] for k in keys],
+            }
+        )
+    path.write_bytes(medline_xml(articles))
+    return path

@@ -40,3 +40,71 @@ def default_run(tmp_path_factory: pytest.TempPathFactory, params: Params) -> dic
     prepare_source(source, params.tokenizer)
     prepare_target(target, params.tokenizer, source.out_dir)
     return {"root": root, "raw": root / "raw", "source": root / "source", "target": root / "target"}
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory: pytest.TempPathFactory, params: Params) -> dict:
+    """Small learnable source and target corpora, and model/training settings sized for tests."""
+    from builders import tiny_medline, tiny_target_jsonl
+    from icdtransfer.config import ModelConfig
+    from icdtransfer.data.prepare import prepare_source, prepare_target
+
+    root = tmp_path_factory.mktemp("tiny")
+    source = replace(
+        params.source,
+        input=str(tiny_medline(root / "m.xml")),
+        holdout=0.0,
+        out_dir=str(root / "source"),
+        validation_size=20,
+        test_size=20,
+        min_count=1,
+        vocab_min_count=1,
+        workers=1,
+    )
+    prepare_source(source, params.tokenizer)
+    target = replace(
+        params.target,
+        format="jsonl",
+        input=str(tiny_target_jsonl(root / "t.jsonl", n=400)),
+        out_dir=str(root / "target"),
+        validation_size=40,
+        test_size=40,
+        min_count=2,
+        vocab_min_count=1,
+    )
+    prepare_target(target, params.tokenizer, source.out_dir)
+    model = ModelConfig(
+        embedding_dim=16,
+        filters=16,
+        widths=[2, 3],
+        adaptation_size=16,
+        dropout=0.1,
+        word_dropout=0.2,
+        max_tokens=60,
+    )
+    pretrain = replace(
+        params.pretrain,
+        epochs=2,
+        batch_size=16,
+        precision="fp32",
+        out_dir=str(root / "pretrain"),
+        checkpoint_dir=str(root / "ckpt-pre"),
+    )
+    train_target = replace(
+        params.train_target,
+        epochs=3,
+        batch_size=8,
+        precision="fp32",
+        learning_rate=0.01,
+        pretrained=pretrain.out_dir,
+        out_dir=str(root / "members"),
+        checkpoint_dir=str(root / "ckpt"),
+    )
+    return {
+        "root": root,
+        "source": source.out_dir,
+        "target": target.out_dir,
+        "model": model,
+        "pretrain": pretrain,
+        "train_target": train_target,
+    }

@@ -63,3 +63,14 @@ def test_unknown_key_in_a_file(tmp_path: Path) -> None:
     path.write_text("target: [\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_params(path)
+
+
+def test_paper_preset_has_the_papers_hyperparameters() -> None:
+    p = load_params(REPO / "presets" / "paper.yaml")
+    m = p.model
+    assert (m.embedding_dim, m.filters, m.widths, m.adaptation_size) == (300, 300, [3, 4, 5], 512)
+    assert (m.word_dropout, m.dropout, m.max_tokens) == (0.3, 0.5, 6000)
+    for stage in (p.pretrain, p.train_target):
+        assert stage.optimizer == "adadelta" and stage.batch_size == 50
+    assert (p.target.min_count, p.target.validation_size, p.target.test_size) == (50, 2000, 3000)
+    assert p.synthesize.scale == "paper"

@@ -30,24 +30,46 @@ def sh(*args: str, cwd: Path, stdout_only: bool = False) -> str:
     return out.stdout if stdout_only else out.stdout + out.stderr
 
 
+# A small study: every stage runs for real, on less data and for fewer epochs.
+SMALL = {
+    "synthesize.notes": 400,
+    "synthesize.words_per_note": 300,
+    "target.min_count": 8,
+    "target.validation_size": 60,
+    "target.test_size": 80,
+    "pretrain.epochs": 1,
+    "pretrain.max_tokens": 100,
+    "train_target.epochs": 2,
+    "model.max_tokens": 300,
+}
+
+
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The committed project (plus the working tree's edits), in a fresh git repository."""
+    """The committed project (plus the working tree's edits), in a fresh git repository,
+    with the SMALL params written into its params.yaml."""
+    import yaml
+
     dest = tmp_path_factory.mktemp("clone")
-    files = subprocess.run(
+    listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
         cwd=REPO,
         capture_output=True,
         text=True,
         check=True,
     ).stdout.split()
-    for name in files:
+    for name in listed:
         if (REPO / name).is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, dest / name)
-    for stats in dest.glob("data/**/stats.json"):
-        stats.unlink()  # pretend nothing was ever run here
+    for stale in [*dest.glob("data/**/stats.json"), *dest.glob("models/**/*.json")]:
+        stale.unlink()  # pretend nothing was ever run here
     (dest / "dvc.lock").unlink(missing_ok=True)
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    for key, value in SMALL.items():
+        section, name = key.split(".")
+        params[section][name] = value
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh("git", "init", "-q", cwd=dest)
     sh("git", "add", "-A", cwd=dest)
     sh("git", "commit", "-qm", "clone", cwd=dest)
@@ -58,12 +80,30 @@ def ran(log: str) -> list[str]:
     return [line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage")]
 
 
-def test_repro_then_noop_then_only_target_stages_rerun(clone: Path) -> None:
+def test_repro_metrics_noop_and_target_only_reruns(clone: Path) -> None:
     first = sh("dvc", "repro", cwd=clone)
-    assert ran(first) == ["synthesize", "prepare_source", "prepare_target"]
+    assert ran(first) == [
+        "synthesize",
+        "prepare_source",
+        "prepare_target",
+        "pretrain",
+        "baseline",
+        "train_target@scratch",
+        "train_target@tune_all_frozen_copy",
+    ]
     metrics = json.loads(sh("dvc", "metrics", "show", "--json", cwd=clone, stdout_only=True))
-    target_stats = metrics[""]["data"]["data/prepared/target/stats.json"]["data"]
-    assert target_stats["instances"] == 2000
+    files = metrics[""]["data"]
+    assert files["data/prepared/target/stats.json"]["data"]["instances"] == 400
+    for member in (
+        "models/baseline",
+        "models/target/scratch-seed1",
+        "models/target/tune_all_frozen_copy-seed1",
+    ):
+        result = files[f"{member}/metrics.json"]["data"]
+        for threshold in ("fixed_0.5", "tuned"):
+            assert 0.0 <= result[threshold]["micro_f"] <= 1.0
+            assert 0.0 <= result[threshold]["macro_f"] <= 1.0
+    assert files["models/baseline/metrics.json"]["data"]["tuned"]["micro_f"] > 0.3
 
     second = sh("dvc", "repro", cwd=clone)
     assert ran(second) == []
@@ -71,7 +111,13 @@ def test_repro_then_noop_then_only_target_stages_rerun(clone: Path) -> None:
 
     sh("git", "add", "-A", cwd=clone)
     sh("git", "commit", "-qm", "ran", cwd=clone)
-    exp = sh("dvc", "exp", "run", "-S", "target.min_count=15", cwd=clone)
-    assert ran(exp) == ["prepare_target"]
-    new = json.loads((clone / "data/prepared/target/stats.json").read_text())
-    assert new["labels"] > target_stats["labels"]  # a lower cut keeps more codes
+    before = json.loads((clone / "data/prepared/target/stats.json").read_text())
+    exp = sh("dvc", "exp", "run", "-S", "target.min_count=4", cwd=clone)
+    assert ran(exp) == [
+        "prepare_target",
+        "baseline",
+        "train_target@scratch",
+        "train_target@tune_all_frozen_copy",
+    ]  # not synthesize, source, pretrain
+    after = json.loads((clone / "data/prepared/target/stats.json").read_text())
+    assert after["labels"] > before["labels"]  # a lower cut keeps more codes

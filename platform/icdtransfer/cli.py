@@ -41,6 +41,87 @@ def _prepare_target(params: Params, args: argparse.Namespace) -> None:
     log.info("wrote %s", params.target.out_dir)
 
 
+def _pretrain(params: Params, args: argparse.Namespace) -> None:
+    from icdtransfer.train.stages import pretrain
+
+    metrics = pretrain(params.model, params.pretrain, params.source.out_dir)
+    log.info(
+        "wrote %s (stage-1 test micro-F %.4f at 0.5)",
+        params.pretrain.out_dir,
+        metrics["fixed_0.5"]["micro_f"],
+    )
+
+
+def _train_target(params: Params, args: argparse.Namespace) -> None:
+    from icdtransfer.train.stages import train_target
+
+    train_target(params.model, params.train_target, params.target.out_dir)
+
+
+def _baseline(params: Params, args: argparse.Namespace) -> None:
+    from icdtransfer.baseline.lr import train_baseline
+
+    train_baseline(params.baseline, params.target.out_dir)
+
+
+def _ensemble(params: Params, args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from icdtransfer.train.ensemble import build_ensemble
+
+    metrics = build_ensemble([Path(m) for m in args.members], params.target.out_dir, args.out)
+    log.info(
+        "wrote %s: %d members, test micro-F %.4f, macro-F %.4f (threshold 0.5)",
+        args.out,
+        len(args.members),
+        metrics["fixed_0.5"]["micro_f"],
+        metrics["fixed_0.5"]["macro_f"],
+    )
+
+
+def _predict(params: Params, args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from icdtransfer.predict import predict, write_predictions
+
+    rows = predict(Path(args.model), Path(args.input), args.top_k, args.threshold)
+    write_predictions(rows, Path(args.output) if args.output else None)
+
+
+def _ensemble_args(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument(
+        "--members",
+        nargs="+",
+        required=True,
+        metavar="DIR",
+        help="member directories (same target corpus, different seeds)",
+    )
+    cmd.add_argument("--out", required=True, metavar="DIR", help="ensemble directory to write")
+
+
+def _predict_args(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument(
+        "--model",
+        required=True,
+        metavar="DIR",
+        help="a member directory (CNN or baseline) or an ensemble directory",
+    )
+    cmd.add_argument(
+        "--input",
+        required=True,
+        metavar="FILE",
+        help='JSONL, one {"id": ..., "text": ...} per line',
+    )
+    cmd.add_argument("--output", metavar="FILE", help="write JSONL here (default: stdout)")
+    cmd.add_argument("--top-k", type=int, default=10, help="codes listed per note (default 10)")
+    cmd.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="probability for `predicted` (default: the model's tuned threshold)",
+    )
+
+
 COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], None], str]] = {
     "synthesize": (
         _synthesize,
@@ -54,7 +135,17 @@ COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], None], str]] = 
         _prepare_target,
         "MIMIC-III CSVs or JSONL EMRs -> stage-2 corpus (params: target, tokenizer)",
     ),
+    "pretrain": (_pretrain, "stage 1: CNN on PubMed abstracts -> MeSH (params: model, pretrain)"),
+    "train-target": (
+        _train_target,
+        "stage 2: one transfer variant, one seed -> a member directory (params: model, "
+        "train_target)",
+    ),
+    "baseline": (_baseline, "the paper's LR baseline: tf-idf n-grams + one LR per code"),
+    "ensemble": (_ensemble, "average stored member probabilities (a seed ensemble)"),
+    "predict": (_predict, "top codes for new notes (JSONL) from a member or ensemble directory"),
 }
+EXTRA_ARGS = {"ensemble": _ensemble_args, "predict": _predict_args}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
             help="override one param (value parsed as YAML); repeatable",
         )
         cmd.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+        if name in EXTRA_ARGS:
+            EXTRA_ARGS[name](cmd)
     return parser
 
 
@@ -95,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = load_params(args.params, args.overrides)
         COMMANDS[args.command][0](params, args)
-    except (ConfigError, InputError) as err:
+    except (ConfigError, InputError, ValueError) as err:
         # Messages name the file, the record and the problem, never document text.
         print(f"icdtransfer {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -101,11 +101,76 @@ class TargetConfig:
 
 
 @dataclass
+class ModelConfig:
+    """The Kim CNN. Stage 2 inherits the encoder shape of the stage-1 model it transfers."""
+
+    embedding_dim: int = 64  # E; paper: 300
+    filters: int = 64  # per width; paper: 300
+    widths: list[int] = field(default_factory=lambda: [3, 4, 5])
+    adaptation_size: int = 256  # alpha; paper: 512
+    dropout: float = 0.1  # before the output layer; paper: 0.5 (with 65k training EMRs)
+    word_dropout: float = 0.3  # share of tokens removed during training
+    max_tokens: int = 1500  # documents truncated here; paper: 6000
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings shared by both stages."""
+
+    optimizer: Literal["adam", "adadelta"] = "adam"  # paper: adadelta
+    learning_rate: float = 0.003
+    batch_size: int = 16  # paper: 50
+    epochs: int = 6
+    patience: int = 2  # epochs without a better validation macro-F before stopping
+    seed: int = 1
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the hardware has it
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    bucket: bool = True  # batch documents of similar length together
+
+
+@dataclass
+class PretrainConfig(TrainConfig):
+    """Stage 1: the CNN learns MeSH descriptors from PubMed abstracts."""
+
+    max_tokens: int = 400  # abstracts are short; the model section's max_tokens is for EMRs
+    out_dir: str = "models/pretrain"
+    checkpoint_dir: str = ".checkpoints/pretrain"  # per-epoch state, for resuming a killed run
+
+
+@dataclass
+class TrainTargetConfig(TrainConfig):
+    """Stage 2: one member = one transfer variant trained with one seed."""
+
+    epochs: int = 12
+    patience: int = 3
+    variant: str = "tune_all_frozen_copy"  # scratch|frozen|tune_conv|tune_all|tune_all_frozen_copy
+    variants: list[str] = field(default_factory=lambda: ["scratch", "tune_all_frozen_copy"])
+    pretrained: str = "models/pretrain"
+    out_dir: str = "models/target"  # members go to <out_dir>/<variant>-seed<seed>
+    checkpoint_dir: str = ".checkpoints/target"
+
+
+@dataclass
+class BaselineConfig:
+    """The paper's LR: one logistic regression per code on tf-idf word n-grams."""
+
+    ngram_max: int = 2  # word 1..n-grams
+    min_df: int = 2
+    max_features: int = 200_000
+    C: float = 10.0  # inverse regularisation strength
+    out_dir: str = "models/baseline"
+
+
+@dataclass
 class Params:
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
     synthesize: SynthesizeConfig = field(default_factory=SynthesizeConfig)
     target: TargetConfig = field(default_factory=TargetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    train_target: TrainTargetConfig = field(default_factory=TrainTargetConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
 
 
 def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Params:

@@ -7,8 +7,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import pytest
 import pandas as pd
+import pytest
 
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.data.emr import ReadStats, read_notes

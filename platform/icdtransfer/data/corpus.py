@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from tqdm import tqdm
 
 from icdtransfer.data.splits import SPLIT_NAMES, TRAIN
 from icdtransfer.data.tokenizer import raw_tokens
 from icdtransfer.data.vocab import DROP, Vocabulary
+from icdtransfer.progress import progress
 
 _CHUNK = 1 << 22  # tokens per vectorised step when counting and remapping
 
@@ -177,7 +177,7 @@ def write_corpus(
                 tokens_out.write(lookup[ids[start : start + _CHUNK]].tobytes())
             doc_offsets[:] = offsets
         else:
-            for d in tqdm(range(n_docs), desc="encode", unit="doc", mininterval=1.0, leave=False):
+            for d in progress(range(n_docs), "encode", "doc", leave=False):
                 pieces = [lookup[ids[offsets[p] : offsets[p + 1]]] for p in parts[d]]
                 doc = np.concatenate(pieces) if len(pieces) != 1 else pieces[0]
                 if numbers == "drop":

@@ -164,8 +164,11 @@ def _id(value: str) -> str:
     return value[:-2] if value.endswith(".0") else value
 
 
-def read_jsonl(path: Path, encoding: str, errors: str, stats: ReadStats) -> Iterator[NotePart]:
-    """Records of a JSONL file: {"id", "text", "codes": [...], "patient_id"?} per line.
+def read_jsonl(
+    path: Path, encoding: str, errors: str, stats: ReadStats, require_codes: bool = True
+) -> Iterator[NotePart]:
+    """Records of a JSONL file: {"id", "text", "codes": [...], "patient_id"?} per line
+    ("codes" optional when `require_codes` is false, as for prediction).
 
     A line that is not a JSON object, lacks a field or has a field of the wrong type is an
     InputError naming the line. Blank lines are ignored.
@@ -194,19 +197,19 @@ def read_jsonl(path: Path, encoding: str, errors: str, stats: ReadStats) -> Iter
                     obj = json.loads(line)
                 except json.JSONDecodeError as err:
                     raise InputError(path, where, f"not valid JSON ({err.msg})") from None
-                yield _jsonl_record(obj, path, where, stats)
+                yield _jsonl_record(obj, path, where, require_codes)
                 records += 1
     if records == 0:
         raise InputError(path, None, "empty input: no records")
 
 
-def _jsonl_record(obj: object, path: Path, where: str, stats: ReadStats) -> NotePart:
+def _jsonl_record(obj: object, path: Path, where: str, require_codes: bool) -> NotePart:
     if not isinstance(obj, dict):
         raise InputError(path, where, f"a record must be a JSON object, got {type(obj).__name__}")
-    for key in ("id", "text", "codes"):
+    for key in ("id", "text", "codes") if require_codes else ("id", "text"):
         if key not in obj:
             raise InputError(path, where, f"record has no {key!r} field")
-    doc_id, text, codes = obj["id"], obj["text"], obj["codes"]
+    doc_id, text, codes = obj["id"], obj["text"], obj.get("codes", [])
     if not isinstance(doc_id, str | int) or isinstance(doc_id, bool) or str(doc_id) == "":
         raise InputError(path, where, "'id' must be a non-empty string or an integer")
     if not isinstance(text, str):

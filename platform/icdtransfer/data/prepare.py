@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from icdtransfer.config import SourceConfig, TargetConfig, TokenizerConfig
 from icdtransfer.data import codes as icd
@@ -30,6 +29,7 @@ from icdtransfer.data.files import resolve_inputs
 from icdtransfer.data.medline import Citation, mesh_name_table, read_bioasq, read_medline
 from icdtransfer.data.splits import SPLIT_NAMES, TRAIN, in_holdout, split_by_group, split_from_files
 from icdtransfer.data.vocab import Vocabulary, build_vocabulary
+from icdtransfer.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +59,7 @@ def prepare_source(cfg: SourceConfig, tokenizer: TokenizerConfig) -> dict:
         doc_codes: list[list[str]] = []
         parts: list[list[int]] = []
         read = 0
-        for citation in tqdm(
-            source_citations(cfg), desc="read source", unit="doc", mininterval=1.0
-        ):
+        for citation in progress(source_citations(cfg), "read source", "doc"):
             read += 1
             if in_holdout(citation.pmid, cfg.holdout, cfg.seed):
                 skipped["holdout_for_synthesizer"] += 1
@@ -102,7 +100,7 @@ def prepare_source(cfg: SourceConfig, tokenizer: TokenizerConfig) -> dict:
             tokenizer.numbers,
             names,
             None,
-            {"read": read, "skipped": dict(skipped)},
+            {"read": read, "skipped": dict(skipped), "tokenizer_numbers": tokenizer.numbers},
         )
     log.info("%s", format_table1(stats, "PubMed source"))
     return stats
@@ -140,6 +138,7 @@ def prepare_target(cfg: TargetConfig, tokenizer: TokenizerConfig, source_dir: st
             "records_with_replaced_bytes": read_stats.replaced,
             "split_ids_not_in_corpus": missing,
             "patients_in_two_splits": _shared_patients(docs),
+            "tokenizer_numbers": tokenizer.numbers,
         }
         stats = _finish(
             cfg.out_dir,
@@ -195,7 +194,7 @@ def _read_mimic(
     doc_parts: dict[str, list[tuple[tuple, int]]] = {}
     doc_patient: dict[str, str | None] = {}
     rows = read_notes(notes, cfg.categories, cfg.encoding, cfg.encoding_errors, stats)
-    for part in tqdm(rows, desc="read notes", unit="note", mininterval=1.0):
+    for part in progress(rows, "read notes", "note"):
         if part.doc_id not in codes:
             stats.counts["notes_of_admissions_without_codes"] += 1
             continue
@@ -214,7 +213,7 @@ def _read_jsonl(
     first_seen: dict[str, str] = {}
     for path in resolve_inputs(cfg.input):
         records = read_jsonl(path, cfg.encoding, cfg.encoding_errors, stats)
-        for part in tqdm(records, desc="read jsonl", unit="doc", mininterval=1.0):
+        for part in progress(records, "read jsonl", "doc"):
             if part.doc_id in first_seen:
                 raise InputError(
                     path,

@@ -370,7 +370,7 @@ def synthesize(cfg: SynthesizeConfig, source: SourceConfig) -> dict:
         diags.writerow(DIAGNOSIS_HEADER)
         admission = 0
         subject = 10_000
-        bar = tqdm(total=cfg.notes, desc="synthesize", unit="note", mininterval=1.0)
+        bar = tqdm(total=cfg.notes, desc="synthesize", unit="note", mininterval=1.0, disable=None)
         while counts["discharge_summaries"] < cfg.notes:
             subject += 1
             visits = 1 + int(rng.poisson(cfg.admissions_per_patient - 1))

@@ -1,0 +1,1 @@
+"""Evaluation: multi-label metrics, thresholds, frequency deciles."""

@@ -1,0 +1,119 @@
+"""The Kim-style text CNN and its heads (DESIGN.md section 4).
+
+g(x) = [max_t ReLU(W_w * E[x])_t for w in widths]           (the encoder: EM and CV)
+stage 1: sigmoid(W_S g(x) + b_S)                              (MeSH descriptors)
+stage 2: sigmoid(W_o dropout(ReLU(W_a h + b_a)) + b_o)        (ICD codes)
+         h = g(x), or g(x) || g'(x) with a frozen copy g'
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class EncoderShape:
+    vocab_size: int
+    embedding_dim: int
+    filters: int
+    widths: tuple[int, ...]
+
+    @property
+    def features(self) -> int:
+        return self.filters * len(self.widths)
+
+
+class CNNEncoder(nn.Module):
+    """Embeddings (EM) -> Conv1d per width (CV) -> ReLU -> max over time.
+
+    Windows that reach into padding are excluded from the max, so a document's features do not
+    depend on how much its batch was padded; a document shorter than a filter width gives 0
+    for that width. ReLU is monotonic, so max-then-ReLU equals ReLU-then-max: the ReLU runs
+    on the pooled [B, F] values instead of the whole [B, F, T] feature map.
+    """
+
+    def __init__(self, shape: EncoderShape) -> None:
+        super().__init__()
+        self.shape = shape
+        self.embedding = nn.Embedding(shape.vocab_size, shape.embedding_dim, padding_idx=0)
+        self.convs = nn.ModuleList(
+            nn.Conv1d(shape.embedding_dim, shape.filters, w) for w in shape.widths
+        )
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        x = self.embedding(tokens).transpose(1, 2)  # [B, E, T]
+        if torch.is_autocast_enabled(x.device.type):
+            # cast once for all widths (autocast would cast the input again for every conv)
+            x = x.to(torch.get_autocast_dtype(x.device.type))
+        x = x.contiguous()
+        steps = torch.arange(tokens.shape[1], device=tokens.device)
+        padded = bool((lengths < tokens.shape[1]).any())
+        pooled = []
+        for conv, width in zip(self.convs, self.shape.widths, strict=True):
+            h = conv(x)  # [B, F, T - w + 1]
+            if padded or tokens.shape[1] < width:
+                invalid = steps[: h.shape[2]][None, :] > (lengths[:, None] - width)
+                h = h.masked_fill(invalid[:, None, :], float("-inf"))
+            if h.shape[2] == 0:
+                pooled.append(h.new_zeros(h.shape[:2]))
+            else:
+                pooled.append(torch.relu(h.amax(dim=2)))
+        return torch.cat(pooled, dim=1)
+
+
+class SourceModel(nn.Module):
+    """Stage 1: encoder -> dropout -> one sigmoid output per MeSH descriptor (logits here)."""
+
+    def __init__(self, shape: EncoderShape, n_labels: int, dropout: float) -> None:
+        super().__init__()
+        self.encoder = CNNEncoder(shape)
+        self.dropout = nn.Dropout(dropout)
+        self.output = nn.Linear(shape.features, n_labels)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.output(self.dropout(self.encoder(tokens, lengths)))
+
+
+class TargetModel(nn.Module):
+    """Stage 2: encoder (and optionally a frozen copy) -> adaptation layer -> codes (logits)."""
+
+    def __init__(
+        self,
+        shape: EncoderShape,
+        n_labels: int,
+        adaptation_size: int,
+        dropout: float,
+        frozen_copy: bool = False,
+    ) -> None:
+        super().__init__()
+        self.encoder = CNNEncoder(shape)
+        self.frozen_encoder: CNNEncoder | None = None
+        if frozen_copy:
+            self.frozen_encoder = copy.deepcopy(self.encoder)
+        width = shape.features * (2 if frozen_copy else 1)
+        self.adaptation = nn.Linear(width, adaptation_size)
+        self.dropout = nn.Dropout(dropout)
+        self.output = nn.Linear(adaptation_size, n_labels)
+
+    def features(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """h: g(x), or g(x) || g'(x) when there is a frozen copy."""
+        g = self.encoder(tokens, lengths)
+        if self.frozen_encoder is None:
+            return g
+        with torch.no_grad():
+            g_frozen = self.frozen_encoder(tokens, lengths)
+        return torch.cat([g, g_frozen], dim=1)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.adaptation(self.features(tokens, lengths)))
+        return self.output(self.dropout(h))
+
+    def train(self, mode: bool = True) -> TargetModel:
+        super().train(mode)
+        if self.frozen_encoder is not None:
+            self.frozen_encoder.eval()  # the frozen copy is a fixed function of the input
+        return self

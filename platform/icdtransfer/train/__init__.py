@@ -1,0 +1,1 @@
+"""Training: batches, the loop shared by both stages, checkpoints, ensembles."""
