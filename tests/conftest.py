@@ -108,3 +108,47 @@ def tiny(tmp_path_factory: pytest.TempPathFactory, params: Params) -> dict:
         "pretrain": pretrain,
         "train_target": train_target,
     }
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray instance for the in-process Ray tests (4 logical CPUs on 2 cores)."""
+    import ray
+
+    from icdtransfer.config import RayConfig
+    from icdtransfer.ray_env import connect
+
+    connect(RayConfig(num_cpus=4))
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_params(tiny: dict, params: Params, tmp_path_factory: pytest.TempPathFactory) -> Params:
+    """The repository's params pointed at the tiny corpora, a trained tiny stage-1 model, and
+    temporary Ray storage and results folders."""
+    from icdtransfer.train.stages import pretrain
+
+    root = tmp_path_factory.mktemp("sweeps")
+    if not (Path(tiny["pretrain"].out_dir) / "model.pt").exists():
+        pretrain(tiny["model"], tiny["pretrain"], tiny["source"])
+    return replace(
+        params,
+        model=tiny["model"],
+        source=replace(params.source, out_dir=tiny["source"]),
+        target=replace(params.target, out_dir=tiny["target"]),
+        pretrain=tiny["pretrain"],
+        train_target=replace(tiny["train_target"], epochs=2),
+        ray=replace(params.ray, storage_path=str(root / "ray"), num_cpus=4),
+        sweep=replace(params.sweep, results_dir=str(root / "results")),
+    )
+
+
+def write_params(params: Params, path: Path) -> Path:
+    """A params file (YAML) holding exactly `params`, for commands run as subprocesses."""
+    import dataclasses
+
+    import yaml
+
+    path.write_text(yaml.safe_dump(dataclasses.asdict(params), sort_keys=False))
+    return path

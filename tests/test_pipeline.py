@@ -41,7 +41,22 @@ SMALL = {
     "pretrain.max_tokens": 100,
     "train_target.epochs": 2,
     "model.max_tokens": 300,
+    "sweep.studies": ["smoke"],
+    "report.study": "smoke",
+    "report.bootstrap": 200,
 }
+STAGES = {
+    "synthesize",
+    "prepare_source",
+    "prepare_target",
+    "pretrain",
+    "baseline",
+    "train_target@scratch",
+    "train_target@tune_all_frozen_copy",
+    "sweep@smoke",
+    "report",
+}
+TARGET_STAGES = STAGES - {"synthesize", "prepare_source", "pretrain"}
 
 
 @pytest.fixture(scope="module")
@@ -80,17 +95,31 @@ def ran(log: str) -> list[str]:
     return [line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage")]
 
 
+def note_windows(clone: Path) -> set[str]:
+    """Every 6-word window of the synthetic notes' TEXT fields."""
+    import csv
+    import gzip
+
+    windows: set[str] = set()
+    with gzip.open(clone / "data/raw/synthetic/NOTEEVENTS.csv.gz", "rt", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            words = row["TEXT"].split()
+            windows.update(" ".join(words[i : i + 6]) for i in range(len(words) - 5))
+    return windows
+
+
+def readable(path: Path) -> str:
+    """A file as text: parquet through pandas, anything else as UTF-8 (bytes ignored)."""
+    import pandas as pd
+
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path).to_csv()
+    return path.read_bytes().decode("utf-8", errors="ignore")
+
+
 def test_repro_metrics_noop_and_target_only_reruns(clone: Path) -> None:
     first = sh("dvc", "repro", cwd=clone)
-    assert ran(first) == [
-        "synthesize",
-        "prepare_source",
-        "prepare_target",
-        "pretrain",
-        "baseline",
-        "train_target@scratch",
-        "train_target@tune_all_frozen_copy",
-    ]
+    assert set(ran(first)) == STAGES
     metrics = json.loads(sh("dvc", "metrics", "show", "--json", cwd=clone, stdout_only=True))
     files = metrics[""]["data"]
     assert files["data/prepared/target/stats.json"]["data"]["instances"] == 400
@@ -104,6 +133,23 @@ def test_repro_metrics_noop_and_target_only_reruns(clone: Path) -> None:
             assert 0.0 <= result[threshold]["micro_f"] <= 1.0
             assert 0.0 <= result[threshold]["macro_f"] <= 1.0
     assert files["models/baseline/metrics.json"]["data"]["tuned"]["micro_f"] > 0.3
+    summary = files["reports/summary.json"]["data"]
+    assert {"LR", "scratch", "tune_all"} <= set(summary["tuned"])
+    assert (clone / "reports/dashboard.html").exists()
+    assert len(list((clone / "reports/plots/deciles").glob("*.csv"))) == 3
+
+    # No note text anywhere in results/, reports/ or the logs of the run.
+    windows = note_windows(clone)
+    assert len(windows) > 50_000
+    texts = [first]
+    for folder in ("results", "reports"):
+        texts += [readable(p) for p in (clone / folder).rglob("*") if p.is_file()]
+    assert len(texts) > 20
+    found: set[str] = set()  # every 6-word window (whitespace-split) of every output
+    for text in texts:
+        words = text.split()
+        found.update(" ".join(words[i : i + 6]) for i in range(len(words) - 5))
+    assert windows.isdisjoint(found), sorted(windows & found)[:5]
 
     second = sh("dvc", "repro", cwd=clone)
     assert ran(second) == []
@@ -113,11 +159,6 @@ def test_repro_metrics_noop_and_target_only_reruns(clone: Path) -> None:
     sh("git", "commit", "-qm", "ran", cwd=clone)
     before = json.loads((clone / "data/prepared/target/stats.json").read_text())
     exp = sh("dvc", "exp", "run", "-S", "target.min_count=4", cwd=clone)
-    assert ran(exp) == [
-        "prepare_target",
-        "baseline",
-        "train_target@scratch",
-        "train_target@tune_all_frozen_copy",
-    ]  # not synthesize, source, pretrain
+    assert set(ran(exp)) == TARGET_STAGES  # not synthesize, prepare_source, pretrain
     after = json.loads((clone / "data/prepared/target/stats.json").read_text())
     assert after["labels"] > before["labels"]  # a lower cut keeps more codes

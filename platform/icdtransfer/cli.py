@@ -15,6 +15,7 @@ from collections.abc import Callable
 from icdtransfer import __version__
 from icdtransfer.config import ConfigError, Params, load_params
 from icdtransfer.data.errors import InputError
+from icdtransfer.sweep import SweepInterrupted
 
 log = logging.getLogger("icdtransfer")
 
@@ -44,7 +45,7 @@ def _prepare_target(params: Params, args: argparse.Namespace) -> None:
 def _pretrain(params: Params, args: argparse.Namespace) -> None:
     from icdtransfer.train.stages import pretrain
 
-    metrics = pretrain(params.model, params.pretrain, params.source.out_dir)
+    metrics = pretrain(params.model, params.pretrain, params.source.out_dir, params.ray)
     log.info(
         "wrote %s (stage-1 test micro-F %.4f at 0.5)",
         params.pretrain.out_dir,
@@ -86,6 +87,54 @@ def _predict(params: Params, args: argparse.Namespace) -> None:
 
     rows = predict(Path(args.model), Path(args.input), args.top_k, args.threshold)
     write_predictions(rows, Path(args.output) if args.output else None)
+
+
+def _sweep(params: Params, args: argparse.Namespace) -> None:
+    from icdtransfer.sweep.runner import run_study
+
+    run_study(params, args.study)
+
+
+def _sweep_args(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument(
+        "--study",
+        required=True,
+        metavar="NAME",
+        help="a study in sweep.studies_dir (table2, sweep, smoke) or a .yaml path",
+    )
+
+
+def _report(params: Params, args: argparse.Namespace) -> None:
+    from icdtransfer.report.render import run_report
+
+    run_report(
+        params.report, params.target.out_dir, params.sweep.results_dir, params.baseline.out_dir
+    )
+
+
+def _dashboard(params: Params, args: argparse.Namespace) -> None:
+    import functools
+    import http.server
+    from pathlib import Path
+
+    page = Path(params.report.out_dir) / "dashboard.html"
+    if not page.exists():
+        raise ValueError(f"{page} does not exist: run `icdtransfer report` (or dvc repro) first")
+    if not args.serve:
+        print(page.resolve())
+        return
+    handler = functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(page.parent.resolve())
+    )
+    # 127.0.0.1 only: a report of patient-derived results is not for the network
+    with http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler) as server:
+        log.info("serving http://127.0.0.1:%d/dashboard.html (Ctrl-C to stop)", args.port)
+        server.serve_forever()
+
+
+def _dashboard_args(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--serve", action="store_true", help="serve it on http://127.0.0.1:PORT")
+    cmd.add_argument("--port", type=int, default=8765)
 
 
 def _ensemble_args(cmd: argparse.ArgumentParser) -> None:
@@ -142,10 +191,26 @@ COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], None], str]] = 
         "train_target)",
     ),
     "baseline": (_baseline, "the paper's LR baseline: tf-idf n-grams + one LR per code"),
+    "sweep": (
+        _sweep,
+        "run (or resume) a study of studies/ on Ray Tune + Optuna -> results/<study>/ "
+        "(params: model, train_target, ray, sweep)",
+    ),
+    "report": (
+        _report,
+        "Tables 2 and 3, decile and frequency data with bootstrap intervals, summary.json and "
+        "reports/dashboard.html (params: report)",
+    ),
+    "dashboard": (_dashboard, "print the dashboard's path, or --serve it on 127.0.0.1"),
     "ensemble": (_ensemble, "average stored member probabilities (a seed ensemble)"),
     "predict": (_predict, "top codes for new notes (JSONL) from a member or ensemble directory"),
 }
-EXTRA_ARGS = {"ensemble": _ensemble_args, "predict": _predict_args}
+EXTRA_ARGS = {
+    "ensemble": _ensemble_args,
+    "predict": _predict_args,
+    "sweep": _sweep_args,
+    "dashboard": _dashboard_args,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -188,8 +253,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = load_params(args.params, args.overrides)
         COMMANDS[args.command][0](params, args)
+    except KeyboardInterrupt:
+        print(f"icdtransfer {args.command}: interrupted", file=sys.stderr)
+        return 130
     except (ConfigError, InputError, ValueError) as err:
         # Messages name the file, the record and the problem, never document text.
         print(f"icdtransfer {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except SweepInterrupted as err:
+        print(f"icdtransfer {args.command}: {err}", file=sys.stderr)
+        return 130
     return 0

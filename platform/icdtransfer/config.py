@@ -133,6 +133,8 @@ class PretrainConfig(TrainConfig):
     """Stage 1: the CNN learns MeSH descriptors from PubMed abstracts."""
 
     max_tokens: int = 400  # abstracts are short; the model section's max_tokens is for EMRs
+    num_workers: int = 0  # Ray Train DDP workers; 0 keeps the single-process path
+    use_gpu: bool = False  # one GPU per worker (NCCL); CPU workers use gloo
     out_dir: str = "models/pretrain"
     checkpoint_dir: str = ".checkpoints/pretrain"  # per-epoch state, for resuming a killed run
 
@@ -162,6 +164,36 @@ class BaselineConfig:
 
 
 @dataclass
+class RayConfig:
+    """Where Ray runs: a local instance by default, an existing cluster with address: auto."""
+
+    address: str | None = None  # null: start Ray locally; "auto": join the running cluster
+    # Logical CPUs of a local instance; more than the cores, so trial drivers and Train
+    # controllers (which mostly wait) do not starve the workers of scheduling slots.
+    num_cpus: int | None = 4
+    storage_path: str = ".ray_results"  # Train/Tune state for resuming; made absolute
+
+
+@dataclass
+class SweepConfig:
+    """Stage-2 sweeps (Ray Tune + Optuna): which study files `dvc repro` runs."""
+
+    studies: list[str] = field(default_factory=lambda: ["table2"])
+    studies_dir: str = "studies"
+    results_dir: str = "results"
+
+
+@dataclass
+class ReportConfig:
+    """Tables, intervals and the dashboard, from the sweep results and the LR baseline."""
+
+    study: str = "table2"  # the grid study (variant x ensemble_size) behind Tables 2 and 3
+    bootstrap: int = 1000  # replicates of the test documents for intervals and p-values
+    seed: int = 0
+    out_dir: str = "reports"
+
+
+@dataclass
 class Params:
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
@@ -171,6 +203,9 @@ class Params:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     train_target: TrainTargetConfig = field(default_factory=TrainTargetConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
 
 def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Params:
@@ -262,6 +297,8 @@ def _coerce(tp: Any, value: Any, where: str, key: str) -> Any:
         return {k: _coerce(args[1], v, where, f"{key}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         return build(tp, value, where, key)
+    if tp is Any:
+        return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp in (int, float, str, bool):

@@ -20,7 +20,7 @@ from icdtransfer.config import BaselineConfig
 from icdtransfer.data.atomic import atomic_dir
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.evaluate.metrics import dense, evaluate
-from icdtransfer.train.member import write_json, write_probs
+from icdtransfer.train.member import copy_vocab_and_codes, write_json, write_probs
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,7 @@ def train_baseline(cfg: BaselineConfig, target_dir: str) -> dict:
     )
     with atomic_dir(cfg.out_dir) as tmp:
         joblib.dump({"vectorizer": vectorizer, "classifier": classifier}, tmp / "model.joblib")
-        for name in ("vocab.tsv", "labels.tsv"):
-            (tmp / name).write_bytes((corpus.path / name).read_bytes())
+        copy_vocab_and_codes(corpus.path, tmp)
         write_probs(tmp, probs["validation"], probs["test"])
         write_json(tmp / "metrics.json", metrics)
         write_json(

@@ -109,8 +109,19 @@ def iterate(
     bucket: bool = True,
     with_labels: bool = True,
     pin: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> Iterator[Batch]:
-    """One pass over `docs` (training when rng is given: shuffled, word dropout on)."""
+    """One pass over `docs` (training when rng is given: shuffled, word dropout on).
+
+    Data parallel: every rank draws the same global batches (same rng) and takes its slice,
+    batch[rank::world_size]; a global batch smaller than world_size (only ever the last one)
+    is skipped on every rank, so all ranks take the same number of steps.
+    """
     lengths = truncated_lengths(corpus, docs, max_tokens)
     for batch in batch_order(docs, lengths, batch_size, rng, bucket):
+        if world_size > 1:
+            if len(batch) < world_size:
+                continue
+            batch = batch[rank::world_size]
         yield collate(corpus, batch, max_tokens, word_dropout, min_length, rng, with_labels, pin)

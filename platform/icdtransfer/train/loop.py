@@ -93,10 +93,13 @@ def train_epoch(
     device: torch.device,
     bf16: bool,
     desc: str = "train",
+    rank: int = 0,
+    world_size: int = 1,
 ) -> tuple[float, float]:
-    """One pass over `docs`; returns (mean loss, documents per second)."""
+    """One pass over `docs`; returns (mean loss, documents per second). With world_size > 1
+    this rank trains on its slice of every global batch (DDP averages the gradients)."""
     rng = np.random.default_rng([settings.seed, epoch])
-    torch.manual_seed(settings.seed * 100_003 + epoch)
+    torch.manual_seed(settings.seed * 100_003 + epoch * 101 + rank)
     model.train()
     loss_fn = nn.BCEWithLogitsLoss()
     total, count, start = 0.0, 0, time.perf_counter()
@@ -110,6 +113,8 @@ def train_epoch(
         rng,
         settings.bucket,
         pin=device.type == "cuda",
+        rank=rank,
+        world_size=world_size,
     )
     n_batches = -(-len(docs) // settings.batch_size)
     for batch in progress(batches, desc, "batch", total=n_batches, leave=False):

@@ -2,7 +2,8 @@
 for prediction without the training data.
 
     model.pt                state dict + shape metadata (loaded with weights_only=True)
-    vocab.tsv, labels.tsv   the vocabulary and label table it was trained with
+    vocab.tsv, labels.tsv   the vocabulary and the codes it predicts (index, code, frequency;
+                            no descriptions: results hold ids, codes and numbers only)
     probs_validation.npy    float16 probabilities, validation documents in corpus order
     probs_test.npy          float16 probabilities, test documents in corpus order
     metrics.json            evaluate() of those probabilities (both thresholds)
@@ -17,6 +18,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from icdtransfer.model.cnn import EncoderShape, SourceModel, TargetModel
@@ -74,12 +76,20 @@ def write_member(
 ) -> None:
     """Write a member into `out` (a fresh folder; the caller makes it atomic)."""
     save_model(out / "model.pt", state, meta)
-    for name in ("vocab.tsv", "labels.tsv"):
-        shutil.copyfile(corpus_dir / name, out / name)
+    copy_vocab_and_codes(corpus_dir, out)
     write_probs(out, probs_validation, probs_test)
     write_json(out / "metrics.json", metrics)
     write_json(out / "history.json", history)
     write_json(out / "member.json", info)
+
+
+def copy_vocab_and_codes(corpus_dir: Path, out: Path) -> None:
+    """The vocabulary, and the label table without its description column."""
+    shutil.copyfile(corpus_dir / "vocab.tsv", out / "vocab.tsv")
+    labels = pd.read_csv(
+        corpus_dir / "labels.tsv", sep="\t", dtype={"code": str}, keep_default_na=False
+    )
+    labels[["index", "code", "train_frequency"]].to_csv(out / "labels.tsv", sep="\t", index=False)
 
 
 def write_probs(out: Path, validation: np.ndarray, test: np.ndarray) -> None:

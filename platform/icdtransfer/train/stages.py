@@ -7,11 +7,18 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from icdtransfer.config import ModelConfig, PretrainConfig, TrainConfig, TrainTargetConfig
+from icdtransfer.config import (
+    ModelConfig,
+    PretrainConfig,
+    RayConfig,
+    TrainConfig,
+    TrainTargetConfig,
+)
 from icdtransfer.data.atomic import atomic_dir
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.data.vocab import Vocabulary
@@ -69,7 +76,7 @@ def run_key(*parts: object) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _evaluate_and_write(
+def evaluate_and_write(
     out_dir: str,
     model: torch.nn.Module,
     best_state: dict,
@@ -117,8 +124,15 @@ def _evaluate_and_write(
     return metrics
 
 
-def pretrain(model_cfg: ModelConfig, cfg: PretrainConfig, source_dir: str) -> dict:
-    """Stage 1: train the CNN on PubMed abstracts to predict MeSH descriptors."""
+def pretrain(
+    model_cfg: ModelConfig, cfg: PretrainConfig, source_dir: str, ray_cfg: RayConfig | None = None
+) -> dict:
+    """Stage 1: train the CNN on PubMed abstracts to predict MeSH descriptors; with
+    `cfg.num_workers` > 0 on that many Ray Train workers (DDP)."""
+    if cfg.num_workers > 0:
+        from icdtransfer.train.distributed import pretrain_distributed
+
+        return pretrain_distributed(model_cfg, cfg, ray_cfg or RayConfig(), source_dir)
     corpus = Corpus.open(source_dir)
     shape = EncoderShape(
         len(corpus.vocab), model_cfg.embedding_dim, model_cfg.filters, tuple(model_cfg.widths)
@@ -146,7 +160,7 @@ def pretrain(model_cfg: ModelConfig, cfg: PretrainConfig, source_dir: str) -> di
         "corpus": str(corpus.path),
         "tokenizer_numbers": corpus.stats.get("tokenizer_numbers", "placeholder"),
     }
-    metrics = _evaluate_and_write(
+    metrics = evaluate_and_write(
         cfg.out_dir, model, result.best_state, corpus, settings, meta, result.history, info
     )
     checkpoint.unlink(missing_ok=True)  # finished: checkpoints exist only for unfinished runs
@@ -164,6 +178,7 @@ def train_target(
     variant_name: str | None = None,
     seed: int | None = None,
     out_dir: str | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> dict:
     """Stage 2: one member, i.e. one transfer variant trained with one seed."""
     spec = variant(variant_name or cfg.variant)
@@ -206,7 +221,7 @@ def train_target(
     key = run_key(model_cfg, settings, spec.name, corpus.stats, pretrained_key)
     start = time.perf_counter()
     checkpoint = Path(cfg.checkpoint_dir) / f"{key}.pt"
-    result = fit(model, corpus, settings, checkpoint)
+    result = fit(model, corpus, settings, checkpoint, on_epoch=on_epoch)
     meta = {
         "kind": "target",
         "variant": spec.name,
@@ -232,7 +247,7 @@ def train_target(
         "tokenizer_numbers": corpus.stats.get("tokenizer_numbers", "placeholder"),
     }
     out = out_dir or str(member_dir(cfg, spec.name, seed))
-    metrics = _evaluate_and_write(
+    metrics = evaluate_and_write(
         out, model, result.best_state, corpus, settings, meta, result.history, info
     )
     checkpoint.unlink(missing_ok=True)

@@ -1,0 +1,1 @@
+"""Reports: pandas aggregation, bootstrap uncertainty, tables, Plotly dashboards."""

@@ -1,0 +1,289 @@
+"""reports/dashboard.html: one self-contained file (plotly.js embedded, nothing fetched), so it
+opens offline on a closed hospital network.
+
+Sections: overview, Table 2 and Table 3 with intervals, macro-F by frequency decile, the label
+frequency distribution, and per study a sortable trial table; for Optuna studies also
+Optuna's parameter importances, parallel coordinates and optimisation history. Only ids,
+codes, code descriptions and numbers appear: never note text.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+
+from icdtransfer.config import ReportConfig
+from icdtransfer.data.corpus import Corpus
+from icdtransfer.report.aggregate import THRESHOLD_TEXT, Report, caption, table2, table3
+
+log = logging.getLogger(__name__)
+
+# First script on the page: keeps every console error and uncaught exception in the DOM, where
+# the headless-browser test (and a curious reader with dev tools) can see them.
+ERROR_PROBE = """
+window.__dashboardErrors = [];
+(function () {
+  var original = console.error;
+  console.error = function () {
+    window.__dashboardErrors.push(Array.prototype.join.call(arguments, " "));
+    original.apply(console, arguments);
+  };
+  window.addEventListener("error", function (e) { window.__dashboardErrors.push(String(e.message)); });
+  window.addEventListener("unhandledrejection", function (e) {
+    window.__dashboardErrors.push("unhandled rejection: " + String(e.reason));
+  });
+  window.addEventListener("load", function () {
+    setTimeout(function () {
+      var figures = document.querySelectorAll(".plotly-graph-div");
+      var drawn = 0;
+      figures.forEach(function (f) { if (f.querySelector("svg.main-svg")) { drawn += 1; } });
+      document.body.setAttribute("data-figures", String(figures.length));
+      document.body.setAttribute("data-figures-drawn", String(drawn));
+      document.body.setAttribute("data-errors", JSON.stringify(window.__dashboardErrors));
+    }, 500);
+  });
+})();
+"""
+
+SORTER = """
+document.querySelectorAll("table.sortable th").forEach(function (th) {
+  th.addEventListener("click", function () {
+    var table = th.closest("table"), body = table.tBodies[0];
+    var index = Array.prototype.indexOf.call(th.parentNode.children, th);
+    var ascending = th.getAttribute("data-order") !== "asc";
+    th.parentNode.querySelectorAll("th").forEach(function (h) { h.removeAttribute("data-order"); });
+    th.setAttribute("data-order", ascending ? "asc" : "desc");
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var x = a.cells[index].textContent, y = b.cells[index].textContent;
+      var nx = parseFloat(x), ny = parseFloat(y);
+      var cmp = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+      return ascending ? cmp : -cmp;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+  });
+});
+"""
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; }
+h1 { margin-bottom: 0; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .3rem; margin-top: 2.5rem; }
+table { border-collapse: collapse; margin: .8rem 0; font-size: .9rem; }
+th, td { border: 1px solid #ccc; padding: .3rem .6rem; text-align: right; }
+th { background: #f3f3f3; cursor: pointer; } td:first-child, th:first-child { text-align: left; }
+.note { color: #555; font-size: .85rem; max-width: 60rem; }
+.scroll { overflow-x: auto; }
+"""
+
+
+def _table(frame: pd.DataFrame, sortable: bool = False, digits: int = 1) -> str:
+    def fmt(value: object) -> str:
+        if isinstance(value, float):
+            return "" if pd.isna(value) else f"{value:.{digits}f}"
+        return html.escape(str(value))
+
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{fmt(v)}</td>" for v in row) + "</tr>"
+        for row in frame.itertuples(index=False)
+    )
+    cls = ' class="sortable"' if sortable else ""
+    return f'<div class="scroll"><table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def _figure(fig: go.Figure, div_id: str) -> str:
+    fig.update_layout(template="plotly_white", margin={"l": 60, "r": 20, "t": 50, "b": 60})
+    return fig.to_html(
+        full_html=False, include_plotlyjs=False, div_id=div_id, config={"displaylogo": False}
+    )
+
+
+def table2_figure(report: Report) -> go.Figure:
+    frame = table2(report, "tuned")
+    fig = go.Figure()
+    for size, label in ((1, "single model"), (None, "ensemble")):
+        part = frame[frame["ensemble_size"] == 1] if size else frame[frame["ensemble_size"] > 1]
+        if part.empty:
+            continue
+        scores = report.scores[report.scores["threshold_kind"] == "tuned"].set_index("paper")
+        low = scores.loc[part["method"], "macro_f_low"].to_numpy() * 100
+        high = scores.loc[part["method"], "macro_f_high"].to_numpy() * 100
+        fig.add_bar(
+            x=part["variant"],
+            y=part["macro_f"],
+            name=f"macro-F, {label}",
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": high - part["macro_f"].to_numpy(),
+                "arrayminus": part["macro_f"].to_numpy() - low,
+            },
+        )
+    fig.update_layout(
+        title="Macro-F by transfer variant (tuned threshold, 95% CI)",
+        barmode="group",
+        yaxis_title="macro-F (points)",
+    )
+    return fig
+
+
+def decile_figure(report: Report) -> go.Figure:
+    frame = report.deciles[report.deciles["threshold_kind"] == "tuned"]
+    fig = go.Figure()
+    for system, part in frame.groupby("system", sort=False):
+        fig.add_scatter(
+            x=part["decile"],
+            y=part["macro_f"] * 100,
+            mode="lines+markers",
+            name=system,
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": (part["macro_f_high"] - part["macro_f"]) * 100,
+                "arrayminus": (part["macro_f"] - part["macro_f_low"]) * 100,
+                "visible": False,
+            },
+        )
+    fig.update_layout(
+        title="Macro-F per label-frequency decile (1 = rarest 10% of codes)",
+        xaxis={"title": "decile", "dtick": 1},
+        yaxis_title="macro-F (points)",
+    )
+    return fig
+
+
+def frequency_figure(report: Report) -> go.Figure:
+    freq = report.frequency
+    fig = go.Figure(
+        go.Bar(
+            x=freq["rank"],
+            y=freq["train_frequency"],
+            hovertext=freq["code"] + " " + freq["description"].fillna(""),
+            name="training documents",
+        )
+    )
+    fig.update_layout(
+        title="Code frequency distribution (training documents per code)",
+        xaxis_title="code rank",
+        yaxis={"title": "documents", "type": "log"},
+    )
+    return fig
+
+
+def optuna_section(name: str, db: Path) -> str:
+    """Optuna's own plots of a study: importances (its default fANOVA evaluator),
+    parallel coordinates, optimisation history."""
+    import optuna
+    from optuna import visualization
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{db}")
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    parts = [f"<p class='note'>{len(complete)} complete Optuna trials of {len(study.trials)}.</p>"]
+    plots = (
+        ("importance", visualization.plot_param_importances),
+        ("parallel", visualization.plot_parallel_coordinate),
+        ("history", visualization.plot_optimization_history),
+    )
+    for label, plot in plots:
+        try:
+            parts.append(_figure(plot(study), f"optuna-{name}-{label}"))
+        except (ValueError, RuntimeError) as err:  # too few trials for importances
+            parts.append(f"<p class='note'>{label}: not available ({html.escape(str(err))})</p>")
+    return "".join(parts)
+
+
+def study_sections(results: Path) -> str:
+    parts = []
+    for folder in sorted(p for p in results.iterdir() if (p / "trials.parquet").exists()):
+        trials = pd.read_parquet(folder / "trials.parquet")
+        columns = [c for c in trials.columns if c.startswith("config_")] + [
+            c
+            for c in (
+                "status",
+                "val_macro_f",
+                "val_micro_f",
+                "test_micro_f_tuned",
+                "test_macro_f_tuned",
+                "test_micro_f_0.5",
+                "test_macro_f_0.5",
+                "members_trained_here",
+                "trial_seconds",
+                "node",
+                "trial_id",
+            )
+            if c in trials.columns
+        ]
+        view = trials[columns].copy()
+        for c in view.columns:
+            if view[c].dtype == float and c.startswith(("val_", "test_")):
+                view[c] = view[c] * 100
+        parts.append(
+            f"<h2>Study {html.escape(folder.name)}: trials</h2>"
+            "<p class='note'>Click a column to sort. F-scores in points; val_* on "
+            "validation at the tuned threshold; test_*_tuned / test_*_0.5 on test.</p>"
+            + _table(view, sortable=True, digits=2)
+        )
+        db = folder / "search" / "optuna.db"
+        if db.exists():
+            parts.append(
+                f"<h2>Study {html.escape(folder.name)}: Optuna</h2>"
+                + optuna_section(folder.name, db)
+            )
+    return "".join(parts)
+
+
+def write_dashboard(
+    path: Path, report: Report, results: Path, corpus: Corpus, cfg: ReportConfig
+) -> None:
+    stats = corpus.stats
+    overview = pd.DataFrame(
+        [
+            {
+                "corpus": "EMR target",
+                "instances": stats["instances"],
+                "labels": stats["labels"],
+                "label cardinality": stats["label_cardinality"],
+                "words per document": stats["words_per_document"],
+                "code combinations": stats["code_combinations"],
+            }
+        ]
+    )
+    sections = [
+        "<h1>icdtransfer: transfer-learning ablation</h1>",
+        f"<p class='note'>Study <b>{html.escape(cfg.study)}</b>; systems evaluated on "
+        f"{stats['splits']['test']} test documents. {html.escape(caption('tuned', report.replicates))}</p>",
+        "<h2>Overview</h2>",
+        _table(overview, digits=2),
+        "<h2>Table 2: layer-by-layer analysis</h2>",
+    ]
+    for kind in ("tuned", "fixed"):
+        sections.append(f"<p class='note'>{html.escape(THRESHOLD_TEXT[kind])}</p>")
+        sections.append(_table(table2(report, kind)))
+    sections.append(_figure(table2_figure(report), "fig-table2"))
+    sections.append("<h2>Table 3: comparison with LR</h2>")
+    for kind in ("tuned", "fixed"):
+        sections.append(f"<p class='note'>{html.escape(THRESHOLD_TEXT[kind])}</p>")
+        sections.append(_table(table3(report, kind)))
+    pvals = report.pvalues.copy()
+    sections.append("<h2>Paired bootstrap comparisons</h2>" + _table(pvals, digits=3))
+    sections.append(
+        "<h2>Macro-F by code frequency</h2>" + _figure(decile_figure(report), "fig-deciles")
+    )
+    sections.append("<h2>Code frequency</h2>" + _figure(frequency_figure(report), "fig-frequency"))
+    sections.append(study_sections(results))
+    page = (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>icdtransfer report: {html.escape(cfg.study)}</title>"
+        f"<script>{ERROR_PROBE}</script><style>{STYLE}</style>"
+        f"<script>{get_plotlyjs()}</script></head><body>"
+        + "".join(sections)
+        + f"<script>{SORTER}</script></body></html>"
+    )
+    path.write_text(page, encoding="utf-8")
+    log.info("dashboard: %s (%.1f MB)", path, path.stat().st_size / 1e6)

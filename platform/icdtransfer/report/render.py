@@ -1,0 +1,118 @@
+"""The report stage: tables (CSV and Markdown), deciles, summary.json, and the dashboard."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from icdtransfer.config import ReportConfig
+from icdtransfer.data.atomic import atomic_dir
+from icdtransfer.data.corpus import Corpus
+from icdtransfer.evaluate.metrics import MACRO_CONVENTION
+from icdtransfer.report.aggregate import (
+    THRESHOLD_TEXT,
+    THRESHOLDS,
+    Report,
+    baseline_system,
+    build_report,
+    caption,
+    study_systems,
+    table2,
+    table3,
+)
+
+log = logging.getLogger(__name__)
+
+
+def markdown(frame: pd.DataFrame, title: str, note: str) -> str:
+    """A Markdown table (numbers to one decimal, p-values to three)."""
+
+    def cell(column: str, value: object) -> str:
+        if isinstance(value, float):
+            if math.isnan(value):
+                return ""
+            return f"{value:.3f}" if column.endswith("_p_vs_scratch") else f"{value:.1f}"
+        return str(value)
+
+    lines = [
+        f"### {title}",
+        "",
+        "| " + " | ".join(frame.columns) + " |",
+        "|" + "|".join("---" for _ in frame.columns) + "|",
+    ]
+    for _, row in frame.iterrows():
+        lines.append("| " + " | ".join(cell(c, row[c]) for c in frame.columns) + " |")
+    return "\n".join([*lines, "", note, ""])
+
+
+def summary(report: Report, study: str) -> dict:
+    out: dict = {
+        "study": study,
+        "replicates": report.replicates,
+        "macro_convention": MACRO_CONVENTION,
+        "thresholds": THRESHOLD_TEXT,
+    }
+    for kind in THRESHOLDS:
+        frame = report.scores[report.scores["threshold_kind"] == kind]
+        section: dict = {}
+        for row in frame.itertuples():
+            section[row.system] = {
+                "micro_f": row.micro_f,
+                "micro_f_ci": [row.micro_f_low, row.micro_f_high],
+                "macro_f": row.macro_f,
+                "macro_f_ci": [row.macro_f_low, row.macro_f_high],
+            }
+        best = report.pvalues[
+            (report.pvalues["threshold_kind"] == kind)
+            & (report.pvalues["comparison"].str.startswith("best"))
+        ]
+        if not best.empty:
+            section["best_vs_second_best"] = best.iloc[0][
+                ["system", "against", "macro_f_delta", "macro_f_p"]
+            ].to_dict()
+        out[kind] = section
+    return out
+
+
+def run_report(cfg: ReportConfig, target_dir: str, results_dir: str, baseline_dir: str) -> dict:
+    """Write reports/: summary.json, tables/, deciles.csv, frequency.csv, dashboard.html."""
+    from icdtransfer.report.dashboard import write_dashboard
+
+    corpus = Corpus.open(target_dir)
+    results = Path(results_dir)
+    systems = study_systems(results / cfg.study) + [baseline_system(Path(baseline_dir))]
+    report = build_report(systems, corpus, cfg.bootstrap, cfg.seed)
+    with atomic_dir(cfg.out_dir) as tmp:
+        tables = tmp / "tables"
+        tables.mkdir()
+        markdowns = {}
+        for kind in THRESHOLDS:
+            for name, builder, title in (
+                ("table2", table2, "Table 2: layer-by-layer transfer variants"),
+                ("table3", table3, "Table 3: LR, CNN without transfer, best transfer variant"),
+            ):
+                frame = builder(report, kind)
+                frame.to_csv(tables / f"{name}_{kind}.csv", index=False)
+                text = markdown(frame, f"{title} ({kind} threshold)", caption(kind, cfg.bootstrap))
+                (tables / f"{name}_{kind}.md").write_text(text, encoding="utf-8")
+                markdowns[(name, kind)] = text
+        report.scores.to_csv(tables / "systems.csv", index=False)
+        report.pvalues.to_csv(tables / "pvalues.csv", index=False)
+        report.deciles.to_csv(tmp / "deciles.csv", index=False)
+        # one small file per system for `dvc plots show` (one line per file)
+        curves = tmp / "plots" / "deciles"
+        curves.mkdir(parents=True)
+        tuned = report.deciles[report.deciles["threshold_kind"] == "tuned"]
+        for system, part in tuned.groupby("system", sort=False):
+            name = system.replace(" ", "_")
+            part[["decile", "macro_f"]].to_csv(curves / f"{name}.csv", index=False)
+        report.frequency.to_csv(tmp / "frequency.csv", index=False)
+        result = summary(report, cfg.study)
+        (tmp / "summary.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        write_dashboard(tmp / "dashboard.html", report, results, corpus, cfg)
+    log.info("wrote %s\n%s", cfg.out_dir, markdowns[("table2", "tuned")])
+    return result

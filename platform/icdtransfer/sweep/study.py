@@ -1,0 +1,168 @@
+"""Study files (studies/*.yaml): what a sweep searches, how it is judged, what it may use.
+
+Format (documented in studies/README.md):
+
+    name: table2
+    kind: grid                  # grid | optuna
+    metric: val_macro_f         # what the search optimises (validation, tuned threshold)
+    mode: max                   # max | min
+    num_samples: 1              # grid: repeats of the whole grid; optuna: trials
+    scheduler: none             # none | asha (early-stops trials on intermediate results)
+    max_concurrent: 2
+    max_failures: 1             # retries of a trial that raises
+    resources: {cpu: 1, gpu: 0}
+    seeds: [1, 2, 3]            # member i of an ensemble uses seeds[i]
+    search_seed: 0              # Optuna's sampler seed
+    space:                      # variant, adaptation_size, word_dropout, ensemble_size,
+      variant: [scratch, tune_all]      #   learning_rate, epochs
+      ensemble_size: [1, 3]             # a list: grid values (grid) or a choice (optuna)
+      word_dropout: {uniform: [0.0, 0.5]}   # optuna only: uniform, loguniform, int
+      adaptation_size: {value: 256}     # fixed
+    train: {max_tokens: 1000}   # fixed model/train_target overrides for every member
+
+Like config.py, an unknown key or a wrong type is an error that names the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from icdtransfer.config import ConfigError, build
+from icdtransfer.model.transfer import VARIANTS
+
+DIMENSIONS = (
+    "variant",
+    "adaptation_size",
+    "word_dropout",
+    "ensemble_size",
+    "learning_rate",
+    "epochs",
+)
+TRAIN_KEYS = (
+    "epochs",
+    "patience",
+    "learning_rate",
+    "batch_size",
+    "optimizer",
+    "precision",
+    "max_tokens",
+    "dropout",
+    "word_dropout",
+    "adaptation_size",
+)
+DISTRIBUTIONS = ("uniform", "loguniform", "int", "value")
+
+
+@dataclass
+class Resources:
+    cpu: float = 1.0
+    gpu: float = 0.0
+
+
+@dataclass
+class Study:
+    name: str
+    kind: Literal["grid", "optuna"]
+    space: dict[str, Any]
+    metric: str = "val_macro_f"
+    mode: Literal["max", "min"] = "max"
+    num_samples: int = 1
+    scheduler: Literal["none", "asha"] = "none"
+    max_concurrent: int = 2
+    max_failures: int = 1
+    resources: Resources = field(default_factory=Resources)
+    seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
+    search_seed: int = 0
+    train: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def max_ensemble(self) -> int:
+        spec = self.space.get("ensemble_size", [1])
+        if isinstance(spec, dict):
+            spec = next(iter(spec.values()))
+        return max(spec) if isinstance(spec, list) else int(spec)
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and validate one study file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: study file not found") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    study = build(Study, raw if raw is not None else {}, where=str(path))
+    validate(study, str(path))
+    return study
+
+
+def validate(study: Study, where: str) -> None:
+    if study.num_samples < 1 or study.max_concurrent < 1 or study.max_failures < 0:
+        raise ConfigError(
+            f"{where}: num_samples and max_concurrent must be >= 1, max_failures >= 0"
+        )
+    if not study.space:
+        raise ConfigError(f"{where}: space must name at least one dimension")
+    for key, spec in study.space.items():
+        name = f"space.{key}"
+        if key not in DIMENSIONS:
+            raise ConfigError(f"{where}: unknown key {name} (dimensions: {', '.join(DIMENSIONS)})")
+        if isinstance(spec, list):
+            if not spec:
+                raise ConfigError(f"{where}: {name} is an empty list")
+            values = spec
+        elif isinstance(spec, dict) and len(spec) == 1 and next(iter(spec)) in DISTRIBUTIONS:
+            kind, arg = next(iter(spec.items()))
+            if study.kind == "grid" and kind != "value":
+                raise ConfigError(
+                    f"{where}: {name}: a grid study takes a list or a value, not {kind}"
+                )
+            if kind != "value" and not (isinstance(arg, list) and len(arg) == 2):
+                raise ConfigError(f"{where}: {name}.{kind} must be [low, high]")
+            values = [arg] if kind == "value" else arg
+        else:
+            raise ConfigError(
+                f"{where}: {name} must be a list or one of {{{', '.join(DISTRIBUTIONS)}: ...}}"
+            )
+        if key == "variant" and not set(values) <= set(VARIANTS):
+            raise ConfigError(
+                f"{where}: {name}: unknown variant in {values} (known: {', '.join(VARIANTS)})"
+            )
+        if key == "ensemble_size" and any(not isinstance(v, int) or v < 1 for v in values):
+            raise ConfigError(f"{where}: {name} values must be integers >= 1")
+    if study.max_ensemble > len(study.seeds):
+        raise ConfigError(
+            f"{where}: ensemble_size up to {study.max_ensemble} needs as many "
+            f"seeds, got {len(study.seeds)}"
+        )
+    unknown = sorted(set(study.train) - set(TRAIN_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key train.{unknown[0]} (known: {', '.join(TRAIN_KEYS)})"
+        )
+
+
+def tune_space(study: Study) -> dict[str, Any]:
+    """The Ray Tune search space of a study (grid_search lists, or Optuna-ready domains)."""
+    from ray import tune
+
+    space: dict[str, Any] = {}
+    for key, spec in study.space.items():
+        if isinstance(spec, list):
+            space[key] = tune.grid_search(spec) if study.kind == "grid" else tune.choice(spec)
+            continue
+        kind, arg = next(iter(spec.items()))
+        if kind == "value":
+            space[key] = arg
+        elif kind == "uniform":
+            space[key] = tune.uniform(*arg)
+        elif kind == "loguniform":
+            space[key] = tune.loguniform(*arg)
+        else:
+            space[key] = tune.randint(arg[0], arg[1] + 1)
+    return space

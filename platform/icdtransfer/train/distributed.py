@@ -1,0 +1,205 @@
+"""Stage-1 pretraining under Ray Train: a TorchTrainer with DDP (gloo on CPU, NCCL on GPU).
+
+Every worker memory-maps the corpus and trains on its slice of each global batch (the same
+global batches as the single-process loop, so the two paths compute the same updates); rank
+0 validates, decides early stopping for all ranks, and checkpoints after every epoch to
+`<ray.storage_path>/pretrain-<run key>`. Running the same command again after a kill resumes
+from the last checkpoint (Ray Train V2 restores a run from its name and storage path);
+`FailureConfig` restarts the worker group from that checkpoint when a worker dies.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from icdtransfer.config import ModelConfig, PretrainConfig, RayConfig
+from icdtransfer.data.corpus import Corpus
+from icdtransfer.evaluate.metrics import dense, scores_at, tune_threshold
+from icdtransfer.model.cnn import EncoderShape, SourceModel
+from icdtransfer.ray_env import absolute_storage, connect
+from icdtransfer.train.loop import LoopSettings, make_optimizer, predict, train_epoch, use_bf16
+from icdtransfer.train.member import shape_from, shape_meta
+
+log = logging.getLogger(__name__)
+STATE_FILE = "state.pt"
+
+
+def worker_loop(config: dict) -> None:
+    """The per-worker training function (runs inside Ray Train workers)."""
+    import ray.train
+    import ray.train.torch
+
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    settings = LoopSettings(**config["settings"])
+    corpus = Corpus.open(config["source_dir"])
+    torch.manual_seed(settings.seed)
+    model = SourceModel(shape_from(config), config["n_labels"], config["dropout"])
+    state = {"epoch": 0, "best_epoch": -1, "best_f": -1.0, "bad": 0, "history": []}
+    best = copy.deepcopy(model.state_dict())
+    optimizer_state = None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            saved = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)
+        model.load_state_dict(saved["model"])
+        optimizer_state, best, state = saved["optimizer"], saved["best_model"], saved["loop"]
+        if rank == 0:
+            print(f"resuming from checkpoint after epoch {state['epoch']}", flush=True)
+    device = ray.train.torch.get_device()
+    bf16 = use_bf16(settings.precision, device)
+    model = ray.train.torch.prepare_model(model)  # moves to the device, wraps in DDP
+    module = model.module if hasattr(model, "module") else model
+    optimizer = make_optimizer(model, settings.optimizer, settings.learning_rate)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+    train, val = corpus.split("train"), corpus.split("validation")
+    y_val = dense(corpus.labels[val]) if rank == 0 else None
+    for epoch in range(state["epoch"], settings.epochs):
+        if state["bad"] >= settings.patience:
+            break
+        loss, speed = train_epoch(
+            model,
+            corpus,
+            train,
+            optimizer,
+            settings,
+            epoch,
+            device,
+            bf16,
+            desc=f"epoch {epoch + 1}",
+            rank=rank,
+            world_size=world,
+        )
+        if rank == 0:
+            probs = predict(
+                module,
+                corpus,
+                val,
+                settings.batch_size,
+                settings.max_tokens,
+                settings.min_length,
+                device,
+                bf16,
+            )
+            threshold = tune_threshold(y_val, probs)
+            scores = scores_at(y_val, probs >= threshold)
+            record = {
+                "epoch": epoch + 1,
+                "train_loss": loss,
+                "train_docs_per_s": speed * world,
+                "val_macro_f": scores["macro_f"],
+                "val_micro_f": scores["micro_f"],
+                "val_threshold": threshold,
+                "workers": world,
+            }
+            if scores["macro_f"] > state["best_f"]:
+                state.update(best_f=scores["macro_f"], best_epoch=epoch + 1, bad=0)
+                best = copy.deepcopy(module.state_dict())
+            else:
+                state["bad"] += 1
+            state["epoch"] = epoch + 1
+            state["history"].append(record)
+        if world > 1:  # every rank follows rank 0's early-stopping bookkeeping
+            shared = [state]
+            torch.distributed.broadcast_object_list(shared, src=0)
+            state = shared[0]
+        with tempfile.TemporaryDirectory() as folder:
+            saved_checkpoint = None
+            if rank == 0:
+                torch.save(
+                    {
+                        "model": module.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "best_model": best,
+                        "loop": state,
+                    },
+                    Path(folder) / STATE_FILE,
+                )
+                saved_checkpoint = ray.train.Checkpoint.from_directory(folder)
+            ray.train.report(state["history"][-1], checkpoint=saved_checkpoint)
+
+
+def pretrain_distributed(
+    model_cfg: ModelConfig, cfg: PretrainConfig, ray_cfg: RayConfig, source_dir: str
+) -> dict:
+    """Stage 1 on `cfg.num_workers` Ray Train workers; writes the same member directory as the
+    single-process path."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from icdtransfer.train.stages import evaluate_and_write, loop_settings, run_key
+
+    connect(ray_cfg)
+    corpus = Corpus.open(source_dir)
+    shape = EncoderShape(
+        len(corpus.vocab), model_cfg.embedding_dim, model_cfg.filters, tuple(model_cfg.widths)
+    )
+    n_labels = len(corpus.label_table)
+    settings = loop_settings(cfg, model_cfg, cfg.max_tokens, 0.0)
+    name = f"pretrain-{run_key(model_cfg, settings, corpus.stats, cfg.num_workers)}"
+    storage = absolute_storage(ray_cfg.storage_path)
+    trainer = TorchTrainer(
+        worker_loop,
+        train_loop_config={
+            "source_dir": str(Path(source_dir).resolve()),
+            "shape": shape_meta(shape),
+            "n_labels": n_labels,
+            "dropout": model_cfg.dropout,
+            "settings": dataclasses.asdict(settings),
+        },
+        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu),
+        run_config=RunConfig(
+            name=name,
+            storage_path=storage,
+            failure_config=FailureConfig(max_failures=3),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+        ),
+    )
+    start = time.perf_counter()
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError(f"Ray Train run {name} finished without a checkpoint")
+    with result.checkpoint.as_directory() as folder:
+        saved = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)
+    model = SourceModel(shape, n_labels, model_cfg.dropout)
+    settings = dataclasses.replace(settings, device="cpu" if not cfg.use_gpu else "auto")
+    meta = {
+        "kind": "source",
+        "shape": shape_meta(shape),
+        "n_labels": n_labels,
+        "dropout": model_cfg.dropout,
+        "max_tokens": cfg.max_tokens,
+    }
+    info = {
+        "stage": "pretrain",
+        "workers": cfg.num_workers,
+        "ray_run": name,
+        "best_epoch": saved["loop"]["best_epoch"],
+        "train_seconds": round(time.perf_counter() - start, 1),
+        "settings": dataclasses.asdict(settings),
+        "corpus": str(corpus.path),
+        "tokenizer_numbers": corpus.stats.get("tokenizer_numbers", "placeholder"),
+    }
+    metrics = evaluate_and_write(
+        cfg.out_dir,
+        model,
+        saved["best_model"],
+        corpus,
+        settings,
+        meta,
+        saved["loop"]["history"],
+        info,
+    )
+    if "://" not in storage:  # finished: its checkpoints are no longer needed to resume
+        shutil.rmtree(os.path.join(storage, name), ignore_errors=True)
+    return metrics

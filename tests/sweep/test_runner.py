@@ -1,0 +1,160 @@
+"""Sweeps under a real local Ray: end to end, member reuse, failures, and resuming."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import write_params
+from icdtransfer.sweep.runner import run_study
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def study_file(tmp_path: Path, name: str, body: str) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(f"name: {name}\nmetric: val_macro_f\nmode: max\n" + body)
+    return path
+
+
+def starts(results: Path) -> pd.Series:
+    rows = [json.loads(line) for line in (results / "trial_starts.jsonl").read_text().splitlines()]
+    return pd.DataFrame(rows).groupby("trial_id").size()
+
+
+def test_smoke_study_end_to_end(ray_local, tiny_params, tmp_path: Path) -> None:
+    params = replace(tiny_params, sweep=replace(tiny_params.sweep, results_dir=str(tmp_path)))
+    best = run_study(params, str(REPO / "studies" / "smoke.yaml"))
+    out = tmp_path / "smoke"
+    trials = pd.read_parquet(out / "trials.parquet")
+    assert len(trials) == 2 and set(trials["status"]) == {"TERMINATED"}
+    assert set(trials["config_variant"]) == {"scratch", "tune_all"}
+    for column in (
+        "val_macro_f",
+        "test_micro_f_0.5",
+        "test_macro_f_tuned",
+        "node",
+        "test_decile_macro_f_tuned",
+        "trial_seconds",
+    ):
+        assert trials[column].notna().all(), column
+    assert len(json.loads(trials["test_decile_macro_f_tuned"][0])) == 10
+    members = pd.read_parquet(out / "members.parquet")
+    assert len(members) == 2 and (out / "search" / "grid.json").exists()
+    assert best["val_macro_f"] == trials["val_macro_f"].max()
+    for row in members.itertuples():
+        assert (out / "members" / row.key / f"seed{row.seed}" / "probs_test.npy").exists()
+
+
+def test_each_member_is_trained_once(ray_local, tiny_params, tmp_path: Path) -> None:
+    """ensemble_size in {1, 3} for one config: 2 trials, 3 members (seed 1 shared)."""
+    path = study_file(
+        tmp_path,
+        "reuse",
+        "kind: grid\nmax_concurrent: 2\nseeds: [1, 2, 3]\n"
+        "space:\n  variant: [tune_conv]\n  ensemble_size: [1, 3]\n"
+        "train: {epochs: 1}\n",
+    )
+    params = replace(tiny_params, sweep=replace(tiny_params.sweep, results_dir=str(tmp_path)))
+    best = run_study(params, str(path))
+    members = pd.read_parquet(tmp_path / "reuse" / "members.parquet")
+    assert sorted(members["seed"]) == [1, 2, 3]
+    assert members["key"].nunique() == 1
+    trials = pd.read_parquet(tmp_path / "reuse" / "trials.parquet")
+    assert trials["members_trained_here"].sum() == 3
+    assert best["members_stored"] == 3
+
+
+def test_failing_trial_is_retried_then_recorded(ray_local, tiny_params, tmp_path: Path) -> None:
+    # A negative learning rate makes torch.optim.Adam raise: a genuinely broken trial.
+    path = study_file(
+        tmp_path,
+        "fails",
+        "kind: grid\nmax_failures: 1\nseeds: [1]\n"
+        "space:\n  variant: [scratch]\n  learning_rate: [0.01, -1.0]\n"
+        "train: {epochs: 1}\n",
+    )
+    params = replace(tiny_params, sweep=replace(tiny_params.sweep, results_dir=str(tmp_path)))
+    run_study(params, str(path))
+    trials = pd.read_parquet(tmp_path / "fails" / "trials.parquet").set_index(
+        "config_learning_rate"
+    )
+    assert trials.loc[0.01, "status"] == "TERMINATED"
+    assert trials.loc[-1.0, "status"] == "ERROR"
+    runs = starts(tmp_path / "fails")
+    assert runs[trials.loc[-1.0, "trial_id"]] == 2  # tried once, retried once
+    assert runs[trials.loc[0.01, "trial_id"]] == 1
+
+
+def test_interrupted_sweep_resumes_without_rerunning_finished_trials(
+    tiny_params, tmp_path: Path
+) -> None:
+    params = replace(
+        tiny_params,
+        sweep=replace(tiny_params.sweep, results_dir=str(tmp_path)),
+        ray=replace(tiny_params.ray, storage_path=str(tmp_path / "ray")),
+    )
+    params_file = write_params(params, tmp_path / "params.yaml")
+    path = study_file(
+        tmp_path,
+        "resume",
+        "kind: grid\nmax_concurrent: 1\nseeds: [1]\n"
+        "space:\n  variant: [scratch, frozen, tune_conv, tune_all]\n"
+        "train: {epochs: 6}\n",
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "icdtransfer",
+        "sweep",
+        "--params",
+        str(params_file),
+        "--study",
+        str(path),
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 300
+    finished: list[str] = []
+    while time.time() < deadline and proc.poll() is None:
+        finished = [
+            p.parent.name
+            for p in (tmp_path / "ray").glob("sweep-resume-*/tune/*/result.json")
+            if '"final": true' in p.read_text()
+        ]
+        if len(finished) >= 2:
+            break
+        time.sleep(0.5)
+    assert proc.poll() is None, "the sweep ended before it could be interrupted"
+    assert len(finished) >= 2
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.wait(timeout=120)
+    assert not (tmp_path / "resume" / "trials.parquet").exists()  # no results from a stopped run
+
+    done = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = pd.read_parquet(tmp_path / "resume" / "trials.parquet")
+    assert len(trials) == 4 and set(trials["status"]) == {"TERMINATED"}
+    runs = starts(tmp_path / "resume")
+    first_done = [t for t in trials["trial_id"] if any(t in name for name in finished)]
+    assert len(first_done) >= 2
+    assert all(runs[t] == 1 for t in first_done)  # finished before the stop: never run again

@@ -1,0 +1,81 @@
+"""Study files: the shipped ones load; malformed ones name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from icdtransfer.config import ConfigError
+from icdtransfer.sweep.study import load_study, tune_space
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("name", ["table2", "sweep", "smoke"])
+def test_shipped_studies_load(name: str, ray_local) -> None:
+    study = load_study(REPO / "studies" / f"{name}.yaml")
+    assert study.name == name
+    space = tune_space(study)
+    assert set(space) == set(study.space)
+
+
+def test_table2_is_the_papers_grid() -> None:
+    study = load_study(REPO / "studies" / "table2.yaml")
+    assert study.kind == "grid"
+    assert study.space["variant"] == [
+        "scratch",
+        "frozen",
+        "tune_conv",
+        "tune_all",
+        "tune_all_frozen_copy",
+    ]
+    assert study.space["ensemble_size"] == [1, 3] and study.seeds == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("kind: grid\nspace: {variant: [scratch]}\n", "missing key name"),
+        (
+            "name: x\nkind: grid\nspace: {variant: [scratch]}\nmax_concurent: 2\n",
+            "unknown key max_concurent",
+        ),
+        ("name: x\nkind: grid\nspace: {dropout_rate: [0.1]}\n", "unknown key space.dropout_rate"),
+        (
+            "name: x\nkind: grid\nspace: {variant: [scratch, tune_most]}\n",
+            "space.variant: unknown variant",
+        ),
+        (
+            "name: x\nkind: grid\nspace: {word_dropout: {uniform: [0, 1]}}\n",
+            "space.word_dropout: a grid study takes a list or a value",
+        ),
+        (
+            "name: x\nkind: optuna\nspace: {word_dropout: {uniform: [0]}}\n",
+            "space.word_dropout.uniform must be [low, high]",
+        ),
+        (
+            "name: x\nkind: grid\nspace: {ensemble_size: [1, 5]}\nseeds: [1, 2]\n",
+            "ensemble_size up to 5 needs as many seeds",
+        ),
+        (
+            "name: x\nkind: grid\nspace: {variant: [scratch]}\nresources: {cpus: 1}\n",
+            "unknown key resources.cpus",
+        ),
+        (
+            "name: x\nkind: grid\nspace: {variant: [scratch]}\ntrain: {epoch: 1}\n",
+            "unknown key train.epoch",
+        ),
+        ("name: x\nkind: bayes\nspace: {variant: [scratch]}\n", "kind must be one of"),
+        (
+            "name: x\nkind: grid\nspace: {variant: [scratch]}\nnum_samples: two\n",
+            "num_samples must be int",
+        ),
+    ],
+)
+def test_malformed_study_names_the_key(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_study(path)
+    assert str(path) in str(err.value) and message in str(err.value)
