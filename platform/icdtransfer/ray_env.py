@@ -42,7 +42,11 @@ def connect(cfg: RayConfig) -> None:
     else:
         # include_dashboard stays at Ray's default: with False, Train V2's worker group waits
         # about a minute for the state API before it starts.
-        ray.init(num_cpus=cfg.num_cpus, dashboard_host="127.0.0.1", runtime_env=env)
+        # address="local": always a new instance of our own, even when another Ray cluster
+        # runs on this machine (plain ray.init() would join the most recent one).
+        ray.init(
+            address="local", num_cpus=cfg.num_cpus, dashboard_host="127.0.0.1", runtime_env=env
+        )
     resources = ray.cluster_resources()
     log.info(
         "Ray: %d node(s), %s CPUs, %s GPUs",

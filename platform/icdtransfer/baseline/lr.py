@@ -19,7 +19,7 @@ from sklearn.multiclass import OneVsRestClassifier
 from icdtransfer.config import BaselineConfig
 from icdtransfer.data.atomic import atomic_dir
 from icdtransfer.data.corpus import Corpus
-from icdtransfer.evaluate.metrics import dense, evaluate
+from icdtransfer.evaluate.metrics import dense
 from icdtransfer.train.member import copy_vocab_and_codes, write_json, write_probs
 
 log = logging.getLogger(__name__)
@@ -57,13 +57,7 @@ def train_baseline(cfg: BaselineConfig, target_dir: str) -> dict:
         docs = corpus.split(split)
         probs[split] = classifier.predict_proba(vectorizer.transform(id_text(corpus, docs)))
     seconds = time.perf_counter() - start
-    metrics = evaluate(
-        corpus.labels[corpus.split("validation")],
-        probs["validation"],
-        corpus.labels[corpus.split("test")],
-        probs["test"],
-        corpus.label_table["train_frequency"].to_numpy(),
-    )
+    metrics = corpus.evaluate(probs["validation"], probs["test"])
     with atomic_dir(cfg.out_dir) as tmp:
         joblib.dump({"vectorizer": vectorizer, "classifier": classifier}, tmp / "model.joblib")
         copy_vocab_and_codes(corpus.path, tmp)

@@ -299,3 +299,12 @@ class Corpus:
     def split(self, name: str) -> np.ndarray:
         """Document indices of one split ("train", "validation", "test")."""
         return np.flatnonzero(self.docs["split"].to_numpy() == name)
+
+    def evaluate(self, validation: np.ndarray, test: np.ndarray) -> dict:
+        """The metrics file for probabilities over this corpus' validation and test splits
+        (in split order): evaluate.metrics.evaluate with this corpus' labels."""
+        from icdtransfer.evaluate.metrics import evaluate
+
+        return evaluate(self.labels[self.split("validation")], validation,
+                        self.labels[self.split("test")], test,
+                        self.label_table["train_frequency"].to_numpy())  # fmt: skip

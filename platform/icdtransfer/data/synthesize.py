@@ -29,8 +29,6 @@ import gzip
 import io
 import json
 import logging
-import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,76 +37,10 @@ from tqdm import tqdm
 from icdtransfer.config import SourceConfig, SynthesizeConfig
 from icdtransfer.data import synth_text as bank
 from icdtransfer.data.atomic import atomic_dir
-from icdtransfer.data.codes import format_icd9, icd9_descriptions, truncate
-from icdtransfer.data.prepare import source_citations
-from icdtransfer.data.splits import in_holdout
+from icdtransfer.data.codes import icd9_descriptions
+from icdtransfer.data.synth_codes import Inventory, build_inventory
 
 log = logging.getLogger(__name__)
-
-# Frequently coded diagnoses in US inpatient data (hypertension, CHF, AF, CAD, AKI, ...): the
-# head of the frequency ranking, so the most frequent code is a plausible one.
-COMMON_CODES = (
-    "4019 4280 42731 41401 5849 25000 2724 51881 5990 53081 2720 2859 2449 486 2851 2762 496 "
-    "99592 0389 5070 41071 2875 4240 V4581 311 40390 3051 V1582 V5861 2767 412 32723 2761 5119"
-).split()
-
-# MeSH check tags and other descriptors that describe the study, not a disease.
-MESH_STOPLIST = {
-    "humans",
-    "male",
-    "female",
-    "animals",
-    "adult",
-    "aged",
-    "aged, 80 and over",
-    "middle aged",
-    "child",
-    "child, preschool",
-    "infant",
-    "infant, newborn",
-    "adolescent",
-    "young adult",
-    "pregnancy",
-    "mice",
-    "rats",
-    "risk factors",
-    "prognosis",
-    "retrospective studies",
-    "prospective studies",
-    "follow-up studies",
-    "treatment outcome",
-    "time factors",
-}
-_STOPWORDS = {
-    "of",
-    "and",
-    "the",
-    "in",
-    "with",
-    "without",
-    "due",
-    "to",
-    "or",
-    "other",
-    "not",
-    "unspecified",
-    "nos",
-    "elsewhere",
-    "classified",
-    "mention",
-    "type",
-    "a",
-    "by",
-    "as",
-    "at",
-    "on",
-    "for",
-    "specified",
-    "site",
-    "stated",
-}
-_WORD = re.compile(r"[a-z0-9]+")
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 
 PAPER_SCALE = {"notes": 71_463, "words_per_note": 5_303, "codes": 1_400, "codes_per_note": 7.6}
 
@@ -116,106 +48,6 @@ PAPER_SCALE = {"notes": 71_463, "words_per_note": 5_303, "codes": 1_400, "codes_
 def effective(cfg: SynthesizeConfig) -> SynthesizeConfig:
     """The config with the `paper` scale applied (the paper's Table 1 sizes)."""
     return cfg if cfg.scale == "small" else dataclasses.replace(cfg, **PAPER_SCALE)
-
-
-def _words(text: str) -> frozenset[str]:
-    out = set()
-    for w in _WORD.findall(text.lower()):
-        if w in _STOPWORDS:
-            continue
-        out.add(w[:-1] if len(w) > 4 and w.endswith("s") else w)
-    return frozenset(out)
-
-
-def match_mesh_to_groups(names: list[str], groups: dict[str, list[str]]) -> dict[str, list[str]]:
-    """MeSH descriptor name -> code groups it names.
-
-    A name matches a code when the code's description contains every content word of the
-    name and those words make up at least half of the description's content words: "Heart
-    Failure" matches 428.0 "Congestive heart failure, unspecified", "Tuberculosis" does not
-    match "Tuberculosis of limb bones". Check tags ("Humans", "Female") never match.
-    """
-    table = icd9_descriptions()
-    index: dict[str, set[tuple[str, str]]] = {}
-    for group, children in groups.items():
-        for child in children:
-            for w in _words(table[child]):
-                index.setdefault(w, set()).add((group, child))
-    out = {}
-    for name in names:
-        if name.lower() in MESH_STOPLIST:
-            continue
-        words = _words(name)
-        if not words or any(w not in index for w in words):
-            continue
-        hits = set.intersection(*(index[w] for w in words))
-        matched = {g for g, child in hits if 2 * len(words) >= len(_words(table[child]))}
-        if matched:
-            out[name] = sorted(matched)
-    return out
-
-
-def _sentences_about(hits: list[tuple[int, str]], abstracts: list[list[str]]) -> list[str]:
-    """Sentences of the matched abstracts that use a word of the matching descriptor (all the
-    abstract's sentences when none does)."""
-    pool: list[str] = []
-    for i, name in hits:
-        words = _words(name)
-        on_topic = [s for s in abstracts[i] if words & _words(s)]
-        pool.extend(on_topic or abstracts[i])
-    return list(dict.fromkeys(pool))
-
-
-@dataclass
-class Inventory:
-    groups: list[str]  # by frequency rank
-    children: list[list[str]]  # billable dotted codes of each group
-    sentences: list[list[str]]  # abstract sentences about each group
-
-
-def build_inventory(cfg: SynthesizeConfig, source: SourceConfig) -> tuple[Inventory, int]:
-    """Choose `cfg.codes` code groups and collect their language; returns (inventory, abstracts
-    used)."""
-    table = icd9_descriptions()
-    groups: dict[str, list[str]] = {}
-    for code in sorted(table):
-        head = code.split(".")[0]
-        if len(head) == 2:  # procedure codes
-            continue
-        groups.setdefault(truncate(code, 1), []).append(code)
-    abstracts: list[list[str]] = []
-    mesh_of: list[list[str]] = []
-    for citation in source_citations(source):
-        if (
-            citation.text
-            and citation.mesh
-            and in_holdout(citation.pmid, source.holdout, source.seed)
-        ):
-            sentences = [s for s in _SENTENCE.split(citation.text) if s.count(" ") >= 5]
-            if sentences:
-                abstracts.append(sentences)
-                mesh_of.append([name for _, name in citation.mesh])
-    matches = match_mesh_to_groups(sorted({n for names in mesh_of for n in names}), groups)
-    by_group: dict[str, list[tuple[int, str]]] = {}  # group -> (abstract, matching descriptor)
-    for i, names in enumerate(mesh_of):
-        for name in names:
-            for group in matches.get(name, []):
-                by_group.setdefault(group, []).append((i, name))
-    rng = np.random.default_rng([cfg.seed, 1])
-    head = list(dict.fromkeys(truncate(format_icd9(c), 1) for c in COMMON_CODES))
-    matched = [g for g in sorted(by_group) if g not in head]
-    log.info(
-        "%d held-out abstracts; %d code groups have abstract language",
-        len(abstracts),
-        len(by_group),
-    )
-    others = [g for g in sorted(groups) if g not in by_group and g not in head]
-    chosen = (head + list(rng.permutation(matched)) + list(rng.permutation(others)))[: cfg.codes]
-    if len(chosen) < cfg.codes:
-        raise ValueError(f"synthesize.codes={cfg.codes} exceeds the {len(chosen)} ICD-9 groups")
-    sentences = [_sentences_about(by_group.get(g, [])[:40], abstracts) for g in chosen]
-    inventory = Inventory(chosen, [groups[g] for g in chosen], sentences)
-    return inventory, len(abstracts)
 
 
 NOTE_HEADER = [

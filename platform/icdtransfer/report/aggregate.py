@@ -263,5 +263,7 @@ def caption(kind: str, replicates: int) -> str:
     return (
         f"Test split. Threshold: {THRESHOLD_TEXT[kind]}. Macro convention: {MACRO_CONVENTION}."
         f" F-scores in points (x100); 95% intervals from {replicates} bootstrap replicates"
-        " of the test documents; p-values from a paired bootstrap."
+        " of the test documents; p-values (against scratch of the same ensemble size) from a"
+        " paired bootstrap; seed_sd: standard deviation across seeds of an ensemble's single"
+        " members."
     )

@@ -28,11 +28,13 @@ import pandas as pd
 from icdtransfer.config import Params
 from icdtransfer.data.atomic import atomic_dir
 from icdtransfer.data.corpus import Corpus
+from icdtransfer.data.ship import publish
 from icdtransfer.ray_env import absolute_storage, connect
 from icdtransfer.sweep import SweepInterrupted
 from icdtransfer.sweep.members import MemberStore
 from icdtransfer.sweep.study import Study, load_study, tune_space
 from icdtransfer.sweep.trial import sweep_trial
+from icdtransfer.train.stages import code_digest
 
 log = logging.getLogger(__name__)
 NAMESPACE = "icdtransfer"
@@ -55,6 +57,7 @@ def work_key(study_file: Path, params: Params, corpus_stats: dict, pretrained: s
             dataclasses.asdict(params.train_target),
             corpus_stats,
             pretrained,
+            code_digest(),  # other code: a fresh sweep, never a stale experiment resumed
         ],
         sort_keys=True,
         default=str,
@@ -100,8 +103,9 @@ def run_study(params: Params, name: str) -> dict:
     ctx = {
         "store": store_name,
         "namespace": NAMESPACE,
-        "target_dir": target_dir,
-        "pretrained": str(pretrained),
+        # the corpus and the stage-1 model travel through the object store (data/ship.py)
+        "target": publish(target_dir),
+        "pretrained": publish(pretrained) if pretrained.is_dir() else None,
         "pretrained_digest": pretrained_digest,
         "model": dataclasses.asdict(params.model),
         "train_target": dataclasses.asdict(params.train_target),
@@ -243,6 +247,7 @@ def _trial_table(results, study: Study) -> pd.DataFrame:
                 "seeds",
                 "members_trained_here",
                 "node",
+                "data_from",
                 "trial_seconds",
                 "time_total_s",
                 "training_iteration",

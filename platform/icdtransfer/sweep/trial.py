@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from icdtransfer.config import ModelConfig, TrainTargetConfig
+from icdtransfer.data.ship import local_copy
 from icdtransfer.sweep.members import member_key, read_member_files
 
 HEARTBEAT_S = 5.0
@@ -59,14 +60,15 @@ def train_member(
     from icdtransfer.train.stages import train_target
 
     with tempfile.TemporaryDirectory(prefix="icdtransfer-member-") as scratch:
+        pretrained = local_copy(ctx["pretrained"]) if ctx["pretrained"] is not None else scratch
         train = dataclasses.replace(
-            train, pretrained=ctx["pretrained"], checkpoint_dir=str(Path(scratch) / "checkpoints")
+            train, pretrained=str(pretrained), checkpoint_dir=str(Path(scratch) / "checkpoints")
         )
         start = time.perf_counter()
         metrics = train_target(
             model,
             train,
-            ctx["target_dir"],
+            str(local_copy(ctx["target"])),
             variant,
             seed,
             out_dir=str(Path(scratch) / "member"),
@@ -106,7 +108,6 @@ def sweep_trial(config: dict, ctx: dict) -> None:
     from ray import tune
 
     from icdtransfer.data.corpus import Corpus
-    from icdtransfer.evaluate.metrics import evaluate
     from icdtransfer.train.stages import code_digest
 
     torch.set_num_threads(max(1, int(ctx["cpus"])))
@@ -117,7 +118,8 @@ def sweep_trial(config: dict, ctx: dict) -> None:
     model, train = member_configs(ctx, config)
     variant = config.get("variant", train.variant)
     size = int(config.get("ensemble_size", 1))
-    corpus = Corpus.open(ctx["target_dir"])
+    target_dir = local_copy(ctx["target"])
+    corpus = Corpus.open(target_dir)
     key = member_key(model, train, variant, corpus.stats, ctx["pretrained_digest"], code_digest())
     seeds = list(ctx["seeds"][:size])
     step = {"n": 0}
@@ -162,13 +164,7 @@ def sweep_trial(config: dict, ctx: dict) -> None:
     probs = [ray.get(store.probabilities.remote(key, seed)) for seed in seeds]
     val = np.mean([p[0].astype(np.float32) for p in probs], axis=0)
     test = np.mean([p[1].astype(np.float32) for p in probs], axis=0)
-    metrics = evaluate(
-        corpus.labels[corpus.split("validation")],
-        val,
-        corpus.labels[corpus.split("test")],
-        test,
-        corpus.label_table["train_frequency"].to_numpy(),
-    )
+    metrics = corpus.evaluate(val, test)
     tune.report(
         {
             **flat_metrics(metrics),
@@ -178,6 +174,9 @@ def sweep_trial(config: dict, ctx: dict) -> None:
             "seeds": seeds,
             "members_trained_here": trained,
             "node": node_name(),
+            "data_from": "driver folder"
+            if str(target_dir) == ctx["target"].path
+            else "object store",
             "trial_seconds": round(time.perf_counter() - start, 1),
             "final": True,
         }

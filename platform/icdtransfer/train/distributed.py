@@ -1,6 +1,7 @@
 """Stage-1 pretraining under Ray Train: a TorchTrainer with DDP (gloo on CPU, NCCL on GPU).
 
-Every worker memory-maps the corpus and trains on its slice of each global batch (the same
+Every worker memory-maps the corpus (on another machine, a copy shipped through Ray's
+object store: data/ship.py) and trains on its slice of each global batch (the same
 global batches as the single-process loop, so the two paths compute the same updates); rank
 0 validates, decides early stopping for all ranks, and checkpoints after every epoch to
 `<ray.storage_path>/pretrain-<run key>`. Running the same command again after a kill resumes
@@ -23,10 +24,18 @@ import torch
 
 from icdtransfer.config import ModelConfig, PretrainConfig, RayConfig
 from icdtransfer.data.corpus import Corpus
-from icdtransfer.evaluate.metrics import dense, scores_at, tune_threshold
+from icdtransfer.data.ship import local_copy, publish
+from icdtransfer.evaluate.metrics import dense
 from icdtransfer.model.cnn import EncoderShape, SourceModel
 from icdtransfer.ray_env import absolute_storage, connect
-from icdtransfer.train.loop import LoopSettings, make_optimizer, predict, train_epoch, use_bf16
+from icdtransfer.train.loop import (
+    LoopSettings,
+    make_optimizer,
+    new_loop_state,
+    train_epoch,
+    use_bf16,
+    validate_epoch,
+)
 from icdtransfer.train.member import shape_from, shape_meta
 
 log = logging.getLogger(__name__)
@@ -41,10 +50,10 @@ def worker_loop(config: dict) -> None:
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     settings = LoopSettings(**config["settings"])
-    corpus = Corpus.open(config["source_dir"])
+    corpus = Corpus.open(local_copy(config["source"]))  # this node's copy (data/ship.py)
     torch.manual_seed(settings.seed)
     model = SourceModel(shape_from(config), config["n_labels"], config["dropout"])
-    state = {"epoch": 0, "best_epoch": -1, "best_f": -1.0, "bad": 0, "history": []}
+    state = new_loop_state()
     best = copy.deepcopy(model.state_dict())
     optimizer_state = None
     checkpoint = ray.train.get_checkpoint()
@@ -81,34 +90,22 @@ def worker_loop(config: dict) -> None:
             world_size=world,
         )
         if rank == 0:
-            probs = predict(
+            _, improved = validate_epoch(
                 module,
                 corpus,
                 val,
-                settings.batch_size,
-                settings.max_tokens,
-                settings.min_length,
+                y_val,
+                settings,
                 device,
                 bf16,
+                state,
+                epoch,
+                loss,
+                speed * world,
+                extra={"workers": world},
             )
-            threshold = tune_threshold(y_val, probs)
-            scores = scores_at(y_val, probs >= threshold)
-            record = {
-                "epoch": epoch + 1,
-                "train_loss": loss,
-                "train_docs_per_s": speed * world,
-                "val_macro_f": scores["macro_f"],
-                "val_micro_f": scores["micro_f"],
-                "val_threshold": threshold,
-                "workers": world,
-            }
-            if scores["macro_f"] > state["best_f"]:
-                state.update(best_f=scores["macro_f"], best_epoch=epoch + 1, bad=0)
+            if improved:
                 best = copy.deepcopy(module.state_dict())
-            else:
-                state["bad"] += 1
-            state["epoch"] = epoch + 1
-            state["history"].append(record)
         if world > 1:  # every rank follows rank 0's early-stopping bookkeeping
             shared = [state]
             torch.distributed.broadcast_object_list(shared, src=0)
@@ -137,7 +134,7 @@ def pretrain_distributed(
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from icdtransfer.train.stages import evaluate_and_write, loop_settings, run_key
+    from icdtransfer.train.stages import loop_settings, run_key, write_pretrained
 
     connect(ray_cfg)
     corpus = Corpus.open(source_dir)
@@ -151,7 +148,7 @@ def pretrain_distributed(
     trainer = TorchTrainer(
         worker_loop,
         train_loop_config={
-            "source_dir": str(Path(source_dir).resolve()),
+            "source": publish(source_dir),
             "shape": shape_meta(shape),
             "n_labels": n_labels,
             "dropout": model_cfg.dropout,
@@ -173,32 +170,14 @@ def pretrain_distributed(
         saved = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)
     model = SourceModel(shape, n_labels, model_cfg.dropout)
     settings = dataclasses.replace(settings, device="cpu" if not cfg.use_gpu else "auto")
-    meta = {
-        "kind": "source",
-        "shape": shape_meta(shape),
-        "n_labels": n_labels,
-        "dropout": model_cfg.dropout,
-        "max_tokens": cfg.max_tokens,
-    }
-    info = {
-        "stage": "pretrain",
+    run = {
         "workers": cfg.num_workers,
         "ray_run": name,
         "best_epoch": saved["loop"]["best_epoch"],
         "train_seconds": round(time.perf_counter() - start, 1),
-        "settings": dataclasses.asdict(settings),
-        "corpus": str(corpus.path),
-        "tokenizer_numbers": corpus.stats.get("tokenizer_numbers", "placeholder"),
     }
-    metrics = evaluate_and_write(
-        cfg.out_dir,
-        model,
-        saved["best_model"],
-        corpus,
-        settings,
-        meta,
-        saved["loop"]["history"],
-        info,
+    metrics = write_pretrained(
+        model_cfg, cfg, corpus, model, settings, saved["best_model"], saved["loop"]["history"], run
     )
     if "://" not in storage:  # finished: its checkpoints are no longer needed to resume
         shutil.rmtree(os.path.join(storage, name), ignore_errors=True)

@@ -9,7 +9,6 @@ import numpy as np
 
 from icdtransfer.data.atomic import atomic_dir
 from icdtransfer.data.corpus import Corpus
-from icdtransfer.evaluate.metrics import evaluate
 from icdtransfer.train.member import read_probs, write_json, write_probs
 
 
@@ -35,13 +34,7 @@ def build_ensemble(members: list[Path], corpus_dir: str, out_dir: str) -> dict:
     metrics.json, evaluated exactly as a member is."""
     corpus = Corpus.open(corpus_dir)
     validation, test = average_probabilities(members)
-    metrics = evaluate(
-        corpus.labels[corpus.split("validation")],
-        validation,
-        corpus.labels[corpus.split("test")],
-        test,
-        corpus.label_table["train_frequency"].to_numpy(),
-    )
+    metrics = corpus.evaluate(validation, test)
     metrics["ensemble_size"] = len(members)
     out = Path(out_dir)
     with atomic_dir(out) as tmp:

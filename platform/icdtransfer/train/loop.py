@@ -180,7 +180,7 @@ def fit(
     train = corpus.split("train") if train_docs is None else train_docs
     val = corpus.split("validation")
     y_val = dense(corpus.labels[val])
-    state = {"epoch": 0, "best_epoch": -1, "best_f": -1.0, "bad": 0, "history": []}
+    state = new_loop_state()
     best_state = copy.deepcopy(model.state_dict())
     if checkpoint is not None and checkpoint.exists():
         saved = torch.load(checkpoint, map_location=device, weights_only=True)
@@ -203,48 +203,79 @@ def fit(
             bf16,
             desc=f"epoch {epoch + 1}/{settings.epochs}",
         )
-        probs = predict(
-            model,
-            corpus,
-            val,
-            settings.batch_size,
-            settings.max_tokens,
-            settings.min_length,
-            device,
-            bf16,
+        record, improved = validate_epoch(
+            model, corpus, val, y_val, settings, device, bf16, state, epoch, loss, speed
         )
-        # Scored at the global threshold tuned on validation this epoch: early in training
-        # few probabilities reach 0.5, and a fixed cut would stop a model still learning.
-        threshold = tune_threshold(y_val, probs)
-        scores = scores_at(y_val, probs >= threshold)
-        record = {
-            "epoch": epoch + 1,
-            "train_loss": loss,
-            "train_docs_per_s": speed,
-            "val_macro_f": scores["macro_f"],
-            "val_micro_f": scores["micro_f"],
-            "val_threshold": threshold,
-        }
-        if scores["macro_f"] > state["best_f"]:
-            state.update(best_f=scores["macro_f"], best_epoch=epoch + 1, bad=0)
+        if improved:
             best_state = copy.deepcopy(model.state_dict())
-        else:
-            state["bad"] += 1
-        state["epoch"] = epoch + 1
-        state["history"].append(record)
-        log.info(
-            "epoch %d: loss %.4f, val macro-F %.4f, micro-F %.4f, %.0f docs/s",
-            epoch + 1,
-            loss,
-            scores["macro_f"],
-            scores["micro_f"],
-            speed,
-        )
         if checkpoint is not None:
             save_checkpoint(checkpoint, model, optimizer, best_state, state)
         if on_epoch is not None:
             on_epoch(record)
     return FitResult(best_state, state["best_epoch"], state["history"])
+
+
+def new_loop_state() -> dict:
+    """Early-stopping bookkeeping, saved in every checkpoint."""
+    return {"epoch": 0, "best_epoch": -1, "best_f": -1.0, "bad": 0, "history": []}
+
+
+def validate_epoch(
+    model: nn.Module,
+    corpus: Corpus,
+    val: np.ndarray,
+    y_val: np.ndarray,
+    settings: LoopSettings,
+    device: torch.device,
+    bf16: bool,
+    state: dict,
+    epoch: int,
+    loss: float,
+    speed: float,
+    extra: dict | None = None,
+) -> tuple[dict, bool]:
+    """Score the epoch on validation and record it in `state`; returns (record, improved).
+
+    Scored at the global threshold tuned on validation this epoch: early in training few
+    probabilities reach 0.5, and a fixed cut would stop a model that is still learning.
+    """
+    probs = predict(
+        model,
+        corpus,
+        val,
+        settings.batch_size,
+        settings.max_tokens,
+        settings.min_length,
+        device,
+        bf16,
+    )
+    threshold = tune_threshold(y_val, probs)
+    scores = scores_at(y_val, probs >= threshold)
+    record = {
+        "epoch": epoch + 1,
+        "train_loss": loss,
+        "train_docs_per_s": speed,
+        "val_macro_f": scores["macro_f"],
+        "val_micro_f": scores["micro_f"],
+        "val_threshold": threshold,
+        **(extra or {}),
+    }
+    improved = scores["macro_f"] > state["best_f"]
+    if improved:
+        state.update(best_f=scores["macro_f"], best_epoch=epoch + 1, bad=0)
+    else:
+        state["bad"] += 1
+    state["epoch"] = epoch + 1
+    state["history"].append(record)
+    log.info(
+        "epoch %d: loss %.4f, val macro-F %.4f, micro-F %.4f, %.0f docs/s",
+        epoch + 1,
+        loss,
+        scores["macro_f"],
+        scores["micro_f"],
+        speed,
+    )
+    return record, improved
 
 
 def save_checkpoint(

@@ -22,7 +22,6 @@ from icdtransfer.config import (
 from icdtransfer.data.atomic import atomic_dir
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.data.vocab import Vocabulary
-from icdtransfer.evaluate.metrics import evaluate
 from icdtransfer.model.cnn import EncoderShape, SourceModel
 from icdtransfer.model.transfer import build_target_model, variant
 from icdtransfer.train.loop import LoopSettings, fit, predict, resolve_device, use_bf16
@@ -59,7 +58,7 @@ def code_digest() -> str:
     resumed."""
     root = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
-    for folder in ("model", "train", "evaluate"):
+    for folder in ("model", "train", "evaluate", "sweep"):
         for path in sorted((root / folder).glob("*.py")):
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
@@ -101,14 +100,7 @@ def evaluate_and_write(
             device,
             bf16,
         )
-    train_freq = corpus.label_table["train_frequency"].to_numpy()
-    metrics = evaluate(
-        corpus.labels[corpus.split("validation")],
-        probs["validation"],
-        corpus.labels[corpus.split("test")],
-        probs["test"],
-        train_freq,
-    )
+    metrics = corpus.evaluate(probs["validation"], probs["test"])
     with atomic_dir(out_dir) as tmp:
         write_member(
             tmp,
@@ -145,26 +137,46 @@ def pretrain(
     checkpoint = Path(cfg.checkpoint_dir) / f"{run_key(model_cfg, cfg, corpus.stats)}.pt"
     start = time.perf_counter()
     result = fit(model, corpus, settings, checkpoint)
+    metrics = write_pretrained(
+        model_cfg,
+        cfg,
+        corpus,
+        model,
+        settings,
+        result.best_state,
+        result.history,
+        {"best_epoch": result.best_epoch, "train_seconds": round(time.perf_counter() - start, 1)},
+    )
+    checkpoint.unlink(missing_ok=True)  # finished: checkpoints exist only for unfinished runs
+    return metrics
+
+
+def write_pretrained(
+    model_cfg: ModelConfig,
+    cfg: PretrainConfig,
+    corpus: Corpus,
+    model: torch.nn.Module,
+    settings: LoopSettings,
+    best: dict,
+    history: list[dict],
+    run: dict,
+) -> dict:
+    """Evaluate the best stage-1 weights and write models/pretrain (single process or Ray)."""
     meta = {
         "kind": "source",
-        "shape": shape_meta(shape),
-        "n_labels": n_labels,
+        "shape": shape_meta(model.encoder.shape),
+        "n_labels": len(corpus.label_table),
         "dropout": model_cfg.dropout,
         "max_tokens": cfg.max_tokens,
     }
     info = {
         "stage": "pretrain",
-        "best_epoch": result.best_epoch,
-        "train_seconds": round(time.perf_counter() - start, 1),
+        **run,
         "settings": dataclasses.asdict(settings),
         "corpus": str(corpus.path),
         "tokenizer_numbers": corpus.stats.get("tokenizer_numbers", "placeholder"),
     }
-    metrics = evaluate_and_write(
-        cfg.out_dir, model, result.best_state, corpus, settings, meta, result.history, info
-    )
-    checkpoint.unlink(missing_ok=True)  # finished: checkpoints exist only for unfinished runs
-    return metrics
+    return evaluate_and_write(cfg.out_dir, model, best, corpus, settings, meta, history, info)
 
 
 def member_dir(cfg: TrainTargetConfig, variant_name: str, seed: int) -> Path:
