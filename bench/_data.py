@@ -18,12 +18,23 @@ def small_study_params(root: Path, notes: int = 600) -> Params:
     params = load_params(REPO / "params.yaml")
     source = replace(params.source, out_dir=str(root / "source"))
     synth = replace(params.synthesize, notes=notes, out_dir=str(root / "raw"))
-    target = replace(params.target, input=str(root / "raw"), out_dir=str(root / "target"),
-                     min_count=10, validation_size=80, test_size=120)
+    target = replace(
+        params.target,
+        input=str(root / "raw"),
+        out_dir=str(root / "target"),
+        min_count=10,
+        validation_size=80,
+        test_size=120,
+    )
     if not (root / "target" / "tokens.npy").exists():
         synthesize(synth, source)
         prepare_source(source, params.tokenizer)
         prepare_target(target, params.tokenizer, source.out_dir)
-    return replace(params, source=source, synthesize=synth, target=target,
-                   ray=replace(params.ray, storage_path=str(root / "ray")),
-                   sweep=replace(params.sweep, results_dir=str(root / "results")))
+    return replace(
+        params,
+        source=source,
+        synthesize=synth,
+        target=target,
+        ray=replace(params.ray, storage_path=str(root / "ray")),
+        sweep=replace(params.sweep, results_dir=str(root / "results")),
+    )

@@ -110,7 +110,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(
         "resume",
         "kind: grid\nmax_concurrent: 1\nseeds: [1]\n"
         "space:\n  variant: [scratch, frozen, tune_conv, tune_all]\n"
-        "train: {epochs: 6}\n",
+        "train: {epochs: 40, patience: 40}\n",
     )
     command = [
         sys.executable,

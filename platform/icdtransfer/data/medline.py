@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import multiprocessing
 import re
@@ -121,6 +122,16 @@ def _parse_chunk(
     Errors are returned, not raised, so they cross process boundaries intact.
     """
     data, first_line, is_last = piece
+    gc.disable()  # parsed objects die by reference counting; cyclic GC passes only cost time
+    try:
+        return _parse_piece(data, first_line, is_last)
+    finally:
+        gc.enable()
+
+
+def _parse_piece(
+    data: bytes, first_line: int, is_last: bool
+) -> tuple[list[tuple[str, str | None, list[tuple[str, str]]]], tuple[int, str] | None]:
     document = b"<PubmedArticleSet>" + data + (b"" if is_last else b"</PubmedArticleSet>")
     out: list[tuple[str, str | None, list[tuple[str, str]]]] = []
     events = etree.iterparse(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import itertools
 import logging
 import os
@@ -34,6 +36,19 @@ from icdtransfer.progress import progress
 log = logging.getLogger(__name__)
 
 
+@contextlib.contextmanager
+def no_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while streaming millions of small, long-lived
+    objects (token tables, code lists) that it would otherwise rescan again and again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def source_citations(cfg: SourceConfig) -> Iterator[Citation]:
     """Every citation of the configured source files, in order."""
     paths = resolve_inputs(cfg.input)
@@ -51,7 +66,7 @@ def prepare_source(cfg: SourceConfig, tokenizer: TokenizerConfig) -> dict:
     again (MEDLINE update files revise citations) replaces its earlier version.
     """
     skipped: Counter = Counter()
-    with tempfile.TemporaryDirectory(prefix="icdtransfer-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="icdtransfer-") as scratch, no_gc():
         spool = TokenSpool(Path(scratch) / "ids.i32")
         position: dict[str, int] = {}
         pmids: list[str] = []

@@ -134,6 +134,7 @@ def run_study(params: Params, name: str) -> dict:
                 search_alg=_searcher(study, work),
                 scheduler=_scheduler(study),
                 max_concurrent_trials=study.max_concurrent,
+                reuse_actors=True,  # a finished trial's process runs the next: no re-import
             ),
             run_config=tune.RunConfig(
                 name="tune",
