@@ -36,11 +36,14 @@ def test_bad_input_exits_2_with_a_one_line_error(tmp_path: Path) -> None:
         "--set",
         f"target.input={tmp_path}",
         "--set",
+        f"source.out_dir={tmp_path / 'no-source'}",
+        "--set",
         f"target.out_dir={tmp_path / 'out'}",
     )
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines()[-1].startswith("icdtransfer prepare-target: error: ")
+    assert "run prepare-source first" in out.stderr
     assert not (tmp_path / "out").exists()
     bad = run("synthesize", "--set", "synthesize.notes=lots")
     assert bad.returncode == 2 and "synthesize.notes must be int" in bad.stderr

@@ -305,6 +305,10 @@ class Corpus:
         (in split order): evaluate.metrics.evaluate with this corpus' labels."""
         from icdtransfer.evaluate.metrics import evaluate
 
-        return evaluate(self.labels[self.split("validation")], validation,
-                        self.labels[self.split("test")], test,
-                        self.label_table["train_frequency"].to_numpy())  # fmt: skip
+        return evaluate(
+            self.labels[self.split("validation")],
+            validation,
+            self.labels[self.split("test")],
+            test,
+            self.label_table["train_frequency"].to_numpy(),
+        )

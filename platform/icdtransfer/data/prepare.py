@@ -128,7 +128,14 @@ def prepare_target(cfg: TargetConfig, tokenizer: TokenizerConfig, source_dir: st
     document, and dropped when in fewer than `min_count` training documents. Documents without
     any code, and admissions with codes but no note, are skipped and counted.
     """
-    base = Vocabulary.load(Path(source_dir) / "vocab.tsv")
+    source_vocab = Path(source_dir) / "vocab.tsv"
+    if not source_vocab.is_file():
+        raise InputError(
+            source_vocab,
+            None,
+            "no stage-1 vocabulary: run prepare-source first (the EMR vocabulary extends it)",
+        )
+    base = Vocabulary.load(source_vocab)
     normalise = icd.CodeNormalizer(cfg.code_system, cfg.truncate_depth, cfg.strict)
     read_stats = ReadStats()
     with tempfile.TemporaryDirectory(prefix="icdtransfer-") as scratch:

@@ -145,8 +145,7 @@ def build_report(systems: list[System], corpus: Corpus, replicates: int, seed: i
     scores = pd.DataFrame(rows)
     frequency = pd.DataFrame(
         {
-            "code": corpus.label_table["code"],
-            "description": corpus.label_table["description"],
+            "code": corpus.label_table["code"],  # codes only: reports hold no text
             "train_frequency": freq,
         }
     ).sort_values("train_frequency", ascending=False, kind="stable")

@@ -4,7 +4,7 @@ opens offline on a closed hospital network.
 Sections: overview, Table 2 and Table 3 with intervals, macro-F by frequency decile, the label
 frequency distribution, and per study a sortable trial table; for Optuna studies also
 Optuna's parameter importances, parallel coordinates and optimisation history. Only ids,
-codes, code descriptions and numbers appear: never note text.
+codes and numbers appear: never note text (not even code descriptions, which notes quote).
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ def frequency_figure(report: Report) -> go.Figure:
         go.Bar(
             x=freq["rank"],
             y=freq["train_frequency"],
-            hovertext=freq["code"] + " " + freq["description"].fillna(""),
+            hovertext=freq["code"],
             name="training documents",
         )
     )
