@@ -39,9 +39,14 @@ train: {{epochs: {epochs}, patience: {epochs}}}
 def cluster():
     from ray.cluster_utils import Cluster
 
-    c = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 2, "object_store_memory": 150 * 1024**2,
-        "env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}})  # fmt: skip
+    c = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 2,
+            "object_store_memory": 150 * 1024**2,
+            "env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"},
+        },
+    )
     yield c
     c.shutdown()
 
@@ -53,8 +58,9 @@ def add_worker(cluster):
 
 
 def run(cluster, params, tmp: Path, *args: str, background: bool = False):
-    params_file = write_params(replace(params, ray=replace(params.ray, address=cluster.address)),
-                               tmp / "params.yaml")  # fmt: skip
+    params_file = write_params(
+        replace(params, ray=replace(params.ray, address=cluster.address)), tmp / "params.yaml"
+    )
     command = [sys.executable, "-m", "icdtransfer", *args, "--params", str(params_file)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if background:
@@ -64,16 +70,25 @@ def run(cluster, params, tmp: Path, *args: str, background: bool = False):
 
 
 def sweep_params(tiny_params, tmp: Path):
-    return replace(tiny_params, sweep=replace(tiny_params.sweep, results_dir=str(tmp / "results")),
-                   ray=replace(tiny_params.ray, storage_path=str(tmp / "ray")))  # fmt: skip
+    return replace(
+        tiny_params,
+        sweep=replace(tiny_params.sweep, results_dir=str(tmp / "results")),
+        ray=replace(tiny_params.ray, storage_path=str(tmp / "ray")),
+    )
 
 
 def test_sweep_spreads_over_nodes_and_ships_data(cluster, tiny_params, tmp_path: Path) -> None:
     worker = add_worker(cluster)
     try:
         (tmp_path / "spread.yaml").write_text(STUDY.format(name="spread", epochs=1))
-        done = run(cluster, sweep_params(tiny_params, tmp_path), tmp_path, "sweep",
-                   "--study", str(tmp_path / "spread.yaml"))  # fmt: skip
+        done = run(
+            cluster,
+            sweep_params(tiny_params, tmp_path),
+            tmp_path,
+            "sweep",
+            "--study",
+            str(tmp_path / "spread.yaml"),
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         trials = pd.read_parquet(tmp_path / "results" / "spread" / "trials.parquet")
         assert len(trials) == 4 and set(trials["status"]) == {"TERMINATED"}
@@ -87,8 +102,15 @@ def test_sweep_spreads_over_nodes_and_ships_data(cluster, tiny_params, tmp_path:
 def test_sweep_survives_losing_a_node(cluster, tiny_params, tmp_path: Path) -> None:
     worker = add_worker(cluster)
     (tmp_path / "loss.yaml").write_text(STUDY.format(name="loss", epochs=80))
-    proc = run(cluster, sweep_params(tiny_params, tmp_path), tmp_path, "sweep",
-               "--study", str(tmp_path / "loss.yaml"), background=True)  # fmt: skip
+    proc = run(
+        cluster,
+        sweep_params(tiny_params, tmp_path),
+        tmp_path,
+        "sweep",
+        "--study",
+        str(tmp_path / "loss.yaml"),
+        background=True,
+    )
     worker_node = worker.node_id[:8]
     starts = None
     deadline = time.time() + 300
@@ -113,8 +135,7 @@ def test_sweep_survives_losing_a_node(cluster, tiny_params, tmp_path: Path) -> N
     runs = pd.DataFrame([json.loads(line) for line in lines])  # ids stay text
     per_trial = runs.groupby("trial_id")["node"].agg(list)
     # trials that were running on the lost node: started there, then again on the head
-    restarted = [t for t, nodes in per_trial.items()
-                 if worker_node in nodes[0] and len(nodes) >= 2]  # fmt: skip
+    restarted = [t for t, nodes in per_trial.items() if worker_node in nodes[0] and len(nodes) >= 2]
     assert restarted, f"no trial was running on the removed node: {per_trial.to_dict()}"
     final = trials.set_index("trial_id")["node"]
     for trial in restarted:
@@ -132,17 +153,23 @@ def test_sweep_survives_losing_a_node(cluster, tiny_params, tmp_path: Path) -> N
     )
 
 
-def test_pretraining_survives_a_killed_worker(cluster, tiny_params, default_run,
-                                              tmp_path: Path) -> None:  # fmt: skip
+def test_pretraining_survives_a_killed_worker(
+    cluster, tiny_params, default_run, tmp_path: Path
+) -> None:
     worker = add_worker(cluster)
     params = replace(
         tiny_params,
         source=replace(tiny_params.source, out_dir=str(default_run["source"])),
         model=replace(tiny_params.model, embedding_dim=16, filters=16),
-        pretrain=replace(tiny_params.pretrain, num_workers=2, epochs=3, max_tokens=120,
-                         out_dir=str(tmp_path / "pre")),
+        pretrain=replace(
+            tiny_params.pretrain,
+            num_workers=2,
+            epochs=3,
+            max_tokens=120,
+            out_dir=str(tmp_path / "pre"),
+        ),
         ray=replace(tiny_params.ray, storage_path=str(tmp_path / "ray")),
-    )  # fmt: skip
+    )
     proc = run(cluster, params, tmp_path, "pretrain", background=True)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
@@ -151,8 +178,11 @@ def test_pretraining_survives_a_killed_worker(cluster, tiny_params, default_run,
         time.sleep(0.2)
     assert proc.poll() is None, "pretraining ended before a worker could be killed"
     time.sleep(2)  # mid-epoch 2
-    victims = [p for p in psutil.process_iter(["cmdline"])
-               if "RayTrainWorker" in " ".join(p.info["cmdline"] or [])]  # fmt: skip
+    victims = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if "RayTrainWorker" in " ".join(p.info["cmdline"] or [])
+    ]
     assert victims, "no Ray Train worker process found"
     killed_at = time.time()
     victims[-1].kill()

@@ -53,16 +53,21 @@ train: {epochs: 1}
 def reported(ray_local, tiny_params, tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("report")
     sweep = replace(tiny_params.sweep, results_dir=str(root / "results"))
-    params = replace(tiny_params, sweep=sweep,
-                     baseline=replace(tiny_params.baseline, out_dir=str(root / "lr"), min_df=1),
-                     report=replace(tiny_params.report, study="grid", bootstrap=300,
-                                    out_dir=str(root / "reports")))  # fmt: skip
+    params = replace(
+        tiny_params,
+        sweep=sweep,
+        baseline=replace(tiny_params.baseline, out_dir=str(root / "lr"), min_df=1),
+        report=replace(
+            tiny_params.report, study="grid", bootstrap=300, out_dir=str(root / "reports")
+        ),
+    )
     for name, text in (("grid", GRID), ("search", OPTUNA)):
         (root / f"{name}.yaml").write_text(text)
         run_study(params, str(root / f"{name}.yaml"))
     train_baseline(params.baseline, params.target.out_dir)
-    summary = run_report(params.report, params.target.out_dir, params.sweep.results_dir,
-                         params.baseline.out_dir)  # fmt: skip
+    summary = run_report(
+        params.report, params.target.out_dir, params.sweep.results_dir, params.baseline.out_dir
+    )
     return {"root": root, "params": params, "summary": summary, "reports": root / "reports"}
 
 
@@ -77,8 +82,10 @@ def test_tables_equal_a_recomputation_from_member_probabilities(reported: dict) 
     fixed = pd.read_csv(reports / "tables" / "table2_fixed.csv")
     assert len(table) == len(trials) == 6
     for row in trials.itertuples():
-        probs = [read_probs(results / "members" / row.member_key / f"seed{s}")
-                 for s in json.loads(row.seeds)]  # fmt: skip
+        probs = [
+            read_probs(results / "members" / row.member_key / f"seed{s}")
+            for s in json.loads(row.seeds)
+        ]
         val = np.mean([p[0] for p in probs], axis=0)
         test = np.mean([p[1] for p in probs], axis=0)
         tuned = scores_at(y_test, test >= tune_threshold(y_val, val))
@@ -126,8 +133,9 @@ def test_bootstrap_contains_the_estimate_and_narrows_with_more_documents() -> No
     low, high = interval(reps.macro_f)
     assert low <= point["macro_f"] <= high
     assert interval(reps.micro_f)[0] <= point["micro_f"] <= interval(reps.micro_f)[1]
-    doubled = replicate_scores(np.vstack([y, y]), np.vstack([pred, pred]),
-                               draws(2 * len(y), 500, 1), freq)  # fmt: skip
+    doubled = replicate_scores(
+        np.vstack([y, y]), np.vstack([pred, pred]), draws(2 * len(y), 500, 1), freq
+    )
     low2, high2 = interval(doubled.macro_f)
     assert high2 - low2 < 0.85 * (high - low)  # ~1/sqrt(2) as wide
 
@@ -140,13 +148,24 @@ def test_dashboard_renders_in_headless_chromium(reported: dict, tmp_path: Path) 
     text = page.read_text()
     # self-contained: no tag loads anything from elsewhere (plotly.js is inlined)
     assert not re.findall(r"<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)=[\"']?https?:", text)
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run",
-             "--disable-extensions", f"--user-data-dir={tmp_path / 'profile'}",
-             "--enable-logging=stderr", "--log-level=0", "--virtual-time-budget=10000",
-             "--window-size=1400,5000"]  # fmt: skip
-    dom = subprocess.run([browser, *flags, "--dump-dom", page.as_uri()], capture_output=True,
-                         text=True, timeout=120)  # fmt: skip
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-extensions",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--enable-logging=stderr",
+        "--log-level=0",
+        "--virtual-time-budget=10000",
+        "--window-size=1400,5000",
+    ]
+    dom = subprocess.run(
+        [browser, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120
+    )
     assert dom.returncode == 0, dom.stderr[-2000:]
     body = re.search(r"<body([^>]*)>", dom.stdout).group(1)
     attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body))
@@ -158,7 +177,11 @@ def test_dashboard_renders_in_headless_chromium(reported: dict, tmp_path: Path) 
     assert not [line for line in console if "Uncaught" in line or "Failed to load" in line]
     assert "optuna-search-importance" in dom.stdout and "sortable" in dom.stdout
     shot = tmp_path / "dashboard.png"
-    snap = subprocess.run([browser, *flags, f"--screenshot={shot}", page.as_uri()],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    snap = subprocess.run(
+        [browser, *flags, f"--screenshot={shot}", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert snap.returncode == 0 and shot.stat().st_size > 10_000
     shutil.copyfile(shot, reported["reports"].parent / "dashboard.png")

@@ -109,7 +109,8 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(
         tmp_path,
         "resume",
         "kind: grid\nmax_concurrent: 1\nseeds: [1]\n"
-        "space:\n  variant: [scratch, frozen, tune_conv, tune_all]\n"
+        "space:\n  variant: [scratch, frozen, tune_conv, tune_all]\n  ensemble_size: [1]\n"
+        "  word_dropout: [0.1, 0.2]\n"  # 8 trials
         "train: {epochs: 40, patience: 40}\n",
     )
     command = [
@@ -131,29 +132,30 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+    # max_concurrent 1: once the third trial has started, two have finished
     deadline = time.time() + 300
-    finished: list[str] = []
     while time.time() < deadline and proc.poll() is None:
-        finished = [
-            p.parent.name
-            for p in (tmp_path / "ray").glob("sweep-resume-*/tune/*/result.json")
-            if '"final": true' in p.read_text()
-        ]
-        if len(finished) >= 2:
+        logs = list((tmp_path / "ray").glob("sweep-resume-*/members/trial_starts.jsonl"))
+        if logs and len(logs[0].read_text().splitlines()) >= 3:
             break
-        time.sleep(0.5)
+        time.sleep(0.2)
     assert proc.poll() is None, "the sweep ended before it could be interrupted"
-    assert len(finished) >= 2
     os.killpg(proc.pid, signal.SIGINT)
     proc.wait(timeout=120)
     assert not (tmp_path / "resume" / "trials.parquet").exists()  # no results from a stopped run
+    finished = [
+        p.parent.name
+        for p in (tmp_path / "ray").glob("sweep-resume-*/tune/*/result.json")
+        if '"final": true' in p.read_text()
+    ]
+    assert 2 <= len(finished) < 8
 
     done = subprocess.run(
         command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr[-3000:]
     trials = pd.read_parquet(tmp_path / "resume" / "trials.parquet")
-    assert len(trials) == 4 and set(trials["status"]) == {"TERMINATED"}
+    assert len(trials) == 8 and set(trials["status"]) == {"TERMINATED"}
     runs = starts(tmp_path / "resume")
     first_done = [t for t in trials["trial_id"] if any(t in name for name in finished)]
     assert len(first_done) >= 2
