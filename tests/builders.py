@@ -7,6 +7,8 @@ import gzip
 import json
 from pathlib import Path
 
+from icdtransfer.data import synthesize
+
 
 def medline_xml(articles: list[dict], *, close: bool = True) -> bytes:
     """A MEDLINE XML file; each article: pmid, title, abstract (parts), mesh [(ui, name)]."""
@@ -38,20 +40,9 @@ def medline_xml(articles: list[dict], *, close: bool = True) -> bytes:
     return ("\n".join(out) + "\n").encode("utf-8")
 
 
-NOTE_HEADER = [
-    "ROW_ID",
-    "SUBJECT_ID",
-    "HADM_ID",
-    "CHARTDATE",
-    "CHARTTIME",
-    "STORETIME",
-    "CATEGORY",
-    "DESCRIPTION",
-    "CGID",
-    "ISERROR",
-    "TEXT",
-]
-DIAG_HEADER = ["ROW_ID", "SUBJECT_ID", "HADM_ID", "SEQ_NUM", "ICD9_CODE"]
+# MIMIC-III's own column layout (the synthesizer writes the same tables)
+NOTE_HEADER = list(synthesize.NOTE_HEADER)
+DIAG_HEADER = list(synthesize.DIAGNOSIS_HEADER)
 
 
 def write_csv(path: Path, header: list[str], rows: list[list], compress: bool = False) -> Path:
