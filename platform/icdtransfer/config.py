@@ -79,7 +79,8 @@ class TargetConfig:
     """Stage-2 corpus: EMRs labelled with diagnosis codes."""
 
     format: Literal["mimic", "jsonl"] = "mimic"
-    # mimic: a folder with NOTEEVENTS.csv[.gz] and DIAGNOSES_ICD.csv[.gz]; jsonl: one file.
+    # mimic: a folder with NOTEEVENTS.csv[.gz] and DIAGNOSES_ICD.csv[.gz] (MIMIC-III), or with
+    # hosp/diagnoses_icd.csv.gz and note/discharge.csv.gz (MIMIC-IV); jsonl: one file.
     input: str = "data/raw/synthetic"
     categories: list[str] = field(default_factory=lambda: ["Discharge summary"])
     code_system: Literal["icd9", "icd10", "none"] = "icd9"

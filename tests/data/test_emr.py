@@ -99,6 +99,70 @@ def test_mimic_joins_drops_and_dedups(params, tmp_path: Path, source_dir: Path) 
     assert stats["instances"] == 4 and stats["label_cardinality"] == 1.5  # (2 + 2 + 1 + 1) / 4
 
 
+# MIMIC-IV's own layouts: hosp/diagnoses_icd and MIMIC-IV-Note's note/discharge
+DISCHARGE_HEADER = [
+    "note_id", "subject_id", "hadm_id", "note_type", "note_seq", "charttime", "storetime", "text"
+]  # fmt: skip
+DIAG_IV_HEADER = ["subject_id", "hadm_id", "seq_num", "icd_code", "icd_version"]
+
+
+def mimic4(folder: Path, notes: list[list], diagnoses: list[list]) -> Path:
+    (folder / "note").mkdir(parents=True)
+    (folder / "hosp").mkdir()
+    write_csv(folder / "note" / "discharge.csv.gz", DISCHARGE_HEADER, notes, compress=True)
+    write_csv(folder / "hosp" / "diagnoses_icd.csv.gz", DIAG_IV_HEADER, diagnoses, compress=True)
+    return folder
+
+
+def test_mimic4_discharge_notes_and_icd10(params, tmp_path: Path, source_dir: Path) -> None:
+    t = "2180-05-06 00:00:00"
+    notes = [
+        # admission 200: an addendum listed before its summary, and a second summary
+        ["11-AD-1", 11, 200, "AD", 1, t, "", "addendum words"],
+        ["11-DS-2", 11, 200, "DS", 2, t, "", "later summary words"],
+        ["11-DS-1", 11, 200, "DS", 1, t, "", "first summary words"],
+        ["12-DS-1", 12, 201, "DS", 1, t, "", "heart failure words"],
+        ["13-DS-1", 13, 202, "DS", 1, t, "", "only ninth revision words"],
+    ]
+    diagnoses = [
+        [11, 200, 1, "I509", 10],
+        [11, 200, 2, "E1165", 10],
+        [11, 200, 3, "4280", 9],  # an ICD-9 row: skipped when reading ICD-10-CM
+        [12, 201, 1, "I5022", 10],
+        [13, 202, 1, "4019", 9],  # only ICD-9 codes: not an ICD-10 document
+    ]
+    folder = mimic4(tmp_path / "mimic-iv", notes, diagnoses)
+    out = tmp_path / "out"
+    cfg = target_cfg(params, folder, out, code_system="icd10", truncate_depth=1)
+    stats = prepare_target(cfg, params.tokenizer, str(source_dir))
+    corpus = Corpus.open(out)
+    assert list(corpus.docs["doc_id"]) == ["200", "201"]
+    assert list(corpus.docs["patient_id"]) == ["11", "12"]
+    words = [[corpus.vocab.tokens[i] for i in corpus.document(d)] for d in range(len(corpus))]
+    assert words[0] == tokenize("first summary words later summary words addendum words")
+    codes = corpus.label_table["code"].tolist()
+    assert codes == ["E11.6", "I50.2", "I50.9"]  # E1165 truncated to depth 1; 4280 not read
+    doc_codes = [sorted(codes[j] for j in corpus.labels[d].indices) for d in range(len(corpus))]
+    assert doc_codes == [["E11.6", "I50.9"], ["I50.2"]]
+    assert stats["skipped"]["notes_of_admissions_without_codes"] == 1
+    assert stats["invalid_codes"] == 0
+
+
+def test_mimic4_missing_column_names_the_file(params, tmp_path: Path, source_dir: Path) -> None:
+    notes = [["11-DS-1", 11, 200, "DS", 1, "2180-05-06", "", "words"]]
+    folder = mimic4(tmp_path / "m", notes, [[11, 200, 1, "I509", 10]])
+    header = [c for c in DISCHARGE_HEADER if c != "note_seq"]
+    write_csv(folder / "note" / "discharge.csv.gz", header, [notes[0][:4] + notes[0][5:]], True)
+    out = tmp_path / "out"
+    with pytest.raises(
+        InputError, match=r"discharge\.csv\.gz: header: missing required column\(s\) NOTE_SEQ"
+    ):
+        prepare_target(
+            target_cfg(params, folder, out, code_system="icd10"), params.tokenizer, str(source_dir)
+        )
+    assert not out.exists()
+
+
 def test_uncompressed_csv_and_strict_codes(params, tmp_path: Path, source_dir: Path) -> None:
     notes, diagnoses = fixture_rows()
     folder = mimic(tmp_path / "plain", notes, diagnoses, compress=False)
@@ -249,9 +313,7 @@ def test_jsonl_empty_duplicate_and_bad_bytes(params, tmp_path: Path, source_dir:
 
 
 def test_missing_input_files(params, tmp_path: Path, source_dir: Path) -> None:
-    with pytest.raises(
-        InputError, match=r"no DIAGNOSES_ICD\.csv or DIAGNOSES_ICD\.csv\.gz in this folder"
-    ):
+    with pytest.raises(InputError, match=r"no DIAGNOSES_ICD\.csv\[\.gz\] in this folder"):
         prepare_target(
             target_cfg(params, tmp_path, tmp_path / "o"), params.tokenizer, str(source_dir)
         )

@@ -1,8 +1,9 @@
-"""EMR readers (stage-2 target corpus): MIMIC-III CSV tables and generic JSONL, streaming.
+"""EMR readers (stage-2 target corpus): MIMIC CSV tables and generic JSONL, streaming.
 
 Both yield `NotePart`s: pieces of a document's text with an order key. MIMIC documents are
 admissions (HADM_ID): their discharge summaries and addenda are joined in that order by the
-corpus builder, so no note text is ever held for more than one row at a time.
+corpus builder, so no note text is ever held for more than one row at a time. The notes table
+is MIMIC-III's NOTEEVENTS or MIMIC-IV-Note's discharge table, told apart by their headers.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ NOTE_COLUMNS = (
     "ISERROR",
     "TEXT",
 )
+# MIMIC-IV-Note `note/discharge.csv.gz`: discharge summaries (note_type DS) and addenda (AD)
+NOTE_COLUMNS_IV = ("NOTE_ID", "SUBJECT_ID", "HADM_ID", "NOTE_TYPE", "NOTE_SEQ", "CHARTTIME", "TEXT")
 DIAGNOSIS_COLUMNS = ("SUBJECT_ID", "HADM_ID")
 
 
@@ -88,40 +91,87 @@ def _require(path: Path, columns: dict[str, int], names: tuple[str, ...]) -> Non
 def read_notes(
     path: Path, categories: list[str], encoding: str, errors: str, stats: ReadStats
 ) -> Iterator[NotePart]:
-    """Note rows of MIMIC-III NOTEEVENTS in the wanted categories (e.g. "Discharge summary").
+    """Discharge summaries and their addenda, one row at a time.
 
-    ISERROR rows (a physician marked the note as an error) are dropped; rows without HADM_ID
-    cannot be linked to codes and are skipped; both are counted in `stats`.
+    MIMIC-III NOTEEVENTS: rows in the wanted categories (e.g. "Discharge summary"); ISERROR rows
+    (a physician marked the note as an error) are dropped; rows without HADM_ID cannot be
+    linked to codes and are skipped; addenda (DESCRIPTION "Addendum") follow the report.
+    MIMIC-IV-Note discharge (a NOTE_ID column): every row is a discharge summary (NOTE_TYPE DS)
+    or an addendum (AD), so `categories` does not apply; addenda follow the summaries, each in
+    NOTE_SEQ order. Skips are counted in `stats`.
     """
     wanted = {c.strip().lower() for c in categories}
     rows = 0
+    mimic4 = False
     for columns, row, line in _csv_rows(path, encoding, "note"):
         if rows == 0:
-            _require(path, columns, NOTE_COLUMNS)
+            mimic4 = "NOTE_ID" in columns
+            _require(path, columns, NOTE_COLUMNS_IV if mimic4 else NOTE_COLUMNS)
         rows += 1
-        row_id = row[columns["ROW_ID"]].strip()
-        where = f"ROW_ID {row_id}" if row_id else f"line {line}"
-        if row[columns["CATEGORY"]].strip().lower() not in wanted:
-            stats.counts["note_rows_other_category"] += 1
-            continue
-        if row[columns["ISERROR"]].strip() not in ("", "0"):
-            stats.counts["note_rows_iserror"] += 1
-            continue
-        hadm = row[columns["HADM_ID"]].strip()
-        if not hadm:
-            stats.counts["note_rows_without_hadm_id"] += 1
-            continue
-        text, replaced = check_text(row[columns["TEXT"]], path, where, errors)
-        stats.replaced += replaced
-        is_addendum = row[columns["DESCRIPTION"]].strip().lower().startswith("addendum")
-        try:
-            order = (int(is_addendum), row[columns["CHARTDATE"]].strip(), int(row_id))
-        except ValueError:
-            raise InputError(path, f"line {line}", f"ROW_ID {row_id!r} is not an integer") from None
-        patient = row[columns["SUBJECT_ID"]].strip() or None
-        yield NotePart(_id(hadm), patient, order, text, where)
+        if mimic4:
+            part = _mimic4_part(path, columns, row, line, errors, stats)
+        else:
+            part = _mimic3_part(path, columns, row, line, wanted, errors, stats)
+        if part is not None:
+            yield part
     if rows == 0:
         raise InputError(path, None, "empty input: a header but no note rows")
+
+
+def _mimic3_part(
+    path: Path,
+    columns: dict[str, int],
+    row: list[str],
+    line: int,
+    wanted: set[str],
+    errors: str,
+    stats: ReadStats,
+) -> NotePart | None:
+    row_id = row[columns["ROW_ID"]].strip()
+    where = f"ROW_ID {row_id}" if row_id else f"line {line}"
+    if row[columns["CATEGORY"]].strip().lower() not in wanted:
+        stats.counts["note_rows_other_category"] += 1
+        return None
+    if row[columns["ISERROR"]].strip() not in ("", "0"):
+        stats.counts["note_rows_iserror"] += 1
+        return None
+    hadm = row[columns["HADM_ID"]].strip()
+    if not hadm:
+        stats.counts["note_rows_without_hadm_id"] += 1
+        return None
+    text, replaced = check_text(row[columns["TEXT"]], path, where, errors)
+    stats.replaced += replaced
+    is_addendum = row[columns["DESCRIPTION"]].strip().lower().startswith("addendum")
+    try:
+        order = (int(is_addendum), row[columns["CHARTDATE"]].strip(), int(row_id))
+    except ValueError:
+        raise InputError(path, f"line {line}", f"ROW_ID {row_id!r} is not an integer") from None
+    patient = row[columns["SUBJECT_ID"]].strip() or None
+    return NotePart(_id(hadm), patient, order, text, where)
+
+
+def _mimic4_part(
+    path: Path, columns: dict[str, int], row: list[str], line: int, errors: str, stats: ReadStats
+) -> NotePart | None:
+    note_id = row[columns["NOTE_ID"]].strip()
+    where = f"note_id {note_id}" if note_id else f"line {line}"
+    note_type = row[columns["NOTE_TYPE"]].strip().upper()
+    if note_type not in ("DS", "AD"):
+        stats.counts["note_rows_other_type"] += 1
+        return None
+    hadm = row[columns["HADM_ID"]].strip()
+    if not hadm:
+        stats.counts["note_rows_without_hadm_id"] += 1
+        return None
+    text, replaced = check_text(row[columns["TEXT"]], path, where, errors)
+    stats.replaced += replaced
+    seq = row[columns["NOTE_SEQ"]].strip()
+    try:
+        order = (int(note_type == "AD"), int(seq), row[columns["CHARTTIME"]].strip())
+    except ValueError:
+        raise InputError(path, where, f"note_seq {seq!r} is not an integer") from None
+    patient = row[columns["SUBJECT_ID"]].strip() or None
+    return NotePart(_id(hadm), patient, order, text, where)
 
 
 def read_code_table(

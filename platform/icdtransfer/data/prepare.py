@@ -192,9 +192,9 @@ def _read_mimic(
     cfg: TargetConfig, normalise: icd.CodeNormalizer, spool: TokenSpool, stats: ReadStats
 ) -> tuple[list[str], list[str], list[list[str]], list[list[int]]]:
     folder = Path(cfg.input)
-    tables = [(_find(folder, "DIAGNOSES_ICD"), False)]
+    tables = [(_find(folder, ["DIAGNOSES_ICD"]), False)]
     if cfg.procedures:
-        tables.append((_find(folder, "PROCEDURES_ICD"), True))
+        tables.append((_find(folder, ["PROCEDURES_ICD"]), True))
     codes: dict[str, list[str]] = {}
     code_patient: dict[str, str | None] = {}
     for path, procedure in tables:
@@ -212,7 +212,7 @@ def _read_mimic(
             if code is not None:
                 codes[hadm].append(code)
 
-    notes = _find(folder, "NOTEEVENTS")
+    notes = _find(folder, ["NOTEEVENTS", "discharge"])
     doc_parts: dict[str, list[tuple[tuple, int]]] = {}
     doc_patient: dict[str, str | None] = {}
     rows = read_notes(notes, cfg.categories, cfg.encoding, cfg.encoding_errors, stats)
@@ -278,16 +278,17 @@ def _assemble(
     return doc_ids, patients, doc_codes, parts
 
 
-def _find(folder: Path, table: str) -> Path:
-    for name in (
-        f"{table}.csv.gz",
-        f"{table}.csv",
-        f"{table.lower()}.csv.gz",
-        f"{table.lower()}.csv",
-    ):
-        if (folder / name).is_file():
-            return folder / name
-    raise InputError(folder, None, f"no {table}.csv or {table}.csv.gz in this folder")
+def _find(folder: Path, tables: list[str]) -> Path:
+    """The first of `tables` found in `folder`, or in its MIMIC-IV module subfolders (`hosp/`
+    for diagnoses, `note/` for discharge notes), as .csv.gz or .csv, in upper or lower case."""
+    for table in tables:
+        for where in (folder, folder / "hosp", folder / "note"):
+            for name in (table.upper(), table.lower()):
+                for ext in (".csv.gz", ".csv"):
+                    if (where / f"{name}{ext}").is_file():
+                        return where / f"{name}{ext}"
+    wanted = " or ".join(f"{t}.csv[.gz]" for t in tables)
+    raise InputError(folder, None, f"no {wanted} in this folder (nor in hosp/ or note/)")
 
 
 def _names(splits: np.ndarray) -> list[str]:
