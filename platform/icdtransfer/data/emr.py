@@ -135,19 +135,12 @@ def _mimic3_part(
     if row[columns["ISERROR"]].strip() not in ("", "0"):
         stats.counts["note_rows_iserror"] += 1
         return None
-    hadm = row[columns["HADM_ID"]].strip()
-    if not hadm:
-        stats.counts["note_rows_without_hadm_id"] += 1
-        return None
-    text, replaced = check_text(row[columns["TEXT"]], path, where, errors)
-    stats.replaced += replaced
     is_addendum = row[columns["DESCRIPTION"]].strip().lower().startswith("addendum")
     try:
         order = (int(is_addendum), row[columns["CHARTDATE"]].strip(), int(row_id))
     except ValueError:
         raise InputError(path, f"line {line}", f"ROW_ID {row_id!r} is not an integer") from None
-    patient = row[columns["SUBJECT_ID"]].strip() or None
-    return NotePart(_id(hadm), patient, order, text, where)
+    return _admission_part(path, columns, row, where, order, errors, stats)
 
 
 def _mimic4_part(
@@ -159,17 +152,30 @@ def _mimic4_part(
     if note_type not in ("DS", "AD"):
         stats.counts["note_rows_other_type"] += 1
         return None
+    seq = row[columns["NOTE_SEQ"]].strip()
+    try:
+        order = (int(note_type == "AD"), int(seq), row[columns["CHARTTIME"]].strip())
+    except ValueError:
+        raise InputError(path, where, f"note_seq {seq!r} is not an integer") from None
+    return _admission_part(path, columns, row, where, order, errors, stats)
+
+
+def _admission_part(
+    path: Path,
+    columns: dict[str, int],
+    row: list[str],
+    where: str,
+    order: tuple,
+    errors: str,
+    stats: ReadStats,
+) -> NotePart | None:
+    """The note as a part of its admission (HADM_ID), or None (counted) without one."""
     hadm = row[columns["HADM_ID"]].strip()
     if not hadm:
         stats.counts["note_rows_without_hadm_id"] += 1
         return None
     text, replaced = check_text(row[columns["TEXT"]], path, where, errors)
     stats.replaced += replaced
-    seq = row[columns["NOTE_SEQ"]].strip()
-    try:
-        order = (int(note_type == "AD"), int(seq), row[columns["CHARTTIME"]].strip())
-    except ValueError:
-        raise InputError(path, where, f"note_seq {seq!r} is not an integer") from None
     patient = row[columns["SUBJECT_ID"]].strip() or None
     return NotePart(_id(hadm), patient, order, text, where)
 
