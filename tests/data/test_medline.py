@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -37,6 +39,42 @@ def test_parallel_and_in_process_parsing_agree(medline_file: Path, ours: list) -
     single = list(read_medline(medline_file, workers=1))
     assert len(single) == len(ours) == 30_000
     assert single == ours
+
+
+_FROM_A_RAY_DRIVER = """
+import itertools, multiprocessing, sys
+from ray.cluster_utils import Cluster
+from icdtransfer.data.medline import read_medline
+
+if __name__ == "__main__":
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    reader = read_medline(sys.argv[1], workers=2)
+    early = sum(1 for _ in itertools.islice(reader, 500))
+    reader.close()  # stops the pool with chunks still in flight
+    left = len(multiprocessing.active_children())
+    print(early, left, sum(1 for _ in read_medline(sys.argv[1], workers=2)))
+    cluster.shutdown()
+"""
+
+
+@pytest.mark.slow
+def test_parallel_reader_works_in_a_ray_driver(medline_file: Path, tmp_path: Path) -> None:
+    """Regression: stopping a reader early used to terminate its pool. In a process holding a
+    Ray node (as the multi-node tests do) the workers' inherited SIGTERM handler deadlocked and
+    CI hung in the session fixture; with default handlers a worker killed while sending a
+    result could hold the queue lock. Now the pool finishes its chunks in flight and exits.
+    Runs in a child process, so a regression fails on the timeout instead of hanging the
+    suite."""
+    script = tmp_path / "driver.py"
+    script.write_text(_FROM_A_RAY_DRIVER)
+    done = subprocess.run(
+        [sys.executable, str(script), str(medline_file)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["500", "0", "30000"]  # read, workers left, all read
 
 
 def test_text_is_title_and_every_abstract_part(tmp_path: Path) -> None:

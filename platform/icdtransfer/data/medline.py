@@ -5,7 +5,10 @@ from __future__ import annotations
 import gc
 import io
 import multiprocessing
+import multiprocessing.pool
 import re
+import signal
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +45,9 @@ def read_medline(path: Path, workers: int = 1) -> Iterator[Citation]:
     MeshHeadingList/MeshHeading/DescriptorName (UI attribute and name).
 
     The decompressed stream is cut between articles (after each `</PubmedArticle>`) into chunks
-    of about 2 MB, and every chunk is parsed whole by lxml; with `workers` > 1 chunks are parsed
-    in that many processes (a MEDLINE file is ~75% parse time), results still in file order.
+    of about 4 MB, and every chunk is parsed whole by lxml; with `workers` > 1 chunks are parsed
+    in that many forked processes (a MEDLINE file is ~75% parse time), results still in file
+    order.
     Malformed XML (anywhere, the closing root tag included), a truncated gzip stream or an
     article without a PMID is an InputError naming the line and the last PMID read.
     """
@@ -53,13 +57,7 @@ def read_medline(path: Path, workers: int = 1) -> Iterator[Citation]:
         return f"after PMID {last_pmid}" if last_pmid else "before the first article"
 
     with open_binary(path) as stream, compressed_stream_errors(path, where):
-        chunks = _chunks(stream, path)
-        pool = None
-        if workers > 1:
-            pool = multiprocessing.get_context("fork").Pool(workers)
-            results = pool.imap(_parse_chunk, chunks)
-        else:
-            results = map(_parse_chunk, chunks)
+        results = _parsed(_chunks(stream, path), workers)
         try:
             for citations, error in results:
                 for pmid, text, mesh in citations:
@@ -69,8 +67,54 @@ def read_medline(path: Path, workers: int = 1) -> Iterator[Citation]:
                     line, problem = error
                     raise InputError(path, f"line {line}, {where()}", problem)
         finally:
-            if pool is not None:
-                pool.terminate()
+            results.close()
+
+
+_Parsed = tuple[list[tuple[str, str | None, list[tuple[str, str]]]], tuple[int, str] | None]
+
+
+def _parsed(chunks: Iterator[tuple[bytes, int, bool]], workers: int) -> Iterator[_Parsed]:
+    """`_parse_chunk` of every chunk, in order; with `workers` > 1 in forked processes.
+
+    At most three chunks per worker are in flight, which bounds memory when the consumer is
+    slower than the parsers. The pool is never terminated: when the reader stops early (an
+    error, a consumer that has read enough, Ctrl-C) the chunks in flight are parsed to the end
+    and the workers exit on the pool's sentinel. Killing them mid-task could leave the result
+    queue's lock held by a dead process (the pool then hangs), and a parent holding a Ray node
+    in-process passes its SIGTERM handler to forked children, where it deadlocks; both hung
+    CI. Workers ignore SIGINT: Ctrl-C reaches this process, which stops them as above.
+    """
+    if workers <= 1:
+        yield from map(_parse_chunk, chunks)
+        return
+    pool = multiprocessing.get_context("fork").Pool(workers, initializer=_ignore_sigint)
+    pending: deque[multiprocessing.pool.AsyncResult] = deque()
+    stream_error: Exception | None = None
+    try:
+        while True:
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                break
+            except Exception as error:  # e.g. truncated gzip: what was read before comes first
+                stream_error = error
+                break
+            pending.append(pool.apply_async(_parse_chunk, (chunk,)))
+            if len(pending) >= 3 * workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+        if stream_error is not None:
+            raise stream_error
+    finally:
+        for result in pending:
+            result.wait()
+        pool.close()
+        pool.join()
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _chunks(stream: IO[bytes], path: Path) -> Iterator[tuple[bytes, int, bool]]:
@@ -114,9 +158,7 @@ def _check_prolog(prolog: bytes, path: Path) -> None:
         raise InputError(path, "line 1", f"unsupported XML encoding {match.group(1).decode()}")
 
 
-def _parse_chunk(
-    piece: tuple[bytes, int, bool],
-) -> tuple[list[tuple[str, str | None, list[tuple[str, str]]]], tuple[int, str] | None]:
+def _parse_chunk(piece: tuple[bytes, int, bool]) -> _Parsed:
     """Parse one piece; returns its citations and, on bad XML, (file line, problem).
 
     Errors are returned, not raised, so they cross process boundaries intact.
@@ -129,9 +171,7 @@ def _parse_chunk(
         gc.enable()
 
 
-def _parse_piece(
-    data: bytes, first_line: int, is_last: bool
-) -> tuple[list[tuple[str, str | None, list[tuple[str, str]]]], tuple[int, str] | None]:
+def _parse_piece(data: bytes, first_line: int, is_last: bool) -> _Parsed:
     document = b"<PubmedArticleSet>" + data + (b"" if is_last else b"</PubmedArticleSet>")
     out: list[tuple[str, str | None, list[tuple[str, str]]]] = []
     events = etree.iterparse(
