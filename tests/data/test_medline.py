@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import gzip
 import json
+import multiprocessing
+import os
 import re
 import subprocess
 import sys
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,8 +17,9 @@ import pubmed_parser
 import pytest
 
 from builders import medline_xml
+from icdtransfer.data import medline
 from icdtransfer.data.errors import InputError
-from icdtransfer.data.medline import mesh_name_table, read_bioasq, read_medline
+from icdtransfer.data.medline import _parse_chunk, mesh_name_table, read_bioasq, read_medline
 from icdtransfer.data.prepare import prepare_source
 
 
@@ -75,6 +79,25 @@ def test_parallel_reader_works_in_a_ray_driver(medline_file: Path, tmp_path: Pat
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["500", "0", "30000"]  # read, workers left, all read
+
+
+def _parse_or_die(piece: tuple[bytes, int, bool]):
+    if piece[1] > 1_000_000:  # a chunk from the second half of the file: the worker dies
+        os._exit(1)
+    return _parse_chunk(piece)
+
+
+@pytest.mark.timeout(120)
+def test_a_parse_worker_that_dies_is_an_error_not_a_hang(
+    medline_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(medline, "_parse_chunk", _parse_or_die)  # forked workers inherit it
+    read = 0
+    with pytest.raises(BrokenProcessPool):
+        for _ in read_medline(medline_file, workers=2):
+            read += 1
+    assert 0 < read < 30_000
+    assert multiprocessing.active_children() == []
 
 
 def test_text_is_title_and_every_abstract_part(tmp_path: Path) -> None:

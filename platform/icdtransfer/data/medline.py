@@ -5,11 +5,11 @@ from __future__ import annotations
 import gc
 import io
 import multiprocessing
-import multiprocessing.pool
 import re
 import signal
 from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -77,18 +77,19 @@ def _parsed(chunks: Iterator[tuple[bytes, int, bool]], workers: int) -> Iterator
     """`_parse_chunk` of every chunk, in order; with `workers` > 1 in forked processes.
 
     At most three chunks per worker are in flight, which bounds memory when the consumer is
-    slower than the parsers. The pool is never terminated: when the reader stops early (an
-    error, a consumer that has read enough, Ctrl-C) the chunks in flight are parsed to the end
-    and the workers exit on the pool's sentinel. Killing them mid-task could leave the result
-    queue's lock held by a dead process (the pool then hangs), and a parent holding a Ray node
-    in-process passes its SIGTERM handler to forked children, where it deadlocks; both hung
-    CI. Workers ignore SIGINT: Ctrl-C reaches this process, which stops them as above.
+    slower than the parsers. Workers are not killed when the reader stops early (an error, a
+    consumer that has read enough, Ctrl-C): chunks not started are cancelled, those running
+    finish, and the workers exit. Killing them mid-task hung CI twice over: a worker killed
+    while sending a result can leave the result queue's lock held, and a parent holding a Ray
+    node in-process passes its SIGTERM handler to forked children, where it deadlocks. A worker
+    that dies on its own (out of memory) raises BrokenProcessPool here instead of a hang.
     """
     if workers <= 1:
         yield from map(_parse_chunk, chunks)
         return
-    pool = multiprocessing.get_context("fork").Pool(workers, initializer=_ignore_sigint)
-    pending: deque[multiprocessing.pool.AsyncResult] = deque()
+    context = multiprocessing.get_context("fork")
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_default_signals)
+    pending: deque[Future[_Parsed]] = deque()
     stream_error: Exception | None = None
     try:
         while True:
@@ -99,22 +100,21 @@ def _parsed(chunks: Iterator[tuple[bytes, int, bool]], workers: int) -> Iterator
             except Exception as error:  # e.g. truncated gzip: what was read before comes first
                 stream_error = error
                 break
-            pending.append(pool.apply_async(_parse_chunk, (chunk,)))
+            pending.append(pool.submit(_parse_chunk, chunk))
             if len(pending) >= 3 * workers:
-                yield pending.popleft().get()
+                yield pending.popleft().result()
         while pending:
-            yield pending.popleft().get()
+            yield pending.popleft().result()
         if stream_error is not None:
             raise stream_error
     finally:
-        for result in pending:
-            result.wait()
-        pool.close()
-        pool.join()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _ignore_sigint() -> None:
+def _default_signals() -> None:
+    """Ctrl-C goes to the parent, which stops the pool; SIGTERM kills (no inherited handler)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _chunks(stream: IO[bytes], path: Path) -> Iterator[tuple[bytes, int, bool]]:
