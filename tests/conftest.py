@@ -152,3 +152,30 @@ def write_params(params: Params, path: Path) -> Path:
 
     path.write_text(yaml.safe_dump(dataclasses.asdict(params), sort_keys=False))
     return path
+
+
+def ddp_pretrain_params(
+    tiny_params: Params, source_dir: Path, out_dir: Path, epochs: int, ray
+) -> Params:
+    """Two-worker Ray Train pretraining on the real PubMed corpus (`default_run`'s source),
+    whose epochs last long enough to interrupt a run mid-epoch."""
+    return replace(
+        tiny_params,
+        source=replace(tiny_params.source, out_dir=str(source_dir)),
+        model=replace(tiny_params.model, embedding_dim=16, filters=16),
+        pretrain=replace(
+            tiny_params.pretrain, num_workers=2, epochs=epochs, max_tokens=120, out_dir=str(out_dir)
+        ),
+        ray=ray,
+    )
+
+
+def wait_for_first_checkpoint(proc, storage: Path, timeout: float = 300) -> None:
+    """Return once a Ray Train checkpoint exists under `storage`, or `proc` has ended."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if list(storage.glob("pretrain-*/checkpoint_*")):
+            return
+        time.sleep(0.2)

@@ -17,7 +17,7 @@ import pandas as pd
 import psutil
 import pytest
 
-from conftest import write_params
+from conftest import ddp_pretrain_params, wait_for_first_checkpoint, write_params
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -157,25 +157,15 @@ def test_pretraining_survives_a_killed_worker(
     cluster, tiny_params, default_run, tmp_path: Path
 ) -> None:
     worker = add_worker(cluster)
-    params = replace(
+    params = ddp_pretrain_params(
         tiny_params,
-        source=replace(tiny_params.source, out_dir=str(default_run["source"])),
-        model=replace(tiny_params.model, embedding_dim=16, filters=16),
-        pretrain=replace(
-            tiny_params.pretrain,
-            num_workers=2,
-            epochs=3,
-            max_tokens=120,
-            out_dir=str(tmp_path / "pre"),
-        ),
+        default_run["source"],
+        tmp_path / "pre",
+        epochs=3,
         ray=replace(tiny_params.ray, storage_path=str(tmp_path / "ray")),
     )
     proc = run(cluster, params, tmp_path, "pretrain", background=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if list((tmp_path / "ray").glob("pretrain-*/checkpoint_*")):
-            break
-        time.sleep(0.2)
+    wait_for_first_checkpoint(proc, tmp_path / "ray")
     assert proc.poll() is None, "pretraining ended before a worker could be killed"
     time.sleep(2)  # mid-epoch 2
     victims = [

@@ -8,14 +8,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import write_params
+from conftest import ddp_pretrain_params, wait_for_first_checkpoint, write_params
 from icdtransfer.config import RayConfig
 from icdtransfer.train.member import load_model_file
 from icdtransfer.train.stages import pretrain
@@ -58,18 +57,11 @@ def test_two_workers_learn_and_match_one_process(ray_local, tiny: dict, tmp_path
 def test_killed_run_resumes_at_the_next_epoch(tiny_params, default_run, tmp_path: Path) -> None:
     """Interrupt `icdtransfer pretrain` (2 workers) after its first checkpoint; the same
     command then resumes at epoch 2 instead of starting over."""
-    config = replace(
+    config = ddp_pretrain_params(
         tiny_params,
-        # the real PubMed corpus, so an epoch lasts long enough to interrupt the run
-        source=replace(tiny_params.source, out_dir=str(default_run["source"])),
-        model=replace(tiny_params.model, embedding_dim=16, filters=16),
-        pretrain=replace(
-            tiny_params.pretrain,
-            num_workers=2,
-            epochs=2,
-            max_tokens=120,
-            out_dir=str(tmp_path / "pre"),
-        ),
+        default_run["source"],
+        tmp_path / "pre",
+        epochs=2,
         ray=RayConfig(storage_path=str(tmp_path / "ray"), num_cpus=4),
     )
     params_file = write_params(config, tmp_path / "params.yaml")
@@ -82,11 +74,7 @@ def test_killed_run_resumes_at_the_next_epoch(tiny_params, default_run, tmp_path
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if list((tmp_path / "ray").glob("pretrain-*/checkpoint_*")):
-            break
-        time.sleep(0.2)
+    wait_for_first_checkpoint(proc, tmp_path / "ray")
     assert proc.poll() is None, "the run ended before it could be interrupted"
     os.killpg(proc.pid, signal.SIGINT)
     proc.wait(timeout=120)
