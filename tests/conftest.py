@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -170,12 +171,23 @@ def ddp_pretrain_params(
     )
 
 
-def wait_for_first_checkpoint(proc, storage: Path, timeout: float = 300) -> None:
-    """Return once a Ray Train checkpoint exists under `storage`, or `proc` has ended."""
+def wait_for_checkpoint(proc, storage: Path, epoch: int = 1, timeout: float = 300) -> None:
+    """Return once Ray Train has recorded the checkpoint of `epoch` (or a later one) under
+    `storage`, one that a restarted run would resume from, or once `proc` has ended.
+
+    A `checkpoint_*` folder alone is not enough: Ray copies it into storage before its
+    controller writes `checkpoint_manager_snapshot.json`, and a run restarted from the same
+    name and storage path resumes only from the checkpoints that file lists. Interrupting
+    between the two (about 60 ms here) makes the restarted run start over; it did in CI."""
     import time
 
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
-        if list(storage.glob("pretrain-*/checkpoint_*")):
-            return
+        for snapshot in storage.glob("pretrain-*/checkpoint_manager_snapshot.json"):
+            try:
+                latest = json.loads(snapshot.read_text())["latest_checkpoint_result"]
+            except (OSError, ValueError, KeyError):  # being written
+                continue
+            if latest and latest["metrics"]["epoch"] >= epoch:
+                return
         time.sleep(0.2)

@@ -17,7 +17,7 @@ import pandas as pd
 import psutil
 import pytest
 
-from conftest import ddp_pretrain_params, wait_for_first_checkpoint, write_params
+from conftest import ddp_pretrain_params, wait_for_checkpoint, write_params
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -165,7 +165,7 @@ def test_pretraining_survives_a_killed_worker(
         ray=replace(tiny_params.ray, storage_path=str(tmp_path / "ray")),
     )
     proc = run(cluster, params, tmp_path, "pretrain", background=True)
-    wait_for_first_checkpoint(proc, tmp_path / "ray")
+    wait_for_checkpoint(proc, tmp_path / "ray")
     assert proc.poll() is None, "pretraining ended before a worker could be killed"
     time.sleep(2)  # mid-epoch 2
     victims = [

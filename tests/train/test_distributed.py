@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ddp_pretrain_params, wait_for_first_checkpoint, write_params
+from conftest import ddp_pretrain_params, wait_for_checkpoint, write_params
 from icdtransfer.config import RayConfig
 from icdtransfer.train.member import load_model_file
 from icdtransfer.train.stages import pretrain
@@ -74,7 +74,7 @@ def test_killed_run_resumes_at_the_next_epoch(tiny_params, default_run, tmp_path
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    wait_for_first_checkpoint(proc, tmp_path / "ray")
+    wait_for_checkpoint(proc, tmp_path / "ray")
     assert proc.poll() is None, "the run ended before it could be interrupted"
     os.killpg(proc.pid, signal.SIGINT)
     proc.wait(timeout=120)

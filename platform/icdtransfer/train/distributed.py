@@ -64,6 +64,8 @@ def worker_loop(config: dict) -> None:
         optimizer_state, best, state = saved["optimizer"], saved["best_model"], saved["loop"]
         if rank == 0:
             print(f"resuming from checkpoint after epoch {state['epoch']}", flush=True)
+    elif rank == 0:
+        print("no checkpoint recorded for this run: starting at epoch 1", flush=True)
     device = ray.train.torch.get_device()
     bf16 = use_bf16(settings.precision, device)
     model = ray.train.torch.prepare_model(model)  # moves to the device, wraps in DDP
