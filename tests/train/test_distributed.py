@@ -16,6 +16,7 @@ import torch
 
 from conftest import ddp_pretrain_params, wait_for_checkpoint, write_params
 from icdtransfer.config import RayConfig
+from icdtransfer.train.distributed import STATE_FILE, recover_run_state
 from icdtransfer.train.member import load_model_file
 from icdtransfer.train.stages import pretrain
 
@@ -56,31 +57,74 @@ def test_two_workers_learn_and_match_one_process(ray_local, tiny: dict, tmp_path
 
 def test_killed_run_resumes_at_the_next_epoch(tiny_params, default_run, tmp_path: Path) -> None:
     """Interrupt `icdtransfer pretrain` (2 workers) after its first checkpoint; the same
-    command then resumes at epoch 2 instead of starting over."""
+    command then resumes at epoch 2 instead of starting over. Interrupt that run after epoch 2
+    and cut Ray's run-state file short, as a kill during its write does: the third run still
+    resumes, at epoch 3."""
     config = ddp_pretrain_params(
         tiny_params,
         default_run["source"],
         tmp_path / "pre",
-        epochs=2,
+        epochs=3,
         ray=RayConfig(storage_path=str(tmp_path / "ray"), num_cpus=4),
     )
     params_file = write_params(config, tmp_path / "params.yaml")
     command = [sys.executable, "-m", "icdtransfer", "pretrain", "--params", str(params_file)]
     repo = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen(
-        command,
-        cwd=repo,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    wait_for_checkpoint(proc, tmp_path / "ray")
-    assert proc.poll() is None, "the run ended before it could be interrupted"
-    os.killpg(proc.pid, signal.SIGINT)
-    proc.wait(timeout=120)
-    assert not (tmp_path / "pre" / "model.pt").exists()
+
+    def interrupt_after(epoch: int) -> str:
+        log = tmp_path / f"run{epoch}.log"
+        with log.open("w") as out:
+            proc = subprocess.Popen(
+                command, cwd=repo, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            wait_for_checkpoint(proc, tmp_path / "ray", epoch)
+            assert proc.poll() is None, f"the run ended before epoch {epoch}'s checkpoint"
+            os.killpg(proc.pid, signal.SIGINT)
+            proc.wait(timeout=120)
+        assert not (tmp_path / "pre" / "model.pt").exists()
+        return log.read_text()
+
+    interrupt_after(1)
+    assert "resuming from checkpoint after epoch 1" in interrupt_after(2)
+    (snapshot,) = (tmp_path / "ray").glob("pretrain-*/checkpoint_manager_snapshot.json")
+    text = snapshot.read_text()
+    snapshot.write_text(text[: len(text) // 2])
+
     done = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "resuming from checkpoint after epoch 1" in done.stdout + done.stderr
+    output = done.stdout + done.stderr
+    assert "was unreadable" in output and "resuming from checkpoint after epoch 2" in output
     history = json.loads((tmp_path / "pre" / "history.json").read_text())
-    assert [h["epoch"] for h in history] == [1, 2]
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+
+
+def test_an_unreadable_run_state_falls_back_to_the_newest_loadable_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """`recover_run_state`: a readable or missing Ray state file is left to Ray; a cut-short
+    one is moved aside, and the newest checkpoint whose state loads is chosen (a newer,
+    half-copied folder is passed over)."""
+    run = tmp_path / "pretrain-x"
+    older, newer = (
+        run / "checkpoint_2026-01-01_10-00-00.0",
+        run / "checkpoint_2026-01-01_10-05-00.0",
+    )
+    older.mkdir(parents=True)
+    newer.mkdir()
+    torch.save({"loop": {"epoch": 4}}, older / STATE_FILE)
+    (newer / STATE_FILE).write_bytes(b"PK\x03\x04 cut short")
+    snapshot = run / "checkpoint_manager_snapshot.json"
+
+    assert recover_run_state(str(tmp_path), "pretrain-x") is None  # no state yet
+    snapshot.write_text('{"ray_version": "2.60.0"}')
+    assert recover_run_state(str(tmp_path), "pretrain-x") is None
+    assert snapshot.exists()
+    snapshot.write_text('{"ray_version": "2.60.0", "checkpoint_res')
+    assert recover_run_state(str(tmp_path), "pretrain-x") == str(older)
+    assert not snapshot.exists()
+    assert (run / "checkpoint_manager_snapshot.json.corrupt").exists()
+
+    snapshot.write_text("{")
+    (older / STATE_FILE).unlink()
+    assert recover_run_state(str(tmp_path), "pretrain-x") is None  # nothing loads: start over
+    assert recover_run_state("s3://bucket/runs", "pretrain-x") is None

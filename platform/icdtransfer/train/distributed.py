@@ -5,8 +5,9 @@ object store: data/ship.py) and trains on its slice of each global batch (the sa
 global batches as the single-process loop, so the two paths compute the same updates); rank
 0 validates, decides early stopping for all ranks, and checkpoints after every epoch to
 `<ray.storage_path>/pretrain-<run key>`. Running the same command again after a kill resumes
-from the last checkpoint (Ray Train V2 restores a run from its name and storage path);
-`FailureConfig` restarts the worker group from that checkpoint when a worker dies.
+from the last checkpoint (Ray Train V2 restores a run from its name and storage path;
+`recover_run_state` covers a kill that cut Ray's state file short); `FailureConfig` restarts
+the worker group from that checkpoint when a worker dies.
 """
 
 from __future__ import annotations
@@ -57,9 +58,15 @@ def worker_loop(config: dict) -> None:
     best = copy.deepcopy(model.state_dict())
     optimizer_state = None
     checkpoint = ray.train.get_checkpoint()
+    saved = None
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             saved = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)
+    elif config.get("resume_from"):  # Ray's run state was unreadable: recover_run_state
+        saved = torch.load(
+            Path(config["resume_from"]) / STATE_FILE, map_location="cpu", weights_only=True
+        )
+    if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer_state, best, state = saved["optimizer"], saved["best_model"], saved["loop"]
         if rank == 0:
@@ -128,6 +135,59 @@ def worker_loop(config: dict) -> None:
             ray.train.report(state["history"][-1], checkpoint=saved_checkpoint)
 
 
+def recover_run_state(storage: str, name: str) -> str | None:
+    """Make a run whose Ray state file was cut short resumable again.
+
+    Ray Train resumes a run from `<storage>/<name>/checkpoint_manager_snapshot.json`, which it
+    rewrites in place after every checkpoint; a kill during that write leaves half a JSON file,
+    and Ray then refuses to start the run at all. In that case the file is moved aside
+    (`.corrupt`, kept for inspection), Ray starts the run afresh, and the newest checkpoint
+    folder whose state loads is returned so the workers resume from it. Returns None when the
+    state file is readable or absent (Ray resumes, or starts, on its own), and for remote
+    storage, which is left to Ray."""
+    import json
+
+    from ray.train.v2._internal.constants import CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
+
+    if "://" in storage:
+        return None
+    run_dir = Path(storage) / name
+    snapshot = run_dir / CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
+    try:
+        json.loads(snapshot.read_text(encoding="utf-8"))
+        return None
+    except FileNotFoundError:
+        return None
+    except (ValueError, UnicodeDecodeError) as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+    aside = snapshot.with_name(snapshot.name + ".corrupt")
+    os.replace(snapshot, aside)
+    for folder in sorted(run_dir.glob("checkpoint_*"), reverse=True):  # names sort by time
+        try:
+            saved = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
+            epoch = saved["loop"]["epoch"]
+        except Exception:  # noqa: BLE001 - a half-copied folder: try the one before
+            continue
+        log.warning(
+            "Ray Train state %s was unreadable (%s; moved to %s); resuming from %s (epoch %d)",
+            snapshot,
+            problem,
+            aside.name,
+            folder,
+            epoch,
+        )
+        return str(folder)
+    log.warning(
+        "Ray Train state %s was unreadable (%s; moved to %s) and no checkpoint under %s "
+        "loads; starting at epoch 1",
+        snapshot,
+        problem,
+        aside.name,
+        run_dir,
+    )
+    return None
+
+
 def pretrain_distributed(
     model_cfg: ModelConfig, cfg: PretrainConfig, ray_cfg: RayConfig, source_dir: str
 ) -> dict:
@@ -147,6 +207,7 @@ def pretrain_distributed(
     settings = loop_settings(cfg, model_cfg, cfg.max_tokens, 0.0)
     name = f"pretrain-{run_key(model_cfg, settings, corpus.stats, cfg.num_workers)}"
     storage = absolute_storage(ray_cfg.storage_path)
+    resume_from = recover_run_state(storage, name)
     trainer = TorchTrainer(
         worker_loop,
         train_loop_config={
@@ -155,6 +216,7 @@ def pretrain_distributed(
             "n_labels": n_labels,
             "dropout": model_cfg.dropout,
             "settings": dataclasses.asdict(settings),
+            "resume_from": resume_from,
         },
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu),
         run_config=RunConfig(
