@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -145,8 +146,6 @@ def recover_run_state(storage: str, name: str) -> str | None:
     folder whose state loads is returned so the workers resume from it. Returns None when the
     state file is readable or absent (Ray resumes, or starts, on its own), and for remote
     storage, which is left to Ray."""
-    import json
-
     from ray.train.v2._internal.constants import CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
 
     if "://" in storage:
