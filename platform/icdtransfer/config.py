@@ -65,6 +65,9 @@ class SynthesizeConfig:
     tail_exponent: float = 0.9  # code weights follow rank^-tail_exponent
     admissions_per_patient: float = 1.3  # mean; some patients come back
     addendum_rate: float = 0.1  # share of admissions with a discharge-summary addendum
+    # Share of code mentions that quote the code's CMS description; the others use the
+    # code's phrase family (abbreviations, synonyms, ICD-10-CM and MeSH names, findings).
+    description_rate: float = 0.03
     out_dir: str = "data/raw/synthetic"
 
 

@@ -69,6 +69,8 @@ def test_synthetic_corpus_statistics(default_run: dict[str, Path], params) -> No
     assert 4 <= raw["label_cardinality"] <= 10
     assert raw["patients"] < raw["instances"]  # some patients have several admissions
     assert raw["addenda"] > 0 and raw["iserror_rows"] > 0 and raw["other_category_notes"] > 0
+    # notes word codes as clinicians do: few quote the CMS description (issue 13: <= 10%)
+    assert raw["description_verbatim_share"] <= 0.10
     codes = pd.read_csv(default_run["raw"] / "DIAGNOSES_ICD.csv.gz", dtype={"ICD9_CODE": str})
     assert codes.groupby("HADM_ID")["SUBJECT_ID"].nunique().max() == 1
     assert (codes.groupby("SUBJECT_ID")["HADM_ID"].nunique() > 1).any()

@@ -13,6 +13,7 @@ from icdtransfer.config import SourceConfig, SynthesizeConfig
 from icdtransfer.data.codes import format_icd9, icd9_descriptions, truncate
 from icdtransfer.data.prepare import source_citations
 from icdtransfer.data.splits import in_holdout
+from icdtransfer.data.synth_phrases import Family, build_family, cms_wordings, quotes
 
 log = logging.getLogger(__name__)
 
@@ -119,15 +120,25 @@ def match_mesh_to_groups(names: list[str], groups: dict[str, list[str]]) -> dict
     return out
 
 
-def _sentences_about(hits: list[tuple[int, str]], abstracts: list[list[str]]) -> list[str]:
+def _sentences_about(
+    hits: list[tuple[int, str]], abstracts: list[list[str]], wordings: list[str]
+) -> list[str]:
     """Sentences of the matched abstracts that use a word of the matching descriptor (all the
-    abstract's sentences when none does)."""
+    abstract's sentences when none does), leaving out those that quote one of the group's CMS
+    `wordings`: notes name a code in other words (synth_phrases.py)."""
     pool: list[str] = []
     for i, name in hits:
         words = _words(name)
         on_topic = [s for s in abstracts[i] if words & _words(s)]
         pool.extend(on_topic or abstracts[i])
-    return list(dict.fromkeys(pool))
+    return [s for s in dict.fromkeys(pool) if not quotes(s.lower(), wordings)]
+
+
+def _mesh_names_for(child: str, names: list[str]) -> list[str]:
+    """The descriptor names, among those matching the child's group, that name the child
+    itself (the rule of match_mesh_to_groups applied to the child's own description)."""
+    own = _words(icd9_descriptions()[child])
+    return [n for n in names if _words(n) <= own and 2 * len(_words(n)) >= len(own)]
 
 
 @dataclass
@@ -135,6 +146,8 @@ class Inventory:
     groups: list[str]  # by frequency rank
     children: list[list[str]]  # billable dotted codes of each group
     sentences: list[list[str]]  # abstract sentences about each group
+    families: list[dict[str, Family]]  # each group's billable code -> its phrase family
+    wordings: list[list[str]]  # each group's full CMS descriptions, lower case (see quotes())
 
 
 def build_inventory(cfg: SynthesizeConfig, source: SourceConfig) -> tuple[Inventory, int]:
@@ -177,6 +190,14 @@ def build_inventory(cfg: SynthesizeConfig, source: SourceConfig) -> tuple[Invent
     chosen = (head + list(rng.permutation(matched)) + list(rng.permutation(others)))[: cfg.codes]
     if len(chosen) < cfg.codes:
         raise ValueError(f"synthesize.codes={cfg.codes} exceeds the {len(chosen)} ICD-9 groups")
-    sentences = [_sentences_about(by_group.get(g, [])[:40], abstracts) for g in chosen]
-    inventory = Inventory(chosen, [groups[g] for g in chosen], sentences)
+    wordings = [cms_wordings(g, groups[g]) for g in chosen]
+    sentences = [
+        _sentences_about(by_group.get(g, [])[:40], abstracts, words)
+        for g, words in zip(chosen, wordings, strict=True)
+    ]
+    families = []
+    for g, words in zip(chosen, wordings, strict=True):
+        mesh = sorted({name for _, name in by_group.get(g, [])})
+        families.append({c: build_family(c, words, _mesh_names_for(c, mesh)) for c in groups[g]})
+    inventory = Inventory(chosen, [groups[g] for g in chosen], sentences, families, wordings)
     return inventory, len(abstracts)

@@ -9,10 +9,15 @@ own format (NOTEEVENTS.csv.gz, DIAGNOSES_ICD.csv.gz), and read back by the real 
   admission draws 1 + Poisson(codes_per_note - 1) groups without replacement by weight, and
   writes one billable child code of each (so truncation merges real sibling codes).
 * Text: long discharge summaries with headers, vitals, labs, medications and ward narrative
-  unrelated to the codes. The language about a code is its CMS description and sentences of
-  real abstracts whose MeSH descriptors match the code by name, taken only from the PMIDs the
-  stage-1 corpus never sees (`source.holdout`). Distractors mention conditions the admission
-  is not coded with (family history, ruled-out diagnoses), as real notes do.
+  unrelated to the codes. The language about a code is written the way clinicians write it
+  (synth_phrases.py): one fixed family of phrases per code (abbreviations and chart synonyms,
+  its ICD-10-CM wording via the GEMs, matching MeSH headings), findings and treatments that
+  imply it, and sentences of real abstracts whose MeSH descriptors match the code by name,
+  taken only from the PMIDs the stage-1 corpus never sees (`source.holdout`). The CMS
+  description itself is quoted at `description_rate` per mention; stats.json reports the
+  share of (note, code) pairs whose full description appears verbatim in the note
+  (`description_verbatim_share`). Distractors mention conditions the admission is not coded
+  with (family history, ruled-out diagnoses), as real notes do.
 * Patients: some have several admissions; chronic codes recur across them.
 * Noise rows the reader must handle: addenda, ISERROR notes, radiology/nursing notes,
   admissions with codes but no summary.
@@ -29,6 +34,7 @@ import gzip
 import io
 import json
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +45,7 @@ from icdtransfer.data import synth_text as bank
 from icdtransfer.data.atomic import atomic_dir
 from icdtransfer.data.codes import icd9_descriptions
 from icdtransfer.data.synth_codes import Inventory, build_inventory
+from icdtransfer.data.synth_phrases import Family, quotes
 
 log = logging.getLogger(__name__)
 
@@ -67,44 +74,82 @@ DIAGNOSIS_HEADER = ["ROW_ID", "SUBJECT_ID", "HADM_ID", "SEQ_NUM", "ICD9_CODE"]
 
 
 class NoteWriter:
-    """Discharge-summary text for one admission, from the inventory and the text banks."""
+    """Discharge-summary text for one admission, from the inventory and the text banks.
 
-    def __init__(self, inventory: Inventory, rng: np.random.Generator) -> None:
+    A code is written as its billable code `child` of inventory group `g`; every mention draws
+    from the child's phrase family (synth_phrases.py), and quotes the CMS description only at
+    `description_rate`.
+    """
+
+    def __init__(
+        self, inventory: Inventory, rng: np.random.Generator, description_rate: float
+    ) -> None:
         self.inv = inventory
         self.rng = rng
+        self.description_rate = description_rate
 
-    def _about(self, g: int, description: str) -> str:
-        """Language about code group g: the code's description and/or abstract sentences."""
+    def _family(self, g: int, child: str) -> Family:
+        return self.inv.families[g][child]
+
+    def mention(self, g: int, child: str) -> str | None:
+        """One phrase naming code `child`: usually from its family, rarely its description.
+
+        None when the family has no name for it but abstract language does (a one-word
+        description such as "Acidosis" has no other name): the note then documents the code
+        through that language only. A code with neither is named by its description.
+        """
+        names = self._family(g, child).names
+        if self.rng.random() < self.description_rate or not (names or self.inv.sentences[g]):
+            return icd9_descriptions()[child].lower()
+        return names[int(self.rng.integers(len(names)))] if names else None
+
+    def _about(self, g: int, child: str) -> str:
+        """Evidence for code `child`: a finding that implies it and/or abstract sentences."""
         rng = self.rng
         parts = []
+        findings = self._family(g, child).findings
         pool = self.inv.sentences[g]
-        if not pool or rng.random() < 0.6:
-            parts.append(f"{description}.")
+        if findings and (not pool or rng.random() < 0.7):
+            parts.append(findings[int(rng.integers(len(findings)))])
         if pool:
             start = int(rng.integers(len(pool)))
             parts.extend(pool[start : start + int(rng.integers(1, 4))])
         return " ".join(parts)
 
+    def _course_item(self, g: int, child: str) -> str:
+        """One problem of the hospital course; where the family has findings, some problems
+        are documented by their evidence alone."""
+        about = self._about(g, child)
+        if self._family(g, child).findings and self.rng.random() < 0.3:
+            return f"# {about}"
+        name = self.mention(g, child)
+        if name is None:
+            return f"# {about}"
+        return f"# {name}: {about}" if about else f"# {name}."
+
     def summary(
         self,
         groups: list[int],
-        names: list[str],
+        codes: list[str],
         words: int,
         dates: tuple[str, str],
         sex: str,
         age: int,
     ) -> str:
-        """One discharge summary of about `words` words for codes `groups` (described by the
-        CMS descriptions `names` of the billable codes written for them)."""
+        """One discharge summary of about `words` words for inventory groups `groups`, written
+        as their billable `codes`."""
         rng, inv = self.rng, self.inv
         admit, discharge = dates
-        table = icd9_descriptions()
-        distract = [
-            table[inv.children[g][0]].lower()
+        distract = _named(
+            self.mention(int(g), inv.children[g][0])
             for g in rng.integers(len(inv.groups), size=2)
             if g not in groups
-        ]
-        history = [n.lower() for n in names[1:] if rng.random() < 0.5]
+        )
+        history = _named(
+            self.mention(g, c)
+            for g, c in zip(groups[1:], codes[1:], strict=True)
+            if rng.random() < 0.5
+        )
         sections = [
             f"Admission Date:  [**{admit}**]              Discharge Date:   [**{discharge}**]",
             f"Date of Birth:  [**{int(admit[:4]) - age}-{rng.integers(1, 13)}-"
@@ -116,7 +161,7 @@ class NoteWriter:
             f"History of Present Illness:\n{age} year old {'woman' if sex == 'F' else 'man'} "
             + (f"with a history of {', '.join(history)} " if history else "")
             + "who presents with the complaint above. "
-            + self._about(groups[0], names[0]),
+            + self._about(groups[0], codes[0]),
             "Past Medical History:\n" + ("\n".join(f"- {h}" for h in history) or "- none"),
             "Social History:\n" + bank.SOCIAL[int(rng.integers(len(bank.SOCIAL)))],
             "Family History:\n"
@@ -129,15 +174,17 @@ class NoteWriter:
             "Physical Exam:\n" + bank.vitals(rng) + "\n" + "\n".join(bank.EXAM_LINES),
             "Pertinent Results:\n" + "\n".join(bank.lab_block(rng, admit) for _ in range(3)),
         ]
-        course = [f"# {n}: {self._about(g, n)}" for g, n in zip(groups, names, strict=True)]
+        course = [self._course_item(g, c) for g, c in zip(groups, codes, strict=True)]
         if distract and rng.random() < 0.5:
             course.append(f"No evidence of {distract[0]} during this admission.")
+        diagnoses = _named(
+            self.mention(g, c) for g, c in zip(groups, codes, strict=True) if rng.random() < 0.7
+        )
         tail = [
             "Medications on Admission:\n" + bank.medication_list(rng, 6),
             "Discharge Medications:\n" + bank.medication_list(rng, 8),
             "Discharge Disposition:\n" + ("Home" if rng.random() < 0.6 else "Extended Care"),
-            "Discharge Diagnosis:\n"
-            + "\n".join([n for n in names if rng.random() < 0.7] or names[:1]),
+            "Discharge Diagnosis:\n" + ("\n".join(diagnoses) or "See hospital course."),
             "Discharge Condition:\nStable. Mental status clear and coherent.",
             "Discharge Instructions:\n" + " ".join(bank.INSTRUCTIONS),
             "Followup Instructions:\nPlease follow up with your primary care physician in one "
@@ -149,11 +196,14 @@ class NoteWriter:
         sections.extend(tail)
         return "\n\n".join(sections) + "\n"
 
-    def addendum(self, groups: list[int], names: list[str]) -> str:
+    def addendum(self, groups: list[int], codes: list[str]) -> str:
         i = int(self.rng.integers(len(groups)))
+        name = self.mention(groups[i], codes[i])
+        about = self._about(groups[i], codes[i])
         return (
             "Addendum:\nAdditional information reviewed after discharge. "
-            f"{self._about(groups[i], names[i])}\n"
+            + (f"{name}: {about}" if name else about)
+            + "\n"
         )
 
     def other_note(self, date: str) -> tuple[str, str, str]:
@@ -165,6 +215,11 @@ class NoteWriter:
             )
             return "Radiology", "CHEST (PORTABLE AP)", text
         return "Nursing/other", "Report", bank.filler(self.rng, 80, date) + "\n"
+
+
+def _named(mentions: Iterable[str | None]) -> list[str]:
+    """The mentions that name their code (see NoteWriter.mention)."""
+    return [m for m in mentions if m]
 
 
 def _gzip_csv(path: Path) -> tuple[gzip.GzipFile, csv.writer, io.TextIOWrapper]:
@@ -180,12 +235,11 @@ def synthesize(cfg: SynthesizeConfig, source: SourceConfig) -> dict:
     cfg = effective(cfg)
     inventory, n_abstracts = build_inventory(cfg, source)
     rng = np.random.default_rng([cfg.seed, 2])
-    writer = NoteWriter(inventory, rng)
-    table = icd9_descriptions()
+    writer = NoteWriter(inventory, rng, cfg.description_rate)
     logw = -cfg.tail_exponent * np.log(np.arange(1, cfg.codes + 1))
     group_counts = np.zeros(cfg.codes, dtype=np.int64)
     combos: set[tuple[int, ...]] = set()
-    n_codes_total = words_total = 0
+    n_codes_total = words_total = quoted = 0
     counts = {
         "discharge_summaries": 0,
         "addenda": 0,
@@ -228,7 +282,6 @@ def synthesize(cfg: SynthesizeConfig, source: SourceConfig) -> dict:
                     inventory.children[g][int(rng.integers(len(inventory.children[g])))]
                     for g in groups
                 ]
-                names = [table[c] for c in codes]
                 for seq, code in enumerate(codes, start=1):
                     diag_row += 1
                     diags.writerow([diag_row, subject, hadm, seq, code.replace(".", "")])
@@ -240,14 +293,16 @@ def synthesize(cfg: SynthesizeConfig, source: SourceConfig) -> dict:
                 n_codes_total += len(groups)
                 # lognormal note lengths whose mean is words_per_note (median below it)
                 words = max(200, int(rng.lognormal(np.log(cfg.words_per_note) - 0.35**2 / 2, 0.35)))
-                text = writer.summary(groups, names, words, (admit, discharge), sex, age)
+                text = writer.summary(groups, codes, words, (admit, discharge), sex, age)
                 words_total += len(text.split())
                 rows = [("Discharge summary", "Report", "", text)]
                 if rng.random() < cfg.addendum_rate:
                     rows.append(
-                        ("Discharge summary", "Addendum", "", writer.addendum(groups, names))
+                        ("Discharge summary", "Addendum", "", writer.addendum(groups, codes))
                     )
                     counts["addenda"] += 1
+                document = " ".join(row[3] for row in rows).lower()
+                quoted += sum(quotes(document, inventory.wordings[g]) for g in groups)
                 if rng.random() < 0.01:
                     rows.append(("Discharge summary", "Report", 1, bank.filler(rng, 60, admit)))
                     counts["iserror_rows"] += 1
@@ -288,6 +343,10 @@ def synthesize(cfg: SynthesizeConfig, source: SourceConfig) -> dict:
             "label_cardinality": round(n_codes_total / n, 3),
             "words_per_document": round(words_total / n, 1),
             "code_combinations": len(combos),
+            # (note, code) pairs whose full CMS description (of the truncated code, else of
+            # one of its billable children) appears verbatim in the note, case-insensitively
+            "description_verbatim_share": round(quoted / max(n_codes_total, 1), 4),
+            "note_code_pairs": n_codes_total,
             "top_code_frequency": round(float(group_counts.max()) / n, 4),
             "top_code": inventory.groups[int(group_counts.argmax())],
             "held_out_abstracts_used": n_abstracts,
