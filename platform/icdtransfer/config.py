@@ -158,14 +158,29 @@ class TrainTargetConfig(TrainConfig):
 
 @dataclass
 class BaselineConfig:
-    """The paper's LR: one logistic regression per code on tf-idf word n-grams."""
+    """The paper's baselines: LR (one logistic regression per code on tf-idf word n-grams),
+    LR + L2R and LR + L2R + NERC (LR and kNN scores, and dictionary-matched codes, ranked by a
+    LightGBM lambdarank model; Kavuluru et al. 2015, the paper's ref. [9])."""
 
+    method: Literal["lr", "lr_l2r", "lr_l2r_nerc"] = "lr"
     ngram_max: int = 2  # word 1..n-grams
     min_df: int = 2
     max_features: int = 200_000
     C: float = 10.0  # inverse regularisation strength
-    seed: int = 1  # liblinear's dual solver visits documents in a seeded random order
-    out_dir: str = "models/baseline"
+    # L2R only: candidates, out-of-fold first level, ranker
+    lr_candidates: int = 20  # top codes by LR score per document (plus kNN and NERC codes)
+    neighbours: int = 10  # k nearest training documents (tf-idf cosine)
+    folds: int = 3  # out-of-fold LR and kNN scores of the training split (grouped by patient)
+    ranker_trees: int = 200
+    ranker_learning_rate: float = 0.05
+    ranker_leaves: int = 15
+    seed: int = 1  # liblinear's document order, the patient folds, the ranker
+    out_dir: str = "models/baseline"  # LR; the L2R methods write to <out_dir>_<method>
+
+    def member_dir(self, method: str | None = None) -> str:
+        """The member directory of `method` (default: this config's method)."""
+        method = method or self.method
+        return self.out_dir if method == "lr" else f"{self.out_dir}_{method}"
 
 
 @dataclass

@@ -62,11 +62,17 @@ def encode(notes: list[tuple[str, str]], vocab: Vocabulary, numbers: str) -> Not
 def member_probabilities(
     member: Path, notes: list[tuple[str, str]], batch_size: int = 16
 ) -> np.ndarray:
-    """Probabilities (notes x codes) from one member directory (CNN or LR baseline)."""
+    """Probabilities (notes x codes) from one member directory (CNN or a baseline)."""
     vocab = Vocabulary.load(member / "vocab.tsv")
     info = json.loads((member / "member.json").read_text())
     numbers = info.get("tokenizer_numbers", "placeholder")
     encoded = encode(notes, vocab, numbers)
+    if (member / "ranker.txt").exists():  # LR + L2R (+ NERC): the ranker reads the raw text
+        from icdtransfer.baseline.l2r import load_stack
+
+        vectorizer, stack = load_stack(member)
+        texts = [" ".join(map(str, encoded.document(i).tolist())) for i in range(len(notes))]
+        return stack.probabilities(vectorizer.transform(texts), [text for _, text in notes])
     if (member / "model.joblib").exists():  # the LR baseline
         bundle = joblib.load(member / "model.joblib")
         texts = [" ".join(map(str, encoded.document(i).tolist())) for i in range(len(notes))]
@@ -99,8 +105,10 @@ def model_members(model_dir: Path) -> list[Path]:
     spec = model_dir / "ensemble.json"
     if spec.exists():
         return [(model_dir / m).resolve() for m in json.loads(spec.read_text())["members"]]
-    if not (model_dir / "model.pt").exists() and not (model_dir / "model.joblib").exists():
-        raise InputError(model_dir, None, "no model.pt, model.joblib or ensemble.json here")
+    if not any((model_dir / f).exists() for f in ("model.pt", "model.joblib", "ranker.txt")):
+        raise InputError(
+            model_dir, None, "no model.pt, model.joblib, ranker.txt or ensemble.json here"
+        )
     return [model_dir]
 
 

@@ -192,9 +192,9 @@ def _read_mimic(
     cfg: TargetConfig, normalise: icd.CodeNormalizer, spool: TokenSpool, stats: ReadStats
 ) -> tuple[list[str], list[str], list[list[str]], list[list[int]]]:
     folder = Path(cfg.input)
-    tables = [(_find(folder, ["DIAGNOSES_ICD"]), False)]
+    tables = [(find_table(folder, ["DIAGNOSES_ICD"]), False)]
     if cfg.procedures:
-        tables.append((_find(folder, ["PROCEDURES_ICD"]), True))
+        tables.append((find_table(folder, ["PROCEDURES_ICD"]), True))
     codes: dict[str, list[str]] = {}
     code_patient: dict[str, str | None] = {}
     for path, procedure in tables:
@@ -212,7 +212,7 @@ def _read_mimic(
             if code is not None:
                 codes[hadm].append(code)
 
-    notes = _find(folder, ["NOTEEVENTS", "discharge"])
+    notes = find_table(folder, ["NOTEEVENTS", "discharge"])
     doc_parts: dict[str, list[tuple[tuple, int]]] = {}
     doc_patient: dict[str, str | None] = {}
     rows = read_notes(notes, cfg.categories, cfg.encoding, cfg.encoding_errors, stats)
@@ -278,7 +278,7 @@ def _assemble(
     return doc_ids, patients, doc_codes, parts
 
 
-def _find(folder: Path, tables: list[str]) -> Path:
+def find_table(folder: Path, tables: list[str]) -> Path:
     """The first of `tables` found in `folder`, or in its MIMIC-IV module subfolders (`hosp/`
     for diagnoses, `note/` for discharge notes), as .csv.gz or .csv, in upper or lower case."""
     for table in tables:

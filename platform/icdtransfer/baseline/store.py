@@ -1,0 +1,66 @@
+"""First-level models of the L2R baselines saved without pickle: arrays in .npz files read
+with `allow_pickle=False`, so loading a model directory never executes code.
+
+* tf-idf vectorizer: its n-gram vocabulary (as a unicode array, in column order) and idf;
+* one-vs-rest logistic regression: coefficients (float32) and intercepts;
+* kNN: the training documents' tf-idf rows and code sets (CSR matrices, scipy's npz format).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.multiclass import OneVsRestClassifier
+
+from icdtransfer.config import BaselineConfig
+
+
+def save_vectorizer(vectorizer: TfidfVectorizer, path: Path) -> None:
+    terms = np.empty(len(vectorizer.vocabulary_), dtype=object)
+    for term, column in vectorizer.vocabulary_.items():
+        terms[column] = term
+    np.savez(path, terms=terms.astype(str), idf=vectorizer.idf_)
+
+
+def load_vectorizer(path: Path, cfg: BaselineConfig) -> TfidfVectorizer:
+    """The fitted vectorizer: the settings of `cfg` with the stored vocabulary and idf."""
+    from icdtransfer.baseline.lr import make_vectorizer
+
+    with np.load(path, allow_pickle=False) as saved:
+        terms, idf = saved["terms"], saved["idf"]
+    vectorizer = make_vectorizer(cfg)
+    vectorizer.set_params(vocabulary={str(t): i for i, t in enumerate(terms)})
+    vectorizer._validate_vocabulary()  # sets vocabulary_ from the fixed vocabulary
+    vectorizer.idf_ = idf
+    return vectorizer
+
+
+def save_linear(classifier: OneVsRestClassifier, path: Path) -> None:
+    coef = np.vstack([e.coef_ for e in classifier.estimators_]).astype(np.float32)
+    intercept = np.concatenate([np.ravel(e.intercept_) for e in classifier.estimators_])
+    np.savez(path, coef=coef, intercept=intercept.astype(np.float32))
+
+
+class LinearScorer:
+    """Per-code logistic regression probabilities from stored coefficients."""
+
+    def __init__(self, path: Path) -> None:
+        with np.load(path, allow_pickle=False) as saved:
+            self.coef = saved["coef"]
+            self.intercept = saved["intercept"]
+
+    def predict_proba(self, x: sp.spmatrix) -> np.ndarray:
+        z = np.asarray(x @ self.coef.T) + self.intercept
+        return 1.0 / (1.0 + np.exp(-z))
+
+
+def save_neighbours(x_train: sp.csr_matrix, y_train: sp.csr_matrix, folder: Path) -> None:
+    sp.save_npz(folder / "knn_x.npz", x_train.tocsr().astype(np.float32))
+    sp.save_npz(folder / "knn_y.npz", sp.csr_matrix(y_train, dtype=np.float32))
+
+
+def load_neighbours(folder: Path) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    return sp.load_npz(folder / "knn_x.npz").tocsr(), sp.load_npz(folder / "knn_y.npz").tocsr()
