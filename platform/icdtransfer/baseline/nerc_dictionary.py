@@ -7,7 +7,7 @@ ICD-9-CM code under it contributes:
   ("Congestive heart failure, unspecified", "congestive heart failure");
 * `synonym`: the ICD-10-CM 2024 descriptions of its GEM targets (synonyms.py), and the MeSH
   descriptor names of the stage-1 corpus that match it (the MEDLINE files give descriptor
-  names, not MeSH entry terms; the rule is synth_codes.match_mesh_to_groups');
+  names, not MeSH entry terms; the rule is mesh_match.match_mesh_to_groups');
 * `abbreviation`: its clinical abbreviations (clinical_terms.py).
 
 ICD-10-CM corpora get their 2024 descriptions; `none` corpora an empty dictionary (the NERC
@@ -25,8 +25,8 @@ import pandas as pd
 from icdtransfer.baseline.nerc import MatchType
 from icdtransfer.data.clinical_terms import terms_for
 from icdtransfer.data.codes import CodeSystem, icd9_descriptions, icd10cm_descriptions, truncate
+from icdtransfer.data.mesh_match import match_mesh_to_groups
 from icdtransfer.data.synonyms import clean_phrase, icd10_wordings
-from icdtransfer.data.synth_codes import match_mesh_to_groups
 from icdtransfer.data.synth_phrases import names_something
 
 Terms = dict[str, list[tuple[str, MatchType]]]

@@ -278,3 +278,16 @@ def _jsonl_record(obj: object, path: Path, where: str, require_codes: bool) -> N
     return NotePart(
         str(doc_id), None if patient is None else str(patient), (0,), text, where, codes
     )
+
+
+def find_table(folder: Path, tables: list[str]) -> Path:
+    """The first of `tables` found in `folder`, or in its MIMIC-IV module subfolders (`hosp/`
+    for diagnoses, `note/` for discharge notes), as .csv.gz or .csv, in upper or lower case."""
+    for table in tables:
+        for where in (folder, folder / "hosp", folder / "note"):
+            for name in (table.upper(), table.lower()):
+                for ext in (".csv.gz", ".csv"):
+                    if (where / f"{name}{ext}").is_file():
+                        return where / f"{name}{ext}"
+    wanted = " or ".join(f"{t}.csv[.gz]" for t in tables)
+    raise InputError(folder, None, f"no {wanted} in this folder (nor in hosp/ or note/)")

@@ -25,7 +25,7 @@ from icdtransfer.data.corpus import (
     train_counts,
     write_corpus,
 )
-from icdtransfer.data.emr import ReadStats, read_code_table, read_jsonl, read_notes
+from icdtransfer.data.emr import ReadStats, find_table, read_code_table, read_jsonl, read_notes
 from icdtransfer.data.errors import InputError
 from icdtransfer.data.files import resolve_inputs
 from icdtransfer.data.medline import Citation, mesh_name_table, read_bioasq, read_medline
@@ -276,19 +276,6 @@ def _assemble(
     if not doc_ids:
         raise InputError("target input", None, "no document has both text and a valid code")
     return doc_ids, patients, doc_codes, parts
-
-
-def find_table(folder: Path, tables: list[str]) -> Path:
-    """The first of `tables` found in `folder`, or in its MIMIC-IV module subfolders (`hosp/`
-    for diagnoses, `note/` for discharge notes), as .csv.gz or .csv, in upper or lower case."""
-    for table in tables:
-        for where in (folder, folder / "hosp", folder / "note"):
-            for name in (table.upper(), table.lower()):
-                for ext in (".csv.gz", ".csv"):
-                    if (where / f"{name}{ext}").is_file():
-                        return where / f"{name}{ext}"
-    wanted = " or ".join(f"{t}.csv[.gz]" for t in tables)
-    raise InputError(folder, None, f"no {wanted} in this folder (nor in hosp/ or note/)")
 
 
 def _names(splits: np.ndarray) -> list[str]:

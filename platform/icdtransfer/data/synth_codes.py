@@ -11,6 +11,8 @@ import numpy as np
 
 from icdtransfer.config import SourceConfig, SynthesizeConfig
 from icdtransfer.data.codes import format_icd9, icd9_descriptions, truncate
+from icdtransfer.data.mesh_match import content_words as _words
+from icdtransfer.data.mesh_match import match_mesh_to_groups
 from icdtransfer.data.prepare import source_citations
 from icdtransfer.data.splits import in_holdout
 from icdtransfer.data.synth_phrases import Family, build_family, cms_wordings, quotes
@@ -23,101 +25,7 @@ COMMON_CODES = (
     "4019 4280 42731 41401 5849 25000 2724 51881 5990 53081 2720 2859 2449 486 2851 2762 496 "
     "99592 0389 5070 41071 2875 4240 V4581 311 40390 3051 V1582 V5861 2767 412 32723 2761 5119"
 ).split()
-
-# MeSH check tags and other descriptors that describe the study, not a disease.
-MESH_STOPLIST = {
-    "humans",
-    "male",
-    "female",
-    "animals",
-    "adult",
-    "aged",
-    "aged, 80 and over",
-    "middle aged",
-    "child",
-    "child, preschool",
-    "infant",
-    "infant, newborn",
-    "adolescent",
-    "young adult",
-    "pregnancy",
-    "mice",
-    "rats",
-    "risk factors",
-    "prognosis",
-    "retrospective studies",
-    "prospective studies",
-    "follow-up studies",
-    "treatment outcome",
-    "time factors",
-}
-_STOPWORDS = {
-    "of",
-    "and",
-    "the",
-    "in",
-    "with",
-    "without",
-    "due",
-    "to",
-    "or",
-    "other",
-    "not",
-    "unspecified",
-    "nos",
-    "elsewhere",
-    "classified",
-    "mention",
-    "type",
-    "a",
-    "by",
-    "as",
-    "at",
-    "on",
-    "for",
-    "specified",
-    "site",
-    "stated",
-}
-_WORD = re.compile(r"[a-z0-9]+")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
-
-
-def _words(text: str) -> frozenset[str]:
-    out = set()
-    for w in _WORD.findall(text.lower()):
-        if w in _STOPWORDS:
-            continue
-        out.add(w[:-1] if len(w) > 4 and w.endswith("s") else w)
-    return frozenset(out)
-
-
-def match_mesh_to_groups(names: list[str], groups: dict[str, list[str]]) -> dict[str, list[str]]:
-    """MeSH descriptor name -> code groups it names.
-
-    A name matches a code when the code's description contains every content word of the
-    name and those words make up at least half of the description's content words: "Heart
-    Failure" matches 428.0 "Congestive heart failure, unspecified", "Tuberculosis" does not
-    match "Tuberculosis of limb bones". Check tags ("Humans", "Female") never match.
-    """
-    table = icd9_descriptions()
-    index: dict[str, set[tuple[str, str]]] = {}
-    for group, children in groups.items():
-        for child in children:
-            for w in _words(table[child]):
-                index.setdefault(w, set()).add((group, child))
-    out = {}
-    for name in names:
-        if name.lower() in MESH_STOPLIST:
-            continue
-        words = _words(name)
-        if not words or any(w not in index for w in words):
-            continue
-        hits = set.intersection(*(index[w] for w in words))
-        matched = {g for g, child in hits if 2 * len(words) >= len(_words(table[child]))}
-        if matched:
-            out[name] = sorted(matched)
-    return out
 
 
 def _sentences_about(

@@ -11,9 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from icdtransfer.config import TargetConfig
-from icdtransfer.data.emr import NotePart, ReadStats, read_jsonl, read_notes
+from icdtransfer.data.emr import NotePart, ReadStats, find_table, read_jsonl, read_notes
 from icdtransfer.data.files import resolve_inputs
-from icdtransfer.data.prepare import find_table
 
 
 def document_texts(cfg: TargetConfig, doc_ids: list[str]) -> list[str]:
