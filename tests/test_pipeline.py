@@ -51,6 +51,8 @@ STAGES = {
     "prepare_target",
     "pretrain",
     "baseline",
+    "baseline_lr_l2r",
+    "baseline_lr_l2r_nerc",
     "train_target@scratch",
     "train_target@tune_all_frozen_copy",
     "sweep@smoke",

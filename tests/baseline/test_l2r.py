@@ -143,3 +143,21 @@ def test_predict_cli_reads_an_l2r_member(l2r: dict, tmp_path: Path) -> None:
     rows = predict(Path(l2r["cfg"].member_dir("lr_l2r_nerc")), notes, 5, None)
     assert rows[0]["id"] == "a" and len(rows[0]["codes"]) == 5
     assert all(0 <= c["probability"] <= 1 for c in rows[0]["codes"])
+
+
+def test_cli_trains_the_method_it_is_given(l2r: dict, tmp_path: Path) -> None:
+    from icdtransfer.cli import main
+
+    out = tmp_path / "b"
+    sets = {
+        "target.out_dir": l2r["target"].out_dir,
+        "baseline.out_dir": str(out),
+        **{f"baseline.{k}": v for k, v in SMALL.items()},
+    }
+    argv = ["baseline", "--method", "lr_l2r"]
+    for key, value in sets.items():
+        argv += ["--set", f"{key}={value}"]
+    assert main(argv) == 0
+    assert (tmp_path / "b_lr_l2r" / "ranker.txt").is_file() and not out.exists()
+    with pytest.raises(SystemExit):
+        main(["baseline", "--method", "svm"])
