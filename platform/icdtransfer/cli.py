@@ -125,9 +125,8 @@ def _sweep_args(cmd: argparse.ArgumentParser) -> None:
 def _report(params: Params, args: argparse.Namespace) -> None:
     from icdtransfer.report.render import run_report
 
-    run_report(
-        params.report, params.target.out_dir, params.sweep.results_dir, params.baseline.out_dir
-    )
+    baselines = {m: params.baseline.member_dir(m) for m in ("lr", "lr_l2r", "lr_l2r_nerc")}
+    run_report(params.report, params.target.out_dir, params.sweep.results_dir, baselines)
 
 
 def _dashboard(params: Params, args: argparse.Namespace) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from icdtransfer.baseline.l2r import train_l2r
 from icdtransfer.baseline.lr import train_baseline
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.evaluate.metrics import dense, scores_at, tune_threshold
@@ -50,7 +51,7 @@ train: {epochs: 1}
 
 
 @pytest.fixture(scope="module")
-def reported(ray_local, tiny_params, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def reported(ray_local, tiny, tiny_params, tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("report")
     sweep = replace(tiny_params.sweep, results_dir=str(root / "results"))
     params = replace(
@@ -65,9 +66,12 @@ def reported(ray_local, tiny_params, tmp_path_factory: pytest.TempPathFactory) -
         (root / f"{name}.yaml").write_text(text)
         run_study(params, str(root / f"{name}.yaml"))
     train_baseline(params.baseline, params.target.out_dir)
-    summary = run_report(
-        params.report, params.target.out_dir, params.sweep.results_dir, params.baseline.out_dir
-    )
+    target = replace(params.target, format="jsonl", input=str(tiny["root"] / "t.jsonl"))
+    small = {"ranker_trees": 30, "lr_candidates": 3, "neighbours": 5}
+    for method in ("lr_l2r", "lr_l2r_nerc"):
+        train_l2r(replace(params.baseline, method=method, **small), target, tiny["source"])
+    baselines = {m: params.baseline.member_dir(m) for m in ("lr", "lr_l2r", "lr_l2r_nerc")}
+    summary = run_report(params.report, params.target.out_dir, params.sweep.results_dir, baselines)
     return {"root": root, "params": params, "summary": summary, "reports": root / "reports"}
 
 
@@ -105,6 +109,37 @@ def test_tables_equal_a_recomputation_from_member_probabilities(reported: dict) 
     assert lr["micro_f"] == pytest.approx(
         scores_at(y_test, test >= tune_threshold(y_val, val))["micro_f"] * 100, abs=1e-9
     )
+
+
+def test_table3_lists_the_three_baselines_against_the_best_cnn(reported: dict) -> None:
+    params, reports = reported["params"], reported["reports"]
+    table = pd.read_csv(reports / "tables" / "table3_tuned.csv")
+    assert table["variant"].tolist()[:3] == ["lr", "lr_l2r", "lr_l2r_nerc"]
+    corpus = Corpus.open(params.target.out_dir)
+    y_val = dense(corpus.labels[corpus.split("validation")])
+    y_test = dense(corpus.labels[corpus.split("test")])
+    systems = pd.read_csv(reports / "tables" / "systems.csv")
+    tuned = systems[systems["threshold_kind"] == "tuned"]
+    cnn = tuned[~tuned["variant"].isin(["lr", "lr_l2r", "lr_l2r_nerc"])]
+    best = cnn.sort_values("val_macro_f", ascending=False, kind="stable").iloc[0]
+    for row in table.iloc[:3].itertuples():
+        val, test = read_probs(Path(params.baseline.member_dir(row.variant)))
+        assert row.micro_f == pytest.approx(
+            scores_at(y_test, test >= tune_threshold(y_val, val))["micro_f"] * 100, abs=1e-9
+        )
+        assert row.best_cnn == best["system"]
+        # the mean paired-bootstrap gain sits near the point difference
+        gain = best["macro_f"] * 100 - row.macro_f
+        assert row.best_cnn_macro_f_gain == pytest.approx(gain, abs=5.0)
+        assert 0 <= row.best_cnn_macro_f_p <= 1
+    paper = dict(zip(table["variant"], table["paper_uklarge_micro_f"], strict=False))
+    assert (paper["lr"], paper["lr_l2r"], paper["lr_l2r_nerc"]) == (48.2, 49.5, 49.9)
+    text = (reports / "tables" / "table3_tuned.md").read_text()
+    assert "the paper's published results on its UKLarge EMRs" in text
+    deciles = pd.read_csv(reports / "deciles.csv")
+    assert {"LR", "LR + L2R", "LR + L2R + NERC"} <= set(deciles["system"])
+    html = (reports / "dashboard.html").read_text()
+    assert "LR + L2R + NERC" in html
 
 
 def test_outputs_say_threshold_and_convention(reported: dict) -> None:

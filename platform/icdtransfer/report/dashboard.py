@@ -20,6 +20,7 @@ from plotly.offline import get_plotlyjs
 from icdtransfer.config import ReportConfig
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.report.aggregate import THRESHOLD_TEXT, Report, caption, table2, table3
+from icdtransfer.report.paper import PAPER_NOTE
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +267,8 @@ def write_dashboard(
         sections.append(f"<p class='note'>{html.escape(THRESHOLD_TEXT[kind])}</p>")
         sections.append(_table(table2(report, kind)))
     sections.append(_figure(table2_figure(report), "fig-table2"))
-    sections.append("<h2>Table 3: comparison with LR</h2>")
+    sections.append("<h2>Table 3: the paper's baselines against the CNNs</h2>")
+    sections.append(f"<p class='note'>{html.escape(PAPER_NOTE)}.</p>")
     for kind in ("tuned", "fixed"):
         sections.append(f"<p class='note'>{html.escape(THRESHOLD_TEXT[kind])}</p>")
         sections.append(_table(table3(report, kind)))

@@ -23,6 +23,7 @@ from icdtransfer.report.aggregate import (
     study_systems,
     table2,
     table3,
+    table3_caption,
 )
 
 log = logging.getLogger(__name__)
@@ -78,26 +79,41 @@ def summary(report: Report, study: str) -> dict:
     return out
 
 
-def run_report(cfg: ReportConfig, target_dir: str, results_dir: str, baseline_dir: str) -> dict:
-    """Write reports/: summary.json, tables/, deciles.csv, frequency.csv, dashboard.html."""
+def run_report(
+    cfg: ReportConfig, target_dir: str, results_dir: str, baseline_dirs: dict[str, str]
+) -> dict:
+    """Write reports/: summary.json, tables/, deciles.csv, frequency.csv, dashboard.html.
+
+    `baseline_dirs`: baseline method (lr, lr_l2r, lr_l2r_nerc) -> member directory; the LR is
+    required, a missing L2R member is left out of the tables with a warning."""
     from icdtransfer.report.dashboard import write_dashboard
 
     corpus = Corpus.open(target_dir)
     results = Path(results_dir)
-    systems = study_systems(results / cfg.study) + [baseline_system(Path(baseline_dir))]
+    systems = study_systems(results / cfg.study)
+    for method, folder in baseline_dirs.items():
+        if method != "lr" and not (Path(folder) / "probs_test.npy").exists():
+            log.warning("no %s member in %s: left out of Table 3", method, folder)
+            continue
+        systems.append(baseline_system(Path(folder), method))
     report = build_report(systems, corpus, cfg.bootstrap, cfg.seed)
     with atomic_dir(cfg.out_dir) as tmp:
         tables = tmp / "tables"
         tables.mkdir()
         markdowns = {}
         for kind in THRESHOLDS:
-            for name, builder, title in (
-                ("table2", table2, "Table 2: layer-by-layer transfer variants"),
-                ("table3", table3, "Table 3: LR, CNN without transfer, best transfer variant"),
+            for name, builder, title, note in (
+                ("table2", table2, "Table 2: layer-by-layer transfer variants", caption),
+                (
+                    "table3",
+                    table3,
+                    "Table 3: the paper's baselines, CNN without transfer, best transfer variant",
+                    table3_caption,
+                ),
             ):
                 frame = builder(report, kind)
                 frame.to_csv(tables / f"{name}_{kind}.csv", index=False)
-                text = markdown(frame, f"{title} ({kind} threshold)", caption(kind, cfg.bootstrap))
+                text = markdown(frame, f"{title} ({kind} threshold)", note(kind, cfg.bootstrap))
                 (tables / f"{name}_{kind}.md").write_text(text, encoding="utf-8")
                 markdowns[(name, kind)] = text
         report.scores.to_csv(tables / "systems.csv", index=False)
