@@ -127,6 +127,8 @@ def test_repro_metrics_noop_and_target_only_reruns(clone: Path) -> None:
     assert files["data/prepared/target/stats.json"]["data"]["instances"] == 400
     for member in (
         "models/baseline",
+        "models/baseline_lr_l2r",
+        "models/baseline_lr_l2r_nerc",
         "models/target/scratch-seed1",
         "models/target/tune_all_frozen_copy-seed1",
     ):
@@ -136,9 +138,9 @@ def test_repro_metrics_noop_and_target_only_reruns(clone: Path) -> None:
             assert 0.0 <= result[threshold]["macro_f"] <= 1.0
     assert files["models/baseline/metrics.json"]["data"]["tuned"]["micro_f"] > 0.3
     summary = files["reports/summary.json"]["data"]
-    assert {"LR", "scratch", "tune_all"} <= set(summary["tuned"])
+    assert {"LR", "LR + L2R", "LR + L2R + NERC", "scratch", "tune_all"} <= set(summary["tuned"])
     assert (clone / "reports/dashboard.html").exists()
-    assert len(list((clone / "reports/plots/deciles").glob("*.csv"))) == 3
+    assert len(list((clone / "reports/plots/deciles").glob("*.csv"))) == 5
 
     # No note text anywhere in results/, reports/ or the logs of the run.
     windows = note_windows(clone)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -124,7 +125,7 @@ def run_report(
         curves.mkdir(parents=True)
         tuned = report.deciles[report.deciles["threshold_kind"] == "tuned"]
         for system, part in tuned.groupby("system", sort=False):
-            name = system.replace(" ", "_")
+            name = re.sub(r"[^A-Za-z0-9]+", "_", system).strip("_")  # "LR + L2R" -> LR_L2R
             part[["decile", "macro_f"]].to_csv(curves / f"{name}.csv", index=False)
         report.frequency.to_csv(tmp / "frequency.csv", index=False)
         result = summary(report, cfg.study)
