@@ -10,7 +10,7 @@ import pytest
 
 from builders import DIAG_HEADER, NOTE_HEADER, write_csv, write_jsonl
 from icdtransfer.data.corpus import Corpus
-from icdtransfer.data.errors import InputError
+from icdtransfer.data.errors import InputError, clip
 from icdtransfer.data.prepare import prepare_target
 from icdtransfer.data.tokenizer import tokenize
 from icdtransfer.data.vocab import SPECIALS, Vocabulary
@@ -323,3 +323,60 @@ def test_missing_input_files(params, tmp_path: Path, source_dir: Path) -> None:
             params.tokenizer,
             str(source_dir),
         )
+
+
+# Note text where an id or a code belongs, as an export with shifted columns delivers it.
+SHIFTED_TEXT = "Patient Johanna Testperson, 67, admitted with chest pain after a fall at home"
+
+
+def _assert_no_text(message: str) -> None:
+    for fragment in ("Johanna", "Testperson", "chest pain", "admitted"):
+        assert fragment not in message
+    assert len(message) < 250
+
+
+def test_shifted_note_columns_never_put_note_text_in_the_error(
+    params, tmp_path: Path, source_dir: Path
+) -> None:
+    notes, diagnoses = fixture_rows()
+    # TEXT and ROW_ID swapped in one row: the ROW_ID field holds the note
+    notes.append([SHIFTED_TEXT, 6, 106, "2150-06-01", "", "", DS, "Report", "", "", "9"])
+    folder = mimic(tmp_path / "shifted", notes, diagnoses, compress=False)
+    with pytest.raises(InputError) as err:
+        cfg = target_cfg(params, folder, tmp_path / "o")
+        prepare_target(cfg, params.tokenizer, str(source_dir))
+    message = str(err.value)
+    assert "NOTEEVENTS.csv: line 10: ROW_ID 'Pati" in message and "is not an integer" in message
+    _assert_no_text(message)
+
+
+def test_shifted_code_columns_never_put_note_text_in_the_error(
+    params, tmp_path: Path, source_dir: Path
+) -> None:
+    notes, diagnoses = fixture_rows()
+    diagnoses.insert(0, [SHIFTED_TEXT, 1, 100, 4, SHIFTED_TEXT])  # ROW_ID and code hold text
+    folder = mimic(tmp_path / "shifted", notes, diagnoses, compress=False)
+    with pytest.raises(InputError) as err:
+        cfg = target_cfg(params, folder, tmp_path / "o", strict=True)
+        prepare_target(cfg, params.tokenizer, str(source_dir))
+    message = str(err.value)
+    assert "DIAGNOSES_ICD.csv: ROW_ID Pati" in message and "is not an ICD-9" in message
+    _assert_no_text(message)
+
+
+def test_long_jsonl_ids_are_cut_in_errors(params, tmp_path: Path, source_dir: Path) -> None:
+    dup = write_jsonl(
+        tmp_path / "dup.jsonl",
+        [{"id": SHIFTED_TEXT, "text": "a", "codes": ["4280"]}] * 2,
+    )
+    with pytest.raises(InputError) as err:
+        prepare_target(jsonl_cfg(params, dup, tmp_path / "o"), params.tokenizer, str(source_dir))
+    assert "line 2: duplicate id Pati" in str(err.value)
+    _assert_no_text(str(err.value))
+
+
+def test_clip_keeps_ids_and_codes_whole_and_cuts_anything_else() -> None:
+    for value in ("1234", "428.21", "E11.65", "10000032-DS-21", "V30.01"):
+        assert clip(value) == value
+    assert clip(SHIFTED_TEXT) == f"Pati…[{len(SHIFTED_TEXT)} characters]"
+    assert clip("Smith, John") == "Smit…[11 characters]"

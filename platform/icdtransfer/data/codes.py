@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from icdtransfer.data.errors import clip
+
 CodeSystem = Literal["icd9", "icd10", "none"]
 
 # Undotted forms, as MIMIC-III stores them.
@@ -39,14 +41,14 @@ def format_icd9(code: str, procedure: bool = False) -> str:
     if "." in code:
         if _ICD9_DX_DOTTED.fullmatch(code) or _ICD9_PROC_DOTTED.fullmatch(code):
             return code
-        raise CodeSyntaxError(f"{code!r} is not an ICD-9-CM code")
+        raise CodeSyntaxError(f"{clip(code)!r} is not an ICD-9-CM code")
     if procedure:
         if not _ICD9_PROC.fullmatch(code):
-            raise CodeSyntaxError(f"{code!r} is not an ICD-9-CM procedure code")
+            raise CodeSyntaxError(f"{clip(code)!r} is not an ICD-9-CM procedure code")
         cut = 2
     else:
         if not _ICD9_DX.fullmatch(code):
-            raise CodeSyntaxError(f"{code!r} is not an ICD-9-CM diagnosis code")
+            raise CodeSyntaxError(f"{clip(code)!r} is not an ICD-9-CM diagnosis code")
         cut = 4 if code.startswith("E") else 3
     return code if len(code) == cut else f"{code[:cut]}.{code[cut:]}"
 
@@ -59,7 +61,7 @@ def format_icd10cm(code: str) -> str:
     """
     code = code.strip().upper().replace(".", "")
     if not _ICD10CM.fullmatch(code):
-        raise CodeSyntaxError(f"{code!r} is not an ICD-10-CM code")
+        raise CodeSyntaxError(f"{clip(code)!r} is not an ICD-10-CM code")
     return code if len(code) == 3 else f"{code[:3]}.{code[3:]}"
 
 

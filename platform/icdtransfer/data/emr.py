@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from icdtransfer.data.errors import InputError
+from icdtransfer.data.errors import InputError, clip
 from icdtransfer.data.files import check_text, compressed_stream_errors, open_binary
 
 NOTE_COLUMNS = (
@@ -128,7 +128,7 @@ def _mimic3_part(
     stats: ReadStats,
 ) -> NotePart | None:
     row_id = row[columns["ROW_ID"]].strip()
-    where = f"ROW_ID {row_id}" if row_id else f"line {line}"
+    where = f"ROW_ID {clip(row_id)}" if row_id else f"line {line}"
     if row[columns["CATEGORY"]].strip().lower() not in wanted:
         stats.counts["note_rows_other_category"] += 1
         return None
@@ -139,7 +139,8 @@ def _mimic3_part(
     try:
         order = (int(is_addendum), row[columns["CHARTDATE"]].strip(), int(row_id))
     except ValueError:
-        raise InputError(path, f"line {line}", f"ROW_ID {row_id!r} is not an integer") from None
+        problem = f"ROW_ID {clip(row_id)!r} is not an integer"
+        raise InputError(path, f"line {line}", problem) from None
     return _admission_part(path, columns, row, where, order, errors, stats)
 
 
@@ -147,7 +148,7 @@ def _mimic4_part(
     path: Path, columns: dict[str, int], row: list[str], line: int, errors: str, stats: ReadStats
 ) -> NotePart | None:
     note_id = row[columns["NOTE_ID"]].strip()
-    where = f"note_id {note_id}" if note_id else f"line {line}"
+    where = f"note_id {clip(note_id)}" if note_id else f"line {line}"
     note_type = row[columns["NOTE_TYPE"]].strip().upper()
     if note_type not in ("DS", "AD"):
         stats.counts["note_rows_other_type"] += 1
@@ -156,7 +157,7 @@ def _mimic4_part(
     try:
         order = (int(note_type == "AD"), int(seq), row[columns["CHARTTIME"]].strip())
     except ValueError:
-        raise InputError(path, where, f"note_seq {seq!r} is not an integer") from None
+        raise InputError(path, where, f"note_seq {clip(seq)!r} is not an integer") from None
     return _admission_part(path, columns, row, where, order, errors, stats)
 
 
@@ -202,7 +203,7 @@ def read_code_table(
             if row[version_col].strip() != system[3:]:
                 continue
         row_id = row[columns["ROW_ID"]].strip() if "ROW_ID" in columns else ""
-        where = f"ROW_ID {row_id}" if row_id else f"line {line}"
+        where = f"ROW_ID {clip(row_id)}" if row_id else f"line {line}"
         code, _ = check_text(row[code_col], path, where, "strict")
         yield (
             _id(row[columns["HADM_ID"]].strip()),

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+# Quoted whole: what looks like an id or a code (ROW_ID 1234, 428.21, 10000032-DS-21).
+_ID_LIKE = re.compile(r"[A-Za-z0-9._:/-]{1,16}")
+KEEP = 4  # characters of anything else that an error message may show
 
 
 class InputError(ValueError):
@@ -18,3 +23,17 @@ class InputError(ValueError):
     def __reduce__(self) -> tuple:
         # Rebuild from the three parts, so the error survives a trip through a process pool.
         return (type(self), (self.path, self.record, self.problem))
+
+
+def clip(value: object) -> str:
+    """A raw field value as an error message may quote it.
+
+    An id or a code (letters, digits and . _ : / -, at most 16 characters) is kept whole;
+    anything else is cut to its first few characters and its length. In an export with shifted
+    columns the field that should hold a ROW_ID or a code can hold note text, and note text
+    never goes into a message or a log.
+    """
+    text = str(value)
+    if _ID_LIKE.fullmatch(text):
+        return text
+    return f"{text[:KEEP]}…[{len(text)} characters]"

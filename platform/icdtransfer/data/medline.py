@@ -17,7 +17,7 @@ from typing import IO
 import ijson
 from lxml import etree
 
-from icdtransfer.data.errors import InputError
+from icdtransfer.data.errors import InputError, clip
 from icdtransfer.data.files import compressed_stream_errors, open_binary
 
 
@@ -54,7 +54,7 @@ def read_medline(path: Path, workers: int = 1) -> Iterator[Citation]:
     last_pmid: str | None = None
 
     def where() -> str:
-        return f"after PMID {last_pmid}" if last_pmid else "before the first article"
+        return f"after PMID {clip(last_pmid)}" if last_pmid else "before the first article"
 
     with open_binary(path) as stream, compressed_stream_errors(path, where):
         results = _parsed(_chunks(stream, path), workers)
@@ -62,7 +62,7 @@ def read_medline(path: Path, workers: int = 1) -> Iterator[Citation]:
             for citations, error in results:
                 for pmid, text, mesh in citations:
                     last_pmid = pmid
-                    yield Citation(pmid, text, mesh, f"PMID {pmid}")
+                    yield Citation(pmid, text, mesh, f"PMID {clip(pmid)}")
                 if error is not None:
                     line, problem = error
                     raise InputError(path, f"line {line}, {where()}", problem)
@@ -155,7 +155,8 @@ def _chunks(stream: IO[bytes], path: Path) -> Iterator[tuple[bytes, int, bool]]:
 def _check_prolog(prolog: bytes, path: Path) -> None:
     match = re.search(rb"encoding=[\"']([A-Za-z0-9._-]+)", prolog)
     if match and match.group(1).lower() not in (b"utf-8", b"utf8", b"us-ascii", b"ascii"):
-        raise InputError(path, "line 1", f"unsupported XML encoding {match.group(1).decode()}")
+        name = clip(match.group(1).decode())
+        raise InputError(path, "line 1", f"unsupported XML encoding {name}")
 
 
 def _parse_chunk(piece: tuple[bytes, int, bool]) -> _Parsed:
@@ -242,7 +243,7 @@ def read_bioasq(path: Path, names: dict[str, str] | None = None) -> Iterator[Cit
     last = {"pmid": None, "count": 0}
 
     def where() -> str:
-        prev = f"after PMID {last['pmid']}" if last["pmid"] else "first article"
+        prev = f"after PMID {clip(last['pmid'])}" if last["pmid"] else "first article"
         return f"article {last['count'] + 1} ({prev})"
 
     with open_binary(path) as stream, compressed_stream_errors(path, where):
@@ -265,7 +266,7 @@ def read_bioasq(path: Path, names: dict[str, str] | None = None) -> Iterator[Cit
                     ((names or {}).get(n, "") if names is not None else n, n)
                     for n in map(str, item["meshMajor"])
                 ]
-                yield Citation(pmid, text, mesh, f"PMID {pmid}")
+                yield Citation(pmid, text, mesh, f"PMID {clip(pmid)}")
         except ijson.JSONError as err:
             raise InputError(path, where(), f"malformed JSON: {err}") from None
         except UnicodeDecodeError as err:

@@ -26,7 +26,7 @@ from icdtransfer.data.corpus import (
     write_corpus,
 )
 from icdtransfer.data.emr import ReadStats, find_table, read_code_table, read_jsonl, read_notes
-from icdtransfer.data.errors import InputError
+from icdtransfer.data.errors import InputError, clip
 from icdtransfer.data.files import resolve_inputs
 from icdtransfer.data.medline import Citation, mesh_name_table, read_bioasq, read_medline
 from icdtransfer.data.splits import SPLIT_NAMES, TRAIN, in_holdout, split_by_group, split_from_files
@@ -240,7 +240,7 @@ def _read_jsonl(
                 raise InputError(
                     path,
                     part.where,
-                    f"duplicate id {part.doc_id} (first at {first_seen[part.doc_id]})",
+                    f"duplicate id {clip(part.doc_id)} (first at {first_seen[part.doc_id]})",
                 )
             first_seen[part.doc_id] = part.where
             if not part.text.strip():

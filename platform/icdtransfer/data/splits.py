@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from icdtransfer.data.errors import InputError
+from icdtransfer.data.errors import InputError, clip
 
 TRAIN, VALIDATION, TEST = 0, 1, 2
 SPLIT_NAMES = ("train", "validation", "test")
@@ -86,7 +86,7 @@ def split_from_files(
     for split, path in ((VALIDATION, validation_file), (TEST, test_file)):
         for doc_id in read_id_list(path):
             if doc_id in seen and seen[doc_id] != path:
-                raise InputError(path, f"id {doc_id}", f"also listed in {seen[doc_id]}")
+                raise InputError(path, f"id {clip(doc_id)}", f"also listed in {seen[doc_id]}")
             seen[doc_id] = path
             if doc_id in position:
                 splits[position[doc_id]] = split
