@@ -71,7 +71,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory, params: Params) -> dict:
         validation_size=40,
         test_size=40,
         min_count=2,
-        vocab_min_count=1,
+        vocab_min_patients=1,
     )
     prepare_target(target, params.tokenizer, source.out_dir)
     model = ModelConfig(

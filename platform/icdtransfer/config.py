@@ -151,7 +151,9 @@ class TargetConfig:
     validation_size: Size = 250  # paper: 2,000
     test_size: Size = 350  # paper: 3,000
     split_files: SplitFiles | None = None  # id lists; everything else is training
-    vocab_min_count: Size = 3
+    # A word enters the vocabulary (which ships in every model) only if the notes of at least
+    # this many distinct training patients hold it: a name in one patient's notes never does.
+    vocab_min_patients: Size = 3
     vocab_max_size: Count = 50_000  # words added beyond the stage-1 vocabulary
     encoding: str = "utf-8"
     # Bytes that are not valid in `encoding`: "strict" fails naming file and record;

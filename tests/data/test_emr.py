@@ -43,7 +43,7 @@ def target_cfg(params, folder: Path, out: Path, **kw):
         min_count=1,
         validation_size=0,
         test_size=0,
-        vocab_min_count=1,
+        vocab_min_patients=1,
     )
     return replace(params.target, **{**base, **kw})
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from builders import write_jsonl
+from icdtransfer.config import SplitFiles
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.data.errors import InputError
 from icdtransfer.data.prepare import prepare_target
@@ -106,7 +107,7 @@ def test_vocabulary_never_holds_a_word_seen_only_outside_training(params, tmp_pa
         min_count=1,
         validation_size=9,
         test_size=9,
-        vocab_min_count=1,
+        vocab_min_patients=1,
     )
     stats = prepare_target(cfg, params.tokenizer, str(source))
     corpus = Corpus.open(tmp_path / "o")
@@ -119,3 +120,40 @@ def test_vocabulary_never_holds_a_word_seen_only_outside_training(params, tmp_pa
     for i in corpus.split("test"):  # unseen words encode as <unk>, seen ones as themselves
         words = [corpus.vocab.tokens[t] for t in corpus.document(i)]
         assert words == ["shared", "common", "<unk>", "<unk>"]
+
+
+def test_emr_vocabulary_counts_distinct_training_patients(params, tmp_path: Path) -> None:
+    """A word enters the stage-2 vocabulary only when the notes of at least
+    `vocab_min_patients` training patients hold it: a name repeated in one patient's notes,
+    however often, never ships in a model."""
+    records = [
+        ("d0", "p0", "shared johanna johanna johanna johanna johanna"),  # 5 times, 1 patient
+        *[(f"d{i}", "p1", "shared rarename almost") for i in (1, 2, 3)],  # 3 notes, 1 patient
+        *[(f"d{i}", f"p{i - 2}", "shared fever") for i in (4, 5, 6)],  # 3 patients
+        *[(f"d{i}", f"p{i - 2}", "shared twopat twopat twopat") for i in (7, 8)],  # 2 patients
+        ("d9", "p7", "shared almost"),  # with p1: 2 training patients, and 1 in validation
+        ("v1", "pv", "shared almost fever"),
+        ("t1", "pt", "shared almost"),
+    ]
+    path = write_jsonl(
+        tmp_path / "n.jsonl",
+        [{"id": d, "text": t, "codes": ["4280"], "patient_id": p} for d, p, t in records],
+    )
+    (tmp_path / "val.txt").write_text("v1\n")
+    (tmp_path / "test.txt").write_text("t1\n")
+    source = tmp_path / "source"
+    source.mkdir()
+    Vocabulary(list(SPECIALS), np.zeros(3, dtype=np.int64)).save(source / "vocab.tsv")
+    cfg = replace(
+        params.target,
+        format="jsonl",
+        input=str(path),
+        out_dir=str(tmp_path / "o"),
+        min_count=1,
+        split_files=SplitFiles(str(tmp_path / "val.txt"), str(tmp_path / "test.txt")),
+        vocab_min_patients=3,
+    )
+    prepare_target(cfg, params.tokenizer, str(source))
+    vocab = Corpus.open(tmp_path / "o").vocab
+    assert vocab.tokens == [*SPECIALS, "shared", "fever"]
+    assert vocab.counts[vocab.index["fever"]] == 3  # train_count stays occurrences

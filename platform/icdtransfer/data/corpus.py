@@ -117,6 +117,26 @@ def train_counts(
     return counts
 
 
+def train_patient_counts(
+    ids: SpoolReader,
+    offsets: np.ndarray,
+    parts: list[list[int]],
+    train: np.ndarray,
+    patients: list[str],
+    size: int,
+) -> np.ndarray:
+    """For each temporary id, the number of distinct patients whose training documents hold
+    it (a patient's documents are read together; memory is one patient's tokens)."""
+    by_patient: dict[str, list[int]] = {}
+    for doc in np.flatnonzero(train):
+        by_patient.setdefault(patients[doc], []).extend(parts[doc])
+    counts = np.zeros(size, dtype=np.int64)
+    for patient_parts in by_patient.values():
+        tokens = [ids[offsets[p] : offsets[p + 1]] for p in patient_parts]
+        counts[np.unique(np.concatenate(tokens))] += 1
+    return counts
+
+
 @dataclass
 class Labelled:
     """Documents' label indices after filtering, and the label table."""

@@ -23,6 +23,7 @@ from icdtransfer.data.corpus import (
     filter_labels,
     format_table1,
     train_counts,
+    train_patient_counts,
     write_corpus,
 )
 from icdtransfer.data.emr import ReadStats, find_table, read_code_table, read_jsonl, read_notes
@@ -161,6 +162,7 @@ def prepare_target(cfg: TargetConfig, tokenizer: TokenizerConfig, source_dir: st
             "split_ids_not_in_corpus": missing,
             "patients_in_two_splits": _shared_patients(docs),
             "tokenizer_numbers": tokenizer.numbers,
+            "vocab_min_patients": cfg.vocab_min_patients,
         }
         stats = _finish(
             cfg.out_dir,
@@ -170,12 +172,13 @@ def prepare_target(cfg: TargetConfig, tokenizer: TokenizerConfig, source_dir: st
             doc_codes,
             splits,
             cfg.min_count,
-            cfg.vocab_min_count,
+            cfg.vocab_min_patients,
             cfg.vocab_max_size,
             tokenizer.numbers,
             descriptions,
             base,
             extra,
+            vocab_patients=groups,
         )
     if normalise.invalid:
         log.warning(
@@ -301,12 +304,24 @@ def _finish(
     descriptions: dict[str, str],
     base: Vocabulary | None,
     extra: dict,
+    vocab_patients: list[str] | None = None,
 ) -> dict:
-    """Labels, vocabulary and the corpus files, written whole or not at all."""
+    """Labels, vocabulary and the corpus files, written whole or not at all.
+
+    With `vocab_patients` (each document's patient), `vocab_min_count` counts the distinct
+    training patients whose notes hold a word, not its occurrences (EMR vocabularies ship in
+    every model); PubMed's public text keeps the occurrence rule.
+    """
     ids, offsets, raw = spool.finish()
     labelled = filter_labels(doc_codes, splits, min_count)
-    counts = train_counts(ids, offsets, parts, splits == TRAIN, len(raw))
-    vocab = build_vocabulary(raw, counts, numbers, vocab_min_count, vocab_max_size, base)
+    train = splits == TRAIN
+    counts = train_counts(ids, offsets, parts, train, len(raw))
+    patients = None
+    if vocab_patients is not None:
+        patients = train_patient_counts(ids, offsets, parts, train, vocab_patients, len(raw))
+    vocab = build_vocabulary(
+        raw, counts, numbers, vocab_min_count, vocab_max_size, base, patients=patients
+    )
     with atomic_dir(out_dir) as tmp:
         stats = write_corpus(
             tmp,

@@ -67,20 +67,24 @@ def build_vocabulary(
     min_count: int,
     max_size: int,
     base: Vocabulary | None = None,
+    patients: np.ndarray | None = None,
 ) -> Vocabulary:
     """Vocabulary from interned raw tokens and their training-split counts.
 
     Specials first (<pad>, <unk>, <num>); then, if `base` is given, every base token at its base
     id (so stage-1 ids stay valid in stage 2); then up to `max_size` further tokens with at
-    least `min_count` training occurrences, most frequent first, ties by token. Tokens that occur
-    only in validation or test have a training count of 0 and never enter.
+    least `min_count` training occurrences, or, when `patients` (distinct training patients
+    per token) is given, with at least `min_count` training patients; most frequent first,
+    ties by token. Tokens that occur only in validation or test have a training count of 0 and
+    never enter.
     """
     if base is not None and tuple(base.tokens[: len(SPECIALS)]) != SPECIALS:
         raise ValueError("base vocabulary does not start with the special tokens")
     counts = np.asarray(train_counts, dtype=np.int64)
     numeric = np.fromiter((is_number(t) for t in raw), dtype=bool, count=len(raw))
     num_count = int(counts[numeric].sum()) if numbers == "placeholder" else 0
-    eligible = counts >= max(min_count, 1)
+    support = counts if patients is None else np.asarray(patients, dtype=np.int64)
+    eligible = support >= max(min_count, 1)
     if numbers != "keep":
         eligible &= ~numeric
     tokens = list(base.tokens) if base is not None else list(SPECIALS)
