@@ -114,3 +114,67 @@ def test_predict_bad_input(models, tmp_path: Path) -> None:
         text=True,
     )
     assert done.returncode == 2 and "empty text" in done.stderr and "Traceback" not in done.stderr
+
+
+class _Payload:
+    """Unpickling this creates a file: proof that a loader ran code from a model folder."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (Path.touch, (self.marker,))
+
+
+def test_an_old_pickled_baseline_is_refused_not_loaded(models, notes: Path, tmp_path: Path) -> None:
+    import pickle
+    import shutil
+
+    old = tmp_path / "old-lr"
+    shutil.copytree(models["lr"], old)
+    (old / "lr.npz").unlink(missing_ok=True)
+    marker = tmp_path / "code-ran"
+    (old / "model.joblib").write_bytes(pickle.dumps(_Payload(marker)))
+    with pytest.raises(InputError, match="model.joblib.*pickle.*retrain"):
+        predict(old, notes, 3, None)
+    assert not marker.exists()
+
+
+def _ensemble_with_members(root: Path, ensemble: Path, members: list[str]) -> Path:
+    import shutil
+
+    shutil.copytree(ensemble, root, dirs_exist_ok=True)
+    (root / "ensemble.json").write_text(json.dumps({"members": members}))
+    return root
+
+
+def test_ensemble_members_outside_the_ensemble_folder_are_refused(
+    models, notes: Path, tmp_path: Path
+) -> None:
+    outside = str(models["member"].resolve())
+    for name, members in {
+        "relative": [f"../{models['member'].name}"],
+        "absolute": [outside],
+    }.items():
+        folder = _ensemble_with_members(tmp_path / name, models["ensemble"], members)
+        if name == "relative":  # the member really is there, one level up
+            import shutil
+
+            shutil.copytree(models["member"], tmp_path / models["member"].name)
+        with pytest.raises(InputError, match="outside the ensemble folder"):
+            predict(folder, notes, 3, None)
+    linked = _ensemble_with_members(tmp_path / "linked", models["ensemble"], ["members/evil"])
+    (linked / "members").mkdir(exist_ok=True)
+    (linked / "members" / "evil").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(InputError, match="outside the ensemble folder"):
+        predict(linked, notes, 3, None)
+
+
+def test_an_ensemble_folder_moves_and_predicts_on_its_own(
+    models, notes: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    moved = tmp_path / "elsewhere" / "ensemble"
+    shutil.copytree(models["ensemble"], moved)
+    assert predict(moved, notes, 3, None) == predict(models["ensemble"], notes, 3, None)

@@ -3,6 +3,10 @@
 Needs only the model directory (its model, vocabulary and label table) and a JSONL file of
 {"id", "text"} records; writes one {"id", "codes": [{"code", "probability"}...], "predicted"}
 line per note. No note text is ever written or logged.
+
+Nothing in a model directory can run code: CNN weights load with torch's weights_only loader,
+the baselines are arrays (npz read with allow_pickle=False) and LightGBM's text format, an old
+pickled `model.joblib` is refused, and an ensemble's members must lie inside its own folder.
 """
 
 from __future__ import annotations
@@ -12,11 +16,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 import torch
 
+from icdtransfer.baseline.lr import MODEL_FILE as LR_FILE
+from icdtransfer.baseline.lr import load_lr
 from icdtransfer.data.atomic import atomic_file
 from icdtransfer.data.emr import ReadStats, read_jsonl
 from icdtransfer.data.errors import InputError
@@ -73,10 +78,10 @@ def member_probabilities(
         vectorizer, stack = load_stack(member)
         texts = [" ".join(map(str, encoded.document(i).tolist())) for i in range(len(notes))]
         return stack.probabilities(vectorizer.transform(texts), [text for _, text in notes])
-    if (member / "model.joblib").exists():  # the LR baseline
-        bundle = joblib.load(member / "model.joblib")
+    if (member / LR_FILE).exists():  # the LR baseline
+        vectorizer, linear = load_lr(member)
         texts = [" ".join(map(str, encoded.document(i).tolist())) for i in range(len(notes))]
-        return bundle["classifier"].predict_proba(bundle["vectorizer"].transform(texts))
+        return linear.predict_proba(vectorizer.transform(texts))
     model, meta = load_model(member)
     bf16 = bf16_supported(torch.device("cpu"))
     docs = np.arange(len(notes))
@@ -98,18 +103,46 @@ def member_probabilities(
     return out
 
 
+MODEL_FILES = ("model.pt", LR_FILE, "ranker.txt")  # CNN, LR, LR + L2R (+ NERC)
+
+
 def model_members(model_dir: Path) -> list[Path]:
-    """The member directories behind a model directory (itself, or an ensemble's members)."""
+    """The member directories behind a model directory (itself, or an ensemble's members).
+
+    An ensemble's member paths must resolve (links followed) inside the ensemble's folder;
+    anything else is refused before a file of it is read.
+    """
     if not model_dir.is_dir():
         raise InputError(model_dir, None, "model directory not found")
     spec = model_dir / "ensemble.json"
-    if spec.exists():
-        return [(model_dir / m).resolve() for m in json.loads(spec.read_text())["members"]]
-    if not any((model_dir / f).exists() for f in ("model.pt", "model.joblib", "ranker.txt")):
+    if not spec.exists():
+        return [_checked_member(model_dir)]
+    root = model_dir.resolve()
+    members = []
+    for i, name in enumerate(json.loads(spec.read_text(encoding="utf-8"))["members"], start=1):
+        path = (root / name).resolve()
+        if not path.is_relative_to(root) or path == root:
+            raise InputError(
+                spec,
+                f"member {i}",
+                "path leads outside the ensemble folder; members must lie inside it "
+                "(rebuild the ensemble with `icdtransfer ensemble`)",
+            )
+        members.append(_checked_member(path))
+    return members
+
+
+def _checked_member(member: Path) -> Path:
+    if any((member / f).exists() for f in MODEL_FILES):
+        return member
+    if (member / "model.joblib").exists():
         raise InputError(
-            model_dir, None, "no model.pt, model.joblib, ranker.txt or ensemble.json here"
+            member / "model.joblib",
+            None,
+            "a pickled LR baseline from an older version; loading a pickle can run code, so it "
+            "is not read: retrain with `icdtransfer baseline` (writes vectorizer.npz, lr.npz)",
         )
-    return [model_dir]
+    raise InputError(member, None, f"no {', '.join(MODEL_FILES)} or ensemble.json here")
 
 
 def predict(model_dir: Path, input_path: Path, top_k: int, threshold: float | None) -> list[dict]:
@@ -120,7 +153,7 @@ def predict(model_dir: Path, input_path: Path, top_k: int, threshold: float | No
         members[0] / "labels.tsv", sep="\t", dtype={"code": str}, keep_default_na=False
     )["code"].tolist()
     if threshold is None:
-        metrics = json.loads((model_dir / "metrics.json").read_text())
+        metrics = json.loads((model_dir / "metrics.json").read_text(encoding="utf-8"))
         threshold = float(metrics["tuned"]["threshold"])
     out = []
     for (doc_id, _), row in zip(notes, probs, strict=True):

@@ -145,10 +145,13 @@ def test_ensemble_averages_member_probabilities(
     expected = np.mean([read_probs(m)[1] for m in members], axis=0)
     assert np.allclose(test, expected, atol=1e-3)  # float16 storage
     assert metrics["ensemble_size"] == 3
+    # self-contained: each member's model files are copied inside the ensemble folder
     spec = json.loads((tmp_path / "ens" / "ensemble.json").read_text())
-    assert [(tmp_path / "ens" / m).resolve() for m in spec["members"]] == [
-        m.resolve() for m in members
-    ]
+    assert len(spec["members"]) == 3
+    for name, member in zip(spec["members"], members, strict=True):
+        copy = (tmp_path / "ens" / name).resolve()
+        assert copy.is_relative_to((tmp_path / "ens").resolve())
+        assert (copy / "model.pt").read_bytes() == (member / "model.pt").read_bytes()
 
 
 def test_lr_baseline_writes_a_member(tiny: dict, params, tmp_path: Path) -> None:
@@ -158,4 +161,33 @@ def test_lr_baseline_writes_a_member(tiny: dict, params, tmp_path: Path) -> None
     corpus = Corpus.open(tiny["target"])
     assert test.shape == (len(corpus.split("test")), len(corpus.label_table))
     assert metrics["tuned"]["micro_f"] > 0.5  # keywords make this easy for tf-idf + LR
-    assert (tmp_path / "lr" / "model.joblib").exists()
+
+
+def test_lr_baseline_is_stored_as_arrays_that_reproduce_sklearn(
+    tiny: dict, params, tmp_path: Path
+) -> None:
+    """No pickle: the model is plain arrays (np.load refuses object arrays by default), and
+    the model read back from them gives scikit-learn's probabilities."""
+    from icdtransfer.baseline.lr import id_text, load_lr, make_classifier, make_vectorizer
+    from icdtransfer.evaluate.metrics import dense
+
+    cfg = replace(params.baseline, out_dir=str(tmp_path / "lr"), min_df=1)
+    (tmp_path / "lr").mkdir()
+    (tmp_path / "lr" / "model.joblib").write_bytes(b"an older version's pickle")
+    train_baseline(cfg, tiny["target"])
+    files = sorted(p.name for p in (tmp_path / "lr").iterdir())
+    assert {"lr.npz", "vectorizer.npz"} <= set(files)
+    assert not any(f.endswith((".joblib", ".pkl", ".pickle")) for f in files)
+    for name in ("lr.npz", "vectorizer.npz"):
+        with np.load(tmp_path / "lr" / name, allow_pickle=False) as arrays:
+            assert {arrays[k].dtype.kind for k in arrays.files} <= {"U", "f", "i"}
+    corpus = Corpus.open(tiny["target"])
+    vectorizer = make_vectorizer(cfg)
+    x = vectorizer.fit_transform(id_text(corpus, corpus.split("train")))
+    sk = make_classifier(cfg).fit(x, dense(corpus.labels[corpus.split("train")]))
+    test_text = id_text(corpus, corpus.split("test"))
+    expected = sk.predict_proba(vectorizer.transform(test_text))
+    stored_vectorizer, linear = load_lr(tmp_path / "lr")
+    np.testing.assert_allclose(
+        linear.predict_proba(stored_vectorizer.transform(test_text)), expected, atol=1e-5
+    )  # float32 coefficients

@@ -2,6 +2,11 @@
 
 It reads the prepared corpus (token ids, so the same tokenization, truncation-free) and writes
 a member directory in the same format as a CNN member, so reports and ensembles treat it alike.
+
+The fitted model is stored as arrays, never as a pickle (loading a pickle runs whatever code
+it names, and model folders are shared): `vectorizer.npz` (the n-gram vocabulary and idf) and
+`lr.npz` (one row of coefficients and an intercept per code), written and read by store.py
+with `allow_pickle=False`, as the L2R baselines store their first level.
 """
 
 from __future__ import annotations
@@ -9,20 +14,24 @@ from __future__ import annotations
 import json
 import logging
 import time
+from pathlib import Path
 
-import joblib
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 
-from icdtransfer.config import BaselineConfig
+from icdtransfer.baseline import store
+from icdtransfer.config import BaselineConfig, build
 from icdtransfer.data.atomic import atomic_dir
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.evaluate.metrics import dense
 from icdtransfer.train.member import copy_vocab_and_codes, write_json, write_probs
 
 log = logging.getLogger(__name__)
+
+VECTORIZER_FILE = "vectorizer.npz"
+MODEL_FILE = "lr.npz"
 
 
 def id_text(corpus: Corpus, docs: np.ndarray) -> list[str]:
@@ -69,7 +78,8 @@ def train_baseline(cfg: BaselineConfig, target_dir: str) -> dict:
     seconds = time.perf_counter() - start
     metrics = corpus.evaluate(probs["validation"], probs["test"])
     with atomic_dir(cfg.out_dir) as tmp:
-        joblib.dump({"vectorizer": vectorizer, "classifier": classifier}, tmp / "model.joblib")
+        store.save_vectorizer(vectorizer, tmp / VECTORIZER_FILE)
+        store.save_linear(classifier, tmp / MODEL_FILE)
         copy_vocab_and_codes(corpus.path, tmp)
         write_probs(tmp, probs["validation"], probs["test"])
         write_json(tmp / "metrics.json", metrics)
@@ -84,9 +94,23 @@ def train_baseline(cfg: BaselineConfig, target_dir: str) -> dict:
                 "train_seconds": round(seconds, 1),
             },
         )
+    # atomic_dir keeps files it did not write; a pickle from an older version must not stay
+    pickled = Path(cfg.out_dir) / "model.joblib"
+    if pickled.exists():
+        pickled.unlink()
+        log.info("removed %s (an older version's pickled model)", pickled)
     log.info(
         "LR baseline: test micro-F %.4f, macro-F %.4f (threshold 0.5)",
         metrics["fixed_0.5"]["micro_f"],
         metrics["fixed_0.5"]["macro_f"],
     )
     return metrics
+
+
+def load_lr(member: Path) -> tuple[TfidfVectorizer, store.LinearScorer]:
+    """The fitted vectorizer and per-code regressions of an LR baseline member directory."""
+    info = json.loads((member / "member.json").read_text(encoding="utf-8"))
+    cfg = build(BaselineConfig, info["settings"], where=str(member / "member.json"))
+    return store.load_vectorizer(member / VECTORIZER_FILE, cfg), store.LinearScorer(
+        member / MODEL_FILE
+    )

@@ -39,9 +39,17 @@ def load_vectorizer(path: Path, cfg: BaselineConfig) -> TfidfVectorizer:
 
 
 def save_linear(classifier: OneVsRestClassifier, path: Path) -> None:
-    coef = np.vstack([e.coef_ for e in classifier.estimators_]).astype(np.float32)
-    intercept = np.concatenate([np.ravel(e.intercept_) for e in classifier.estimators_])
-    np.savez(path, coef=coef, intercept=intercept.astype(np.float32))
+    """Coefficients and intercepts; a code with one class in training (scikit-learn's constant
+    predictor) becomes zero coefficients and an intercept of +-inf (probability 1 or 0)."""
+    n_features = next((e.coef_.shape[1] for e in classifier.estimators_ if hasattr(e, "coef_")), 0)
+    coef = np.zeros((len(classifier.estimators_), n_features), dtype=np.float32)
+    intercept = np.zeros(len(classifier.estimators_), dtype=np.float32)
+    for j, estimator in enumerate(classifier.estimators_):
+        if hasattr(estimator, "coef_"):
+            coef[j], intercept[j] = estimator.coef_[0], np.ravel(estimator.intercept_)[0]
+        else:
+            intercept[j] = np.inf if np.ravel(estimator.y_)[0] == 1 else -np.inf
+    np.savez(path, coef=coef, intercept=intercept)
 
 
 class LinearScorer:
