@@ -130,9 +130,9 @@ def _report(params: Params, args: argparse.Namespace) -> None:
 
 
 def _dashboard(params: Params, args: argparse.Namespace) -> None:
-    import functools
-    import http.server
     from pathlib import Path
+
+    from icdtransfer.report.serve import dashboard_server
 
     page = Path(params.report.out_dir) / "dashboard.html"
     if not page.exists():
@@ -140,12 +140,10 @@ def _dashboard(params: Params, args: argparse.Namespace) -> None:
     if not args.serve:
         print(page.resolve())
         return
-    handler = functools.partial(
-        http.server.SimpleHTTPRequestHandler, directory=str(page.parent.resolve())
-    )
-    # 127.0.0.1 only: a report of patient-derived results is not for the network
-    with http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler) as server:
-        log.info("serving http://127.0.0.1:%d/dashboard.html (Ctrl-C to stop)", args.port)
+    # 127.0.0.1 only, the one file only: a report of patient-derived results is not for the
+    # network (report/serve.py)
+    with dashboard_server(page, args.port) as server:
+        log.info("serving http://127.0.0.1:%d/ (Ctrl-C to stop)", server.server_address[1])
         server.serve_forever()
 
 

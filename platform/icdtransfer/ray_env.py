@@ -6,6 +6,11 @@
   with include_dashboard=False the first worker group waits about a minute. The dashboard
   binds 127.0.0.1 only.
 * Ray enables token authentication and says so with a warning at start; it stays enabled.
+* Usage statistics stay off (hospital networks: nothing phones home). Ray 2.60's ray.init()
+  already turns them off for an instance it starts (ray/_private/worker.py, unless a nightly
+  wheel); RAY_USAGE_STATS_ENABLED=0 is set too, unless the user set it, so every Ray process
+  this one starts inherits the choice. A cluster's head decides for the cluster:
+  cluster.yaml starts it with --disable-usage-stats.
 """
 
 from __future__ import annotations
@@ -19,6 +24,11 @@ from icdtransfer.config import RayConfig
 log = logging.getLogger(__name__)
 
 HEALTH_CHECK_INTERVAL_S = "0.2"
+# Set in this process before Ray starts, unless the user set them.
+PROCESS_DEFAULTS = {
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": HEALTH_CHECK_INTERVAL_S,
+    "RAY_USAGE_STATS_ENABLED": "0",
+}
 
 
 def absolute_storage(path: str) -> str:
@@ -28,11 +38,17 @@ def absolute_storage(path: str) -> str:
     return str(Path(path).expanduser().resolve())
 
 
+def process_defaults() -> None:
+    """The environment Ray reads at start (PROCESS_DEFAULTS), where the user left it unset."""
+    for name, value in PROCESS_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+
 def connect(cfg: RayConfig) -> None:
     """Start a local Ray instance (address null) or join a cluster (address "auto" or host)."""
     import ray
 
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", HEALTH_CHECK_INTERVAL_S)
+    process_defaults()
     if ray.is_initialized():
         return
     # Workers start in this directory with the package importable (editable install).
