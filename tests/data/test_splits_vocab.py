@@ -83,6 +83,23 @@ def test_tokenizer() -> None:
     assert tokenize("a 12 b", numbers="keep") == ["a", "12", "b"]
 
 
+def _prepare_jsonl(params, tmp_path: Path, path: Path, **target: object) -> dict:
+    """prepare_target of a JSONL file into tmp_path/o, over a stage-1 vocabulary of only the
+    special tokens."""
+    source = tmp_path / "source"
+    source.mkdir()
+    Vocabulary(list(SPECIALS), np.zeros(3, dtype=np.int64)).save(source / "vocab.tsv")
+    cfg = replace(
+        params.target,
+        format="jsonl",
+        input=str(path),
+        out_dir=str(tmp_path / "o"),
+        min_count=1,
+        **target,
+    )
+    return prepare_target(cfg, params.tokenizer, str(source))
+
+
 def test_vocabulary_never_holds_a_word_seen_only_outside_training(params, tmp_path: Path) -> None:
     records = []
     for i in range(60):
@@ -96,20 +113,9 @@ def test_vocabulary_never_holds_a_word_seen_only_outside_training(params, tmp_pa
             }
         )
     path = write_jsonl(tmp_path / "n.jsonl", records)
-    source = tmp_path / "source"
-    source.mkdir()
-    Vocabulary(list(SPECIALS), np.zeros(3, dtype=np.int64)).save(source / "vocab.tsv")
-    cfg = replace(
-        params.target,
-        format="jsonl",
-        input=str(path),
-        out_dir=str(tmp_path / "o"),
-        min_count=1,
-        validation_size=9,
-        test_size=9,
-        vocab_min_patients=1,
+    stats = _prepare_jsonl(
+        params, tmp_path, path, validation_size=9, test_size=9, vocab_min_patients=1
     )
-    stats = prepare_target(cfg, params.tokenizer, str(source))
     corpus = Corpus.open(tmp_path / "o")
     held_out = corpus.docs[corpus.docs["split"] != "train"]["doc_id"]
     train = corpus.docs[corpus.docs["split"] == "train"]["doc_id"]
@@ -141,19 +147,8 @@ def test_emr_vocabulary_counts_distinct_training_patients(params, tmp_path: Path
     )
     (tmp_path / "val.txt").write_text("v1\n")
     (tmp_path / "test.txt").write_text("t1\n")
-    source = tmp_path / "source"
-    source.mkdir()
-    Vocabulary(list(SPECIALS), np.zeros(3, dtype=np.int64)).save(source / "vocab.tsv")
-    cfg = replace(
-        params.target,
-        format="jsonl",
-        input=str(path),
-        out_dir=str(tmp_path / "o"),
-        min_count=1,
-        split_files=SplitFiles(str(tmp_path / "val.txt"), str(tmp_path / "test.txt")),
-        vocab_min_patients=3,
-    )
-    prepare_target(cfg, params.tokenizer, str(source))
+    split_files = SplitFiles(str(tmp_path / "val.txt"), str(tmp_path / "test.txt"))
+    _prepare_jsonl(params, tmp_path, path, split_files=split_files, vocab_min_patients=3)
     vocab = Corpus.open(tmp_path / "o").vocab
     assert vocab.tokens == [*SPECIALS, "shared", "fever"]
     assert vocab.counts[vocab.index["fever"]] == 3  # train_count stays occurrences
