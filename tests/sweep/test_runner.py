@@ -75,25 +75,30 @@ def test_each_member_is_trained_once(ray_local, tiny_params, tmp_path: Path) -> 
     assert best["members_stored"] == 3
 
 
+HUGE = 10**12
+
+
 def test_failing_trial_is_retried_then_recorded(ray_local, tiny_params, tmp_path: Path) -> None:
-    # A negative learning rate makes torch.optim.Adam raise: a genuinely broken trial.
+    # An adaptation layer of 10^12 units cannot be allocated: torch raises when the model is
+    # built, a genuinely broken trial (values outside their range, such as a negative
+    # learning rate, no longer get past the study file's checks).
     path = study_file(
         tmp_path,
         "fails",
         "kind: grid\nmax_failures: 1\nseeds: [1]\n"
-        "space:\n  variant: [scratch]\n  learning_rate: [0.01, -1.0]\n"
+        f"space:\n  variant: [scratch]\n  adaptation_size: [16, {HUGE}]\n"
         "train: {epochs: 1}\n",
     )
     params = replace(tiny_params, sweep=replace(tiny_params.sweep, results_dir=str(tmp_path)))
     run_study(params, str(path))
     trials = pd.read_parquet(tmp_path / "fails" / "trials.parquet").set_index(
-        "config_learning_rate"
+        "config_adaptation_size"
     )
-    assert trials.loc[0.01, "status"] == "TERMINATED"
-    assert trials.loc[-1.0, "status"] == "ERROR"
+    assert trials.loc[16, "status"] == "TERMINATED"
+    assert trials.loc[HUGE, "status"] == "ERROR"
     runs = starts(tmp_path / "fails")
-    assert runs[trials.loc[-1.0, "trial_id"]] == 2  # tried once, retried once
-    assert runs[trials.loc[0.01, "trial_id"]] == 1
+    assert runs[trials.loc[HUGE, "trial_id"]] == 2  # tried once, retried once
+    assert runs[trials.loc[16, "trial_id"]] == 1
 
 
 def test_interrupted_sweep_resumes_without_rerunning_finished_trials(
