@@ -94,6 +94,8 @@ class NoteWriter:
     def mention(self, g: int, child: str) -> str | None:
         """One phrase naming code `child`: usually from its family, rarely its description.
 
+        The family's k-th name is chosen with weight 1/k: as in real notes, one name per
+        condition dominates (its abbreviation where it has one) and the others are rarer.
         None when the family has no name for it but abstract language does (a one-word
         description such as "Acidosis" has no other name): the note then documents the code
         through that language only. A code with neither is named by its description.
@@ -101,7 +103,10 @@ class NoteWriter:
         names = self._family(g, child).names
         if self.rng.random() < self.description_rate or not (names or self.inv.sentences[g]):
             return icd9_descriptions()[child].lower()
-        return names[int(self.rng.integers(len(names)))] if names else None
+        if not names:
+            return None
+        weights = 1.0 / np.arange(1, len(names) + 1)
+        return names[int(self.rng.choice(len(names), p=weights / weights.sum()))]
 
     def _about(self, g: int, child: str) -> str:
         """Evidence for code `child`: a finding that implies it and/or abstract sentences."""
