@@ -83,16 +83,23 @@ class Stack:
             return None
         return nerc_matrix([evidence(self.matcher.mentions(t)) for t in texts], self.codes)
 
-    def pair_scores(self, x: sp.csr_matrix, texts: list[str]) -> tuple[Candidates, np.ndarray]:
-        """The candidate pairs of tf-idf rows `x` (documents `texts`) and their ranker scores."""
+    def pair_scores(
+        self, x: sp.csr_matrix, texts: list[str], nerc: np.ndarray | None = None
+    ) -> tuple[Candidates, np.ndarray]:
+        """The candidate pairs of tf-idf rows `x` (documents `texts`, whose NERC matrix may be
+        given when already computed) and their ranker scores."""
         lr = np.asarray(self.linear.predict_proba(x), dtype=np.float32)
         vote, count = neighbour_votes(nearest(x, self.x_train, self.k), self.y_train)
-        pairs = candidates(lr, vote, count, self.train_frequency, self.top_lr, self.nerc(texts))
+        if nerc is None:
+            nerc = self.nerc(texts)
+        pairs = candidates(lr, vote, count, self.train_frequency, self.top_lr, nerc)
         return pairs, np.asarray(self.ranker.predict(pairs.features), dtype=np.float64)
 
-    def probabilities(self, x: sp.csr_matrix, texts: list[str]) -> np.ndarray:
+    def probabilities(
+        self, x: sp.csr_matrix, texts: list[str], nerc: np.ndarray | None = None
+    ) -> np.ndarray:
         """docs x codes probabilities: calibrated ranker scores, 0 for non-candidates."""
-        pairs, scores = self.pair_scores(x, texts)
+        pairs, scores = self.pair_scores(x, texts, nerc)
         a, b = self.calibration
         probs = np.zeros((x.shape[0], len(self.codes)), dtype=np.float32)
         probs[pairs.doc, pairs.code] = 1.0 / (1.0 + np.exp(-(a * scores + b)))
@@ -137,10 +144,10 @@ def _platt(scores: np.ndarray, gold: np.ndarray) -> tuple[float, float]:
     return float(fit.coef_[0, 0]), float(fit.intercept_[0])
 
 
-def _nerc_agreement(stack: Stack, texts: list[str], gold: sp.csr_matrix) -> dict[str, float]:
-    """Precision and recall of the codes NERC finds affirmed, against the gold codes: how much
-    of the answer a dictionary alone reads off the notes."""
-    found = stack.nerc(texts)[:, :, 0] > 0
+def _nerc_agreement(nerc: np.ndarray, gold: sp.csr_matrix) -> dict[str, float]:
+    """Precision and recall of the codes NERC finds affirmed (`nerc`: nerc_matrix), against
+    the gold codes: how much of the answer a dictionary alone reads off the notes."""
+    found = nerc[:, :, 0] > 0
     truth = gold.toarray().astype(bool)
     hits = float((found & truth).sum())
     return {
@@ -190,17 +197,22 @@ def train_l2r(cfg: BaselineConfig, target: TargetConfig, source_dir: str) -> dic
         top_lr=cfg.lr_candidates,
         k=cfg.neighbours,
     )
-    nerc_train = stack.nerc(texts["train"])
-    pairs = candidates(lr_oof, vote, count, frequency, cfg.lr_candidates, nerc_train)
+    nerc = {name: stack.nerc(texts[name]) for name in split}  # each split matched once
+    pairs = candidates(lr_oof, vote, count, frequency, cfg.lr_candidates, nerc["train"])
     gold = np.asarray(y_train[pairs.doc, pairs.code]).ravel()
     sizes = pairs.group_sizes[pairs.group_sizes > 0]
     stack.ranker = _ranker(cfg).fit(pairs.features, gold, group=sizes)
     # calibration on the validation candidates (the first level sees them as unseen documents)
     y_val = corpus.labels[split["validation"]].tocsr()
-    val_pairs, val_scores = stack.pair_scores(x["validation"], texts["validation"])
+    val_pairs, val_scores = stack.pair_scores(
+        x["validation"], texts["validation"], nerc["validation"]
+    )
     val_gold = np.asarray(y_val[val_pairs.doc, val_pairs.code]).ravel()
     stack.calibration = _platt(val_scores, val_gold)
-    probs = {name: stack.probabilities(x[name], texts[name]) for name in ("validation", "test")}
+    probs = {
+        name: stack.probabilities(x[name], texts[name], nerc[name])
+        for name in ("validation", "test")
+    }
     seconds = time.perf_counter() - start
     metrics = corpus.evaluate(probs["validation"], probs["test"])
     a, b = stack.calibration
@@ -226,9 +238,7 @@ def train_l2r(cfg: BaselineConfig, target: TargetConfig, source_dir: str) -> dic
             )
         ),
         "nerc_terms": len(terms),
-        "nerc_validation": _nerc_agreement(stack, texts["validation"], y_val)
-        if with_nerc
-        else None,
+        "nerc_validation": _nerc_agreement(nerc["validation"], y_val) if with_nerc else None,
         "tokenizer_numbers": corpus.stats.get("tokenizer_numbers", "placeholder"),
         "train_seconds": round(seconds, 1),
     }

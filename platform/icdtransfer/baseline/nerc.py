@@ -128,7 +128,7 @@ class NercMatcher:
             if key:
                 words = key.count(" ") + 1
                 # padded with spaces: a term matches whole words only
-                self.automaton.add_word(f" {key} ", (term, words, tuple(entries)))
+                self.automaton.add_word(f" {key} ", (term, words, len(key), tuple(entries)))
         self.empty = len(self.automaton) == 0
         if not self.empty:
             self.automaton.make_automaton()
@@ -146,15 +146,17 @@ class NercMatcher:
 
     def _clause_mentions(self, words: list[str]) -> list[Mention]:
         padded = " " + " ".join(words) + " "
+        hits = list(self.automaton.iter(padded))
+        if not hits:  # most clauses name no code
+            return []
         token_at = {}  # char offset of a word's leading space -> word index
         offset = 0
         for i, w in enumerate(words):
             token_at[offset] = i
             offset += len(w) + 1
         spans = []
-        for end_char, (term, n_words, entries) in self.automaton.iter(padded):
-            start_char = end_char - (len(" ".join(raw_tokens(term))) + 2) + 1
-            start = token_at[start_char]
+        for end_char, (term, n_words, key_length, entries) in hits:
+            start = token_at[end_char - key_length - 1]
             spans.append((start, start + n_words, term, entries))
         # longest match wins: drop a span that lies inside a longer one
         kept = [
