@@ -14,7 +14,8 @@ MAX_TOKENS = 6_000  # the paper's truncation
 
 @dataclass
 class Notes:
-    """Corpus-shaped (offsets, document(), labels) so the project's batching code reads it."""
+    """A `CorpusLike` (icdtransfer.artifacts): offsets, document(), labels, so the project's
+    batching code reads it."""
 
     tokens: np.ndarray
     offsets: np.ndarray

@@ -24,7 +24,8 @@ import torch
 
 from _synthetic import LABELS, MAX_TOKENS, VOCAB, synthetic_notes
 from icdtransfer.model.cnn import EncoderShape, TargetModel
-from icdtransfer.train.loop import bf16_supported, predict
+from icdtransfer.train.hardware import bf16_supported
+from icdtransfer.train.loop import predict
 
 
 def eager(model: TargetModel, notes, batch_size: int) -> np.ndarray:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from _data import small_study_params
-from icdtransfer.sweep.runner import run_study
+from helpers.runs import run_sweep
 
 STUDY = """name: reuse
 kind: grid
@@ -39,7 +39,7 @@ def main() -> None:
         root = Path(tmp)
         params = small_study_params(root)
         (root / "reuse.yaml").write_text(STUDY)
-        run_study(params, str(root / "reuse.yaml"))
+        run_sweep(params, str(root / "reuse.yaml"))
         trials = pd.read_parquet(root / "results" / "reuse" / "trials.parquet")
         members = pd.read_parquet(root / "results" / "reuse" / "members.parquet")
     requested = int(trials["ensemble_size"].sum())

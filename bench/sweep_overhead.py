@@ -32,11 +32,12 @@ def trial_work(params, word_dropout: float, out: str) -> float:
     """One trial: train and evaluate a member; returns its validation macro-F. Both paths
     give it the whole machine (2 torch threads; the Tune trial reserves 2 CPUs)."""
     torch.set_num_threads(2)
-    model = replace(params.model, word_dropout=word_dropout, max_tokens=800)
+    head = replace(params.head, word_dropout=word_dropout, max_tokens=800)
+    member = replace(params.member, variant="scratch", seed=1)
     metrics = train_target(
-        model, params.train_target, params.target.out_dir, "scratch", 1, out_dir=out
+        params.encoder, head, params.train_target, params.target.out_dir, member, out_dir=out
     )
-    return metrics["validation"]["tuned"]["macro_f"]
+    return metrics.validation["tuned"].macro_f
 
 
 def main() -> None:
@@ -53,12 +54,8 @@ def main() -> None:
         params = small_study_params(root)
         params = replace(
             params,
-            train_target=replace(
-                params.train_target,
-                epochs=args.epochs,
-                patience=args.epochs,
-                checkpoint_dir=str(root / "ck"),
-            ),
+            train_target=replace(params.train_target, epochs=args.epochs, patience=args.epochs),
+            member=replace(params.member, checkpoint_dir=str(root / "ck")),
         )
         connect(params.ray)
 

@@ -26,7 +26,8 @@ import torch
 from _synthetic import LABELS, MAX_TOKENS, VOCAB, synthetic_notes
 from icdtransfer.model.cnn import EncoderShape, TargetModel
 from icdtransfer.train.batches import multi_hot
-from icdtransfer.train.loop import LoopSettings, bf16_supported, make_optimizer, train_epoch
+from icdtransfer.train.hardware import bf16_supported
+from icdtransfer.train.loop import LoopSettings, make_optimizer, train_epoch
 
 WORD_DROPOUT = 0.3
 

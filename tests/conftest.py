@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,16 +29,10 @@ def medline_file(params: Params) -> Path:
 def default_run(tmp_path_factory: pytest.TempPathFactory, params: Params) -> dict[str, Path]:
     """synthesize -> prepare_source -> prepare_target with the repository's default params,
     written under a temporary folder (the same code path `dvc repro` runs)."""
-    from icdtransfer.data.prepare import prepare_source, prepare_target
-    from icdtransfer.data.synthesize import synthesize
+    from helpers.corpora import build_corpora
 
     root = tmp_path_factory.mktemp("default")
-    source = replace(params.source, out_dir=str(root / "source"))
-    synth = replace(params.synthesize, out_dir=str(root / "raw"))
-    target = replace(params.target, input=str(root / "raw"), out_dir=str(root / "target"))
-    synthesize(synth, source)
-    prepare_source(source, params.tokenizer)
-    prepare_target(target, params.tokenizer, source.out_dir)
+    build_corpora(params, root)
     return {"root": root, "raw": root / "raw", "source": root / "source", "target": root / "target"}
 
 
@@ -47,7 +40,7 @@ def default_run(tmp_path_factory: pytest.TempPathFactory, params: Params) -> dic
 def tiny(tmp_path_factory: pytest.TempPathFactory, params: Params) -> dict:
     """Small learnable source and target corpora, and model/training settings sized for tests."""
     from builders import tiny_medline, tiny_target_jsonl
-    from icdtransfer.config import ModelConfig
+    from icdtransfer.config import EncoderConfig, HeadConfig, MemberConfig
     from icdtransfer.data.prepare import prepare_source, prepare_target
 
     root = tmp_path_factory.mktemp("tiny")
@@ -74,15 +67,8 @@ def tiny(tmp_path_factory: pytest.TempPathFactory, params: Params) -> dict:
         vocab_min_patients=1,
     )
     prepare_target(target, params.tokenizer, source.out_dir)
-    model = ModelConfig(
-        embedding_dim=16,
-        filters=16,
-        widths=[2, 3],
-        adaptation_size=16,
-        dropout=0.1,
-        word_dropout=0.2,
-        max_tokens=60,
-    )
+    encoder = EncoderConfig(embedding_dim=16, filters=16, widths=[2, 3])
+    head = HeadConfig(adaptation_size=16, dropout=0.1, word_dropout=0.2, max_tokens=60)
     pretrain = replace(
         params.pretrain,
         epochs=2,
@@ -98,16 +84,17 @@ def tiny(tmp_path_factory: pytest.TempPathFactory, params: Params) -> dict:
         precision="fp32",
         learning_rate=0.01,
         pretrained=pretrain.out_dir,
-        out_dir=str(root / "members"),
-        checkpoint_dir=str(root / "ckpt"),
     )
+    member = MemberConfig(out_dir=str(root / "members"), checkpoint_dir=str(root / "ckpt"))
     return {
         "root": root,
         "source": source.out_dir,
         "target": target.out_dir,
-        "model": model,
+        "encoder": encoder,
+        "head": head,
         "pretrain": pretrain,
         "train_target": train_target,
+        "member": member,
     }
 
 
@@ -132,10 +119,12 @@ def tiny_params(tiny: dict, params: Params, tmp_path_factory: pytest.TempPathFac
 
     root = tmp_path_factory.mktemp("sweeps")
     if not (Path(tiny["pretrain"].out_dir) / "model.pt").exists():
-        pretrain(tiny["model"], tiny["pretrain"], tiny["source"])
+        pretrain(tiny["encoder"], tiny["pretrain"], tiny["source"])
     return replace(
         params,
-        model=tiny["model"],
+        encoder=tiny["encoder"],
+        head=tiny["head"],
+        member=tiny["member"],
         source=replace(params.source, out_dir=tiny["source"]),
         target=replace(params.target, out_dir=tiny["target"]),
         pretrain=tiny["pretrain"],
@@ -143,51 +132,3 @@ def tiny_params(tiny: dict, params: Params, tmp_path_factory: pytest.TempPathFac
         ray=replace(params.ray, storage_path=str(root / "ray"), num_cpus=4),
         sweep=replace(params.sweep, results_dir=str(root / "results")),
     )
-
-
-def write_params(params: Params, path: Path) -> Path:
-    """A params file (YAML) holding exactly `params`, for commands run as subprocesses."""
-    import dataclasses
-
-    import yaml
-
-    path.write_text(yaml.safe_dump(dataclasses.asdict(params), sort_keys=False))
-    return path
-
-
-def ddp_pretrain_params(
-    tiny_params: Params, source_dir: Path, out_dir: Path, epochs: int, ray
-) -> Params:
-    """Two-worker Ray Train pretraining on the real PubMed corpus (`default_run`'s source),
-    whose epochs last long enough to interrupt a run mid-epoch."""
-    return replace(
-        tiny_params,
-        source=replace(tiny_params.source, out_dir=str(source_dir)),
-        model=replace(tiny_params.model, embedding_dim=16, filters=16),
-        pretrain=replace(
-            tiny_params.pretrain, num_workers=2, epochs=epochs, max_tokens=120, out_dir=str(out_dir)
-        ),
-        ray=ray,
-    )
-
-
-def wait_for_checkpoint(proc, storage: Path, epoch: int = 1, timeout: float = 300) -> None:
-    """Return once Ray Train has recorded the checkpoint of `epoch` (or a later one) under
-    `storage`, one that a restarted run would resume from, or once `proc` has ended.
-
-    A `checkpoint_*` folder alone is not enough: Ray copies it into storage before its
-    controller writes `checkpoint_manager_snapshot.json`, and a run restarted from the same
-    name and storage path resumes only from the checkpoints that file lists. Interrupting
-    between the two (about 60 ms here) makes the restarted run start over; it did in CI."""
-    import time
-
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None:
-        for snapshot in storage.glob("pretrain-*/checkpoint_manager_snapshot.json"):
-            try:
-                latest = json.loads(snapshot.read_text())["latest_checkpoint_result"]
-            except (OSError, ValueError, KeyError):  # being written
-                continue
-            if latest and latest["metrics"]["epoch"] >= epoch:
-                return
-        time.sleep(0.2)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -83,3 +85,27 @@ def test_stage_logs_never_contain_note_text(tmp_path: Path) -> None:
     assert len(windows) > 10_000
     leaked = [w for w in windows if w in logs]
     assert leaked == []
+
+
+def test_internal_errors_keep_their_traceback(monkeypatch, tmp_path: Path, capsys) -> None:
+    """A ValueError from a bug is not bad input: it propagates (Python prints the traceback,
+    exit 1), where expected input errors (ConfigError, InputError) stay one line, exit 2."""
+    from icdtransfer import cli
+    from icdtransfer.data.errors import InputError
+
+    def bug(params, args) -> None:
+        raise ValueError("an internal inconsistency")
+
+    def bad_file(params, args) -> None:
+        raise InputError(tmp_path / "notes.csv", "line 3", "missing column TEXT")
+
+    monkeypatch.setitem(cli.COMMANDS, "synthesize", (bug, "help"))
+    monkeypatch.setitem(cli.COMMANDS, "baseline", (bad_file, "help"))
+    params = ["--params", str(REPO / "params.yaml")]
+    with pytest.raises(ValueError, match="an internal inconsistency"):
+        cli.main(["synthesize", *params])
+    assert cli.main(["baseline", *params]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"icdtransfer baseline: error: {tmp_path / 'notes.csv'}: line 3: missing column TEXT"
+    ]

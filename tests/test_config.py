@@ -69,9 +69,9 @@ def test_unknown_key_in_a_file(tmp_path: Path) -> None:
 
 def test_paper_preset_has_the_papers_hyperparameters() -> None:
     p = load_params(REPO / "presets" / "paper.yaml")
-    m = p.model
-    assert (m.embedding_dim, m.filters, m.widths, m.adaptation_size) == (300, 300, [3, 4, 5], 512)
-    assert (m.word_dropout, m.dropout, m.max_tokens) == (0.3, 0.5, 6000)
+    e, h = p.encoder, p.head
+    assert (e.embedding_dim, e.filters, e.widths, h.adaptation_size) == (300, 300, [3, 4, 5], 512)
+    assert (h.word_dropout, h.dropout, h.max_tokens) == (0.3, 0.5, 6000)
     for stage in (p.pretrain, p.train_target):
         assert stage.optimizer == "adadelta" and stage.batch_size == 50
     assert (p.target.min_count, p.target.validation_size, p.target.test_size) == (50, 2000, 3000)
@@ -83,15 +83,15 @@ def test_paper_preset_has_the_papers_hyperparameters() -> None:
     [
         # found in use: an untrained member written with exit 0, notes cut to one token
         ("train_target.patience=0", "train_target.patience must be >= 1, got 0"),
-        ("model.word_dropout=1.0", "model.word_dropout must be in [0, 1), got 1.0"),
+        ("head.word_dropout=1.0", "head.word_dropout must be in [0, 1), got 1.0"),
         ("pretrain.batch_size=0", "pretrain.batch_size must be >= 1, got 0"),
         ("source.holdout=1.5", "source.holdout must be in [0, 1), got 1.5"),
-        ("model.dropout=-0.1", "model.dropout must be in [0, 1), got -0.1"),
-        ("model.widths=[3, 0]", "model.widths[1] must be >= 1, got 0"),
-        ("model.widths=[]", "model.widths must not be empty"),
+        ("head.dropout=-0.1", "head.dropout must be in [0, 1), got -0.1"),
+        ("encoder.widths=[3, 0]", "encoder.widths[1] must be >= 1, got 0"),
+        ("encoder.widths=[]", "encoder.widths must not be empty"),
         ("train_target.learning_rate=0", "train_target.learning_rate must be > 0, got 0"),
         ("train_target.epochs=0", "train_target.epochs must be >= 1, got 0"),
-        ("train_target.seed=-1", "train_target.seed must be >= 0, got -1"),
+        ("member.seed=-1", "member.seed must be >= 0, got -1"),
         ("target.truncate_depth=-1", "target.truncate_depth must be >= 0, got -1"),
         ("target.validation_size=0", "target.validation_size must be >= 1, got 0"),
         ("synthesize.addendum_rate=1.5", "synthesize.addendum_rate must be in [0, 1], got 1.5"),
@@ -112,8 +112,8 @@ def test_values_at_the_edge_of_their_range_are_accepted() -> None:
     params = load_params(
         REPO / "params.yaml",
         [
-            "model.word_dropout=0",
-            "model.dropout=0.99",
+            "head.word_dropout=0",
+            "head.dropout=0.99",
             "source.holdout=0",
             "train_target.patience=1",
             "synthesize.addendum_rate=1",
@@ -121,7 +121,7 @@ def test_values_at_the_edge_of_their_range_are_accepted() -> None:
             "target.truncate_depth=0",
         ],
     )
-    assert params.model.word_dropout == 0.0 and params.train_target.patience == 1
+    assert params.head.word_dropout == 0.0 and params.train_target.patience == 1
     assert params.ray.num_cpus is None and params.synthesize.addendum_rate == 1.0
 
 
@@ -148,3 +148,25 @@ def _bare_number(hint: object) -> bool:
 def test_every_numeric_knob_has_a_range() -> None:
     assert _bare_number(int) and _bare_number(list[float]) and _bare_number(int | None)
     assert _unranged_numbers(Params) == []
+
+
+def test_a_preset_overrides_only_its_keys_over_the_file_it_extends(tmp_path: Path) -> None:
+    paper = load_params(REPO / "presets" / "paper.yaml")
+    defaults = load_params(REPO / "params.yaml")
+    # keys the overlay does not name come from params.yaml, in a section it does override too
+    assert paper.head.word_dropout == defaults.head.word_dropout
+    assert paper.pretrain.num_workers == defaults.pretrain.num_workers
+    assert paper.train_target.precision == defaults.train_target.precision
+    assert paper.source == defaults.source and paper.tokenizer == defaults.tokenizer
+    assert paper.pipeline.variants == defaults.pipeline.variants
+    assert paper.pipeline.studies == ["table2_paper"] != defaults.pipeline.studies
+    (tmp_path / "base.yaml").write_text("target:\n  min_count: 7\n  seed: 3\n")
+    (tmp_path / "over.yaml").write_text("extends: base.yaml\ntarget:\n  min_count: 9\n")
+    over = load_params(tmp_path / "over.yaml", ["target.seed=4"])
+    assert (over.target.min_count, over.target.seed) == (9, 4)
+    (tmp_path / "loop.yaml").write_text("extends: loop.yaml\n")
+    with pytest.raises(ConfigError, match="extends itself"):
+        load_params(tmp_path / "loop.yaml")
+    (tmp_path / "typo.yaml").write_text("extends: base.yaml\ntarget:\n  min_cont: 9\n")
+    with pytest.raises(ConfigError, match=r"typo\.yaml: unknown key target\.min_cont"):
+        load_params(tmp_path / "typo.yaml")

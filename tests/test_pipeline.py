@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from helpers.checkout import copy_project
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -40,8 +41,8 @@ SMALL = {
     "pretrain.epochs": 1,
     "pretrain.max_tokens": 100,
     "train_target.epochs": 2,
-    "model.max_tokens": 300,
-    "sweep.studies": ["smoke"],
+    "head.max_tokens": 300,
+    "pipeline.studies": ["smoke"],
     "report.study": "smoke",
     "report.bootstrap": 200,
 }
@@ -67,18 +68,7 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with the SMALL params written into its params.yaml."""
     import yaml
 
-    dest = tmp_path_factory.mktemp("clone")
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    for name in listed:
-        if (REPO / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, dest / name)
+    dest = copy_project(tmp_path_factory.mktemp("clone"))
     for stale in [*dest.glob("data/**/stats.json"), *dest.glob("models/**/*.json")]:
         stale.unlink()  # pretend nothing was ever run here
     (dest / "dvc.lock").unlink(missing_ok=True)
@@ -133,7 +123,7 @@ def test_repro_metrics_noop_and_target_only_reruns(clone: Path) -> None:
         "models/target/tune_all_frozen_copy-seed1",
     ):
         result = files[f"{member}/metrics.json"]["data"]
-        for threshold in ("fixed_0.5", "tuned"):
+        for threshold in ("fixed", "tuned"):
             assert 0.0 <= result[threshold]["micro_f"] <= 1.0
             assert 0.0 <= result[threshold]["macro_f"] <= 1.0
     assert files["models/baseline/metrics.json"]["data"]["tuned"]["micro_f"] > 0.3

@@ -21,11 +21,12 @@ from icdtransfer.train.stages import train_target
 @pytest.fixture(scope="module")
 def models(tiny: dict, params, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("models")
-    cfg = replace(tiny["train_target"], epochs=8, checkpoint_dir=str(root / "ck"))
+    cfg = replace(tiny["train_target"], epochs=8)
     members = []
     for seed in (1, 2):
         out = root / f"scratch-{seed}"
-        train_target(tiny["model"], cfg, tiny["target"], "scratch", seed=seed, out_dir=str(out))
+        member = replace(tiny["member"], variant="scratch", seed=seed, checkpoint_dir=str(root))
+        train_target(tiny["encoder"], tiny["head"], cfg, tiny["target"], member, str(out))
         members.append(out)
     build_ensemble(members, tiny["target"], str(root / "ensemble"))
     train_baseline(replace(params.baseline, out_dir=str(root / "lr"), min_df=1), tiny["target"])

@@ -1,5 +1,9 @@
 """`icdtransfer <command>`: one command per DVC stage. Parses arguments, calls the library.
 
+Each command function passes the library exactly the params it reads (whole sections, or
+single keys such as `params.target.out_dir`), never the whole Params: dvc.yaml lists the same
+params for the command's stage, and tests/test_dvc_stages.py compares the two.
+
 icdtransfer synthesize                      # data/raw/synthetic/ (MIMIC-III format)
 icdtransfer prepare-source                  # data/prepared/source/ (PubMed + MeSH)
 icdtransfer prepare-target --set target.min_count=50
@@ -11,9 +15,18 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from icdtransfer import __version__
-from icdtransfer.config import ConfigError, Params, load_params
+from icdtransfer.config import (
+    BASELINE_METHODS,
+    ConfigError,
+    Params,
+    SourceConfig,
+    baseline_member_dir,
+    dump_params,
+    load_params,
+)
 from icdtransfer.data.errors import InputError
 from icdtransfer.sweep import SweepInterrupted
 
@@ -24,7 +37,17 @@ def _synthesize(params: Params, args: argparse.Namespace) -> None:
     from icdtransfer.data.corpus import format_table1
     from icdtransfer.data.synthesize import synthesize
 
-    stats = synthesize(params.synthesize, params.source)
+    # Only where the abstracts come from and the holdout reserved for the synthesizer: the
+    # rest of the source section (splits, vocabulary, out_dir) does not change the notes.
+    source = SourceConfig(
+        format=params.source.format,
+        input=params.source.input,
+        mesh_names=params.source.mesh_names,
+        holdout=params.source.holdout,
+        seed=params.source.seed,
+        workers=params.source.workers,
+    )
+    stats = synthesize(params.synthesize, source)
     log.info("wrote %s\n%s", params.synthesize.out_dir, format_table1(stats, "synthetic EMRs"))
 
 
@@ -45,18 +68,21 @@ def _prepare_target(params: Params, args: argparse.Namespace) -> None:
 def _pretrain(params: Params, args: argparse.Namespace) -> None:
     from icdtransfer.train.stages import pretrain
 
-    metrics = pretrain(params.model, params.pretrain, params.source.out_dir, params.ray)
+    metrics = pretrain(params.encoder, params.pretrain, params.source.out_dir, params.ray)
     log.info(
-        "wrote %s (stage-1 test micro-F %.4f at 0.5)",
+        "wrote %s (stage-1 test micro-F %.4f at %s)",
         params.pretrain.out_dir,
-        metrics["fixed_0.5"]["micro_f"],
+        metrics.fixed.micro_f,
+        metrics.fixed.threshold,
     )
 
 
 def _train_target(params: Params, args: argparse.Namespace) -> None:
     from icdtransfer.train.stages import train_target
 
-    train_target(params.model, params.train_target, params.target.out_dir)
+    train_target(
+        params.encoder, params.head, params.train_target, params.target.out_dir, params.member
+    )
 
 
 def _baseline(params: Params, args: argparse.Namespace) -> None:
@@ -75,32 +101,28 @@ def _baseline(params: Params, args: argparse.Namespace) -> None:
 
 
 def _baseline_args(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument(
-        "--method",
-        choices=["lr", "lr_l2r", "lr_l2r_nerc"],
-        help="lr (tf-idf LR), lr_l2r (LR + kNN, LightGBM lambdarank) or lr_l2r_nerc (also "
-        "dictionary NERC); default: baseline.method",
+    methods = (
+        "lr (tf-idf LR), lr_l2r (LR + kNN, LightGBM lambdarank) or lr_l2r_nerc (also "
+        "dictionary NERC); default: baseline.method"
     )
+    _option(cmd, "--method", "METHOD", methods, choices=BASELINE_METHODS)
 
 
 def _ensemble(params: Params, args: argparse.Namespace) -> None:
-    from pathlib import Path
-
     from icdtransfer.train.ensemble import build_ensemble
 
     metrics = build_ensemble([Path(m) for m in args.members], params.target.out_dir, args.out)
     log.info(
-        "wrote %s: %d members, test micro-F %.4f, macro-F %.4f (threshold 0.5)",
+        "wrote %s: %d members, test micro-F %.4f, macro-F %.4f (threshold %s)",
         args.out,
         len(args.members),
-        metrics["fixed_0.5"]["micro_f"],
-        metrics["fixed_0.5"]["macro_f"],
+        metrics.fixed.micro_f,
+        metrics.fixed.macro_f,
+        metrics.fixed.threshold,
     )
 
 
 def _predict(params: Params, args: argparse.Namespace) -> None:
-    from pathlib import Path
-
     from icdtransfer.predict import predict, write_predictions
 
     rows = predict(Path(args.model), Path(args.input), args.top_k, args.threshold)
@@ -110,33 +132,31 @@ def _predict(params: Params, args: argparse.Namespace) -> None:
 def _sweep(params: Params, args: argparse.Namespace) -> None:
     from icdtransfer.sweep.runner import run_study
 
-    run_study(params, args.study)
-
-
-def _sweep_args(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument(
-        "--study",
-        required=True,
-        metavar="NAME",
-        help="a study in sweep.studies_dir (table2, sweep, smoke) or a .yaml path",
+    run_study(
+        args.study,
+        params.sweep,
+        params.encoder,
+        params.head,
+        params.train_target,
+        params.target.out_dir,
+        params.ray,
     )
 
 
 def _report(params: Params, args: argparse.Namespace) -> None:
     from icdtransfer.report.render import run_report
 
-    baselines = {m: params.baseline.member_dir(m) for m in ("lr", "lr_l2r", "lr_l2r_nerc")}
+    out_dir = params.baseline.out_dir
+    baselines = {m: baseline_member_dir(out_dir, m) for m in BASELINE_METHODS}
     run_report(params.report, params.target.out_dir, params.sweep.results_dir, baselines)
 
 
 def _dashboard(params: Params, args: argparse.Namespace) -> None:
-    from pathlib import Path
-
     from icdtransfer.report.serve import dashboard_server
 
     page = Path(params.report.out_dir) / "dashboard.html"
     if not page.exists():
-        raise ValueError(f"{page} does not exist: run `icdtransfer report` (or dvc repro) first")
+        raise InputError(page, None, "not found: run `icdtransfer report` (or dvc repro) first")
     if not args.serve:
         print(page.resolve())
         return
@@ -147,43 +167,49 @@ def _dashboard(params: Params, args: argparse.Namespace) -> None:
         server.serve_forever()
 
 
+def _params(params: Params, args: argparse.Namespace) -> None:
+    text = dump_params(params)
+    if args.write is None:
+        sys.stdout.write(text)
+        return
+    from icdtransfer.data.atomic import atomic_file
+
+    with atomic_file(args.write) as handle:
+        handle.write(text)
+    log.info("wrote %s", args.write)
+
+
+def _option(cmd: argparse.ArgumentParser, flag: str, metavar: str, help_text: str, **kw) -> None:
+    cmd.add_argument(flag, metavar=metavar, help=help_text, **kw)
+
+
+def _sweep_args(cmd: argparse.ArgumentParser) -> None:
+    _option(cmd, "--study", "NAME", "a study in sweep.studies_dir or a .yaml path", required=True)
+
+
 def _dashboard_args(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--serve", action="store_true", help="serve it on http://127.0.0.1:PORT")
     cmd.add_argument("--port", type=int, default=8765)
 
 
+def _params_args(cmd: argparse.ArgumentParser) -> None:
+    _option(cmd, "--write", "FILE", "write the params file here (default: stdout)")
+
+
 def _ensemble_args(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument(
-        "--members",
-        nargs="+",
-        required=True,
-        metavar="DIR",
-        help="member directories (same target corpus, different seeds)",
-    )
-    cmd.add_argument("--out", required=True, metavar="DIR", help="ensemble directory to write")
+    members = "member directories (same target corpus, different seeds)"
+    _option(cmd, "--members", "DIR", members, nargs="+", required=True)
+    _option(cmd, "--out", "DIR", "ensemble directory to write", required=True)
 
 
 def _predict_args(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument(
-        "--model",
-        required=True,
-        metavar="DIR",
-        help="a member directory (CNN or baseline) or an ensemble directory",
-    )
-    cmd.add_argument(
-        "--input",
-        required=True,
-        metavar="FILE",
-        help='JSONL, one {"id": ..., "text": ...} per line',
-    )
-    cmd.add_argument("--output", metavar="FILE", help="write JSONL here (default: stdout)")
+    model = "a member directory (CNN or baseline) or an ensemble directory"
+    _option(cmd, "--model", "DIR", model, required=True)
+    _option(cmd, "--input", "FILE", 'JSONL, one {"id": ..., "text": ...} per line', required=True)
+    _option(cmd, "--output", "FILE", "write JSONL here (default: stdout)")
     cmd.add_argument("--top-k", type=int, default=10, help="codes listed per note (default 10)")
-    cmd.add_argument(
-        "--threshold",
-        type=float,
-        default=None,
-        help="probability for `predicted` (default: the model's tuned threshold)",
-    )
+    threshold = "probability for `predicted` (default: the model's tuned threshold)"
+    _option(cmd, "--threshold", "P", threshold, type=float, default=None)
 
 
 COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], None], str]] = {
@@ -199,11 +225,14 @@ COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], None], str]] = 
         _prepare_target,
         "MIMIC-III CSVs or JSONL EMRs -> stage-2 corpus (params: target, tokenizer)",
     ),
-    "pretrain": (_pretrain, "stage 1: CNN on PubMed abstracts -> MeSH (params: model, pretrain)"),
+    "pretrain": (
+        _pretrain,
+        "stage 1: CNN on PubMed abstracts -> MeSH (params: encoder, pretrain, ray)",
+    ),
     "train-target": (
         _train_target,
-        "stage 2: one transfer variant, one seed -> a member directory (params: model, "
-        "train_target)",
+        "stage 2: one transfer variant, one seed -> a member directory (params: encoder, head, "
+        "train_target, member)",
     ),
     "baseline": (
         _baseline,
@@ -213,7 +242,7 @@ COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], None], str]] = 
     "sweep": (
         _sweep,
         "run (or resume) a study of studies/ on Ray Tune + Optuna -> results/<study>/ "
-        "(params: model, train_target, ray, sweep)",
+        "(params: encoder, head, train_target, ray, sweep)",
     ),
     "report": (
         _report,
@@ -223,9 +252,11 @@ COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], None], str]] = 
     "dashboard": (_dashboard, "print the dashboard's path, or --serve it on 127.0.0.1"),
     "ensemble": (_ensemble, "average stored member probabilities (a seed ensemble)"),
     "predict": (_predict, "top codes for new notes (JSONL) from a member or ensemble directory"),
+    "params": (_params, "print the params every stage would read (a preset merged, --set applied)"),
 }
 EXTRA_ARGS = {
     "baseline": _baseline_args,
+    "params": _params_args,
     "ensemble": _ensemble_args,
     "predict": _predict_args,
     "sweep": _sweep_args,
@@ -276,8 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"icdtransfer {args.command}: interrupted", file=sys.stderr)
         return 130
-    except (ConfigError, InputError, ValueError) as err:
-        # Messages name the file, the record and the problem, never document text.
+    except (ConfigError, InputError) as err:
+        # Expected bad input: one line naming the file, the record and the problem, never
+        # document text. Anything else is a bug and keeps its traceback.
         print(f"icdtransfer {args.command}: error: {err}", file=sys.stderr)
         return 2
     except SweepInterrupted as err:

@@ -1,10 +1,12 @@
 """Typed configuration: params.yaml (plus `--set section.key=value` overrides) -> dataclasses.
 
-This is the only module that reads YAML. Each DVC stage reads one section (and, where it must
-agree with another stage, a few named keys of another section). An unknown key, a missing
-section, a value of the wrong type or a value outside its range is a ConfigError that names
-the key. Ranges are declared on the field itself (`patience: Size = 2`, `Annotated[float,
-Range(gt=0)]`) and checked while the params are read.
+This is the only module that reads YAML (params files, their overlays in presets/, and study
+files). Each CLI command passes a stage the sections it reads (and, where it must agree with
+another stage, a few named keys of another section); dvc.yaml lists exactly those, and
+tests/test_dvc_stages.py checks it. An unknown key, a missing section, a value of the wrong
+type or a value outside its range is a ConfigError that names the key. Ranges are declared on
+the field itself (`patience: Size = 2`, `Annotated[float, Range(gt=0)]`) and checked while the
+params are read.
 """
 
 from __future__ import annotations
@@ -163,16 +165,22 @@ class TargetConfig:
 
 
 @dataclass
-class ModelConfig:
-    """The Kim CNN. Stage 2 inherits the encoder shape of the stage-1 model it transfers."""
+class EncoderConfig:
+    """The CNN encoder (EM and CV): stage 1 trains it, stage 2 inherits its shape."""
 
     embedding_dim: Size = 64  # E; paper: 300
     filters: Size = 64  # per width; paper: 300
     widths: Annotated[list[Size], NonEmpty()] = field(default_factory=lambda: [3, 4, 5])
+
+
+@dataclass
+class HeadConfig:
+    """Stage 2 only: the layers over the encoder and how an EMR is fed to it."""
+
     adaptation_size: Size = 256  # alpha; paper: 512
     dropout: Rate = 0.1  # before the output layer; paper: 0.5 (with 65k training EMRs)
     word_dropout: Rate = 0.3  # share of tokens removed during training
-    max_tokens: Size = 1500  # documents truncated here; paper: 6000
+    max_tokens: Size = 1500  # EMRs truncated here; paper: 6000
 
 
 @dataclass
@@ -182,9 +190,8 @@ class TrainConfig:
     optimizer: Literal["adam", "adadelta"] = "adam"  # paper: adadelta
     learning_rate: Positive = 0.003
     batch_size: Size = 16  # paper: 50
-    epochs: Size = 6
+    epochs: Size = 6  # a safety cap: a run converges when early stopping fires
     patience: Size = 2  # epochs without a better validation macro-F before stopping
-    seed: Seed = 1
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the hardware has it
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bucket: bool = True  # batch documents of similar length together
@@ -194,7 +201,9 @@ class TrainConfig:
 class PretrainConfig(TrainConfig):
     """Stage 1: the CNN learns MeSH descriptors from PubMed abstracts."""
 
-    max_tokens: Size = 400  # abstracts are short; the model section's max_tokens is for EMRs
+    seed: Seed = 1
+    dropout: Rate = 0.1  # before the output layer over MeSH descriptors
+    max_tokens: Size = 400  # abstracts are short; head.max_tokens is for EMRs
     num_workers: Count = 0  # Ray Train DDP workers; 0 keeps the single-process path
     use_gpu: bool = False  # one GPU per worker (NCCL); CPU workers use gloo
     out_dir: str = "models/pretrain"
@@ -203,14 +212,20 @@ class PretrainConfig(TrainConfig):
 
 @dataclass
 class TrainTargetConfig(TrainConfig):
-    """Stage 2: one member = one transfer variant trained with one seed."""
+    """Stage 2 optimisation: for `icdtransfer train-target` and for every sweep member."""
 
     epochs: Size = 12
     patience: Size = 3
+    pretrained: str = "models/pretrain"  # the stage-1 member the transfer variants start from
+
+
+@dataclass
+class MemberConfig:
+    """The one member `icdtransfer train-target` trains: a transfer variant and a seed."""
+
     variant: str = "tune_all_frozen_copy"  # scratch|frozen|tune_conv|tune_all|tune_all_frozen_copy
-    variants: list[str] = field(default_factory=lambda: ["scratch", "tune_all_frozen_copy"])
-    pretrained: str = "models/pretrain"
-    out_dir: str = "models/target"  # members go to <out_dir>/<variant>-seed<seed>
+    seed: Seed = 1
+    out_dir: str = "models/target"  # the member goes to <out_dir>/<variant>-seed<seed>
     checkpoint_dir: str = ".checkpoints/target"
 
 
@@ -238,8 +253,15 @@ class BaselineConfig:
 
     def member_dir(self, method: str | None = None) -> str:
         """The member directory of `method` (default: this config's method)."""
-        method = method or self.method
-        return self.out_dir if method == "lr" else f"{self.out_dir}_{method}"
+        return baseline_member_dir(self.out_dir, method or self.method)
+
+
+BASELINE_METHODS = ("lr", "lr_l2r", "lr_l2r_nerc")
+
+
+def baseline_member_dir(out_dir: str, method: str) -> str:
+    """Where a baseline method's member goes: <out_dir> for LR, <out_dir>_<method> else."""
+    return out_dir if method == "lr" else f"{out_dir}_{method}"
 
 
 @dataclass
@@ -255,11 +277,10 @@ class RayConfig:
 
 @dataclass
 class SweepConfig:
-    """Stage-2 sweeps (Ray Tune + Optuna): which study files `dvc repro` runs."""
+    """Stage-2 sweeps (Ray Tune + Optuna): where study files are and results go."""
 
-    studies: list[str] = field(default_factory=lambda: ["table2"])
     studies_dir: str = "studies"
-    results_dir: str = "results"
+    results_dir: str = "results"  # results/<study>/
 
 
 @dataclass
@@ -273,35 +294,87 @@ class ReportConfig:
 
 
 @dataclass
+class PipelineConfig:
+    """What `dvc repro` runs. Only dvc.yaml reads this section (its `foreach` lists), so a
+    change adds or removes stages and never makes an existing one stale."""
+
+    variants: list[str] = field(default_factory=lambda: ["scratch", "tune_all_frozen_copy"])
+    studies: list[str] = field(default_factory=lambda: ["table2"])
+
+
+@dataclass
 class Params:
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
     synthesize: SynthesizeConfig = field(default_factory=SynthesizeConfig)
     target: TargetConfig = field(default_factory=TargetConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
     train_target: TrainTargetConfig = field(default_factory=TrainTargetConfig)
+    member: MemberConfig = field(default_factory=MemberConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+
+
+EXTENDS = "extends"  # an overlay's key naming the params file it overrides (relative path)
 
 
 def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Params:
-    """Read a params file, apply `section.key=value` overrides, and type-check everything."""
+    """Read a params file (or an overlay over one), apply `section.key=value` overrides, and
+    type-check everything.
+
+    An overlay, such as presets/paper.yaml, holds `extends: <params file>` and only the keys
+    it changes: its keys replace the base file's key by key, section by section, so the
+    overlay cannot drift from the defaults it does not mention."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: params file not found") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    raw = _params_tree(path, set())
+    where = str(path)
+    for item in overrides or []:
+        apply_override(raw, item)
+    return build(Params, raw, where=where)
+
+
+def _params_tree(path: Path, seen: set[Path]) -> dict[str, Any]:
+    raw = read_yaml(path, "params file")
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections")
-    for item in overrides or []:
-        apply_override(raw, item)
-    return build(Params, raw, where=str(path))
+    base = raw.pop(EXTENDS, None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: {EXTENDS} must be the path of a params file")
+    base_path = path.parent / base
+    if base_path.resolve() in seen | {path.resolve()}:
+        raise ConfigError(f"{path}: {EXTENDS}: {base} extends itself")
+    merged = _params_tree(base_path, seen | {path.resolve()})
+    for section, values in raw.items():
+        if isinstance(values, dict) and isinstance(merged.get(section), dict):
+            merged[section] = {**merged[section], **values}
+        else:
+            merged[section] = values
+    return merged
+
+
+def read_yaml(path: str | Path, what: str) -> Any:
+    """Parse one YAML file (a params file, a study file); a missing file or bad YAML is a
+    ConfigError naming the file. The project's only YAML reader."""
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} not found") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+
+
+def dump_params(params: Params) -> str:
+    """`params` as a complete params file (no comments): what a stage really reads."""
+    return yaml.safe_dump(dataclasses.asdict(params), sort_keys=False)
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:

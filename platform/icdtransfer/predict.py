@@ -17,24 +17,36 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
-from icdtransfer.baseline.lr import MODEL_FILE as LR_FILE
+from icdtransfer.artifacts import (
+    ENSEMBLE_FILE,
+    LABELS_FILE,
+    LR_FILE,
+    MODEL_FILE,
+    PICKLED_LR_FILE,
+    RANKER_FILE,
+    VOCAB_FILE,
+    MemberInfo,
+    Metrics,
+    average_members,
+    read_codes_table,
+    read_json,
+)
 from icdtransfer.baseline.lr import load_lr
 from icdtransfer.data.atomic import atomic_file
 from icdtransfer.data.emr import ReadStats, read_jsonl
 from icdtransfer.data.errors import InputError
 from icdtransfer.data.tokenizer import raw_tokens
 from icdtransfer.data.vocab import Vocabulary
-from icdtransfer.train.batches import iterate
-from icdtransfer.train.loop import bf16_supported
+from icdtransfer.train.hardware import bf16_supported
+from icdtransfer.train.loop import predict as model_probabilities
 from icdtransfer.train.member import load_model
 
 
 @dataclass
 class Notes:
-    """Encoded notes, shaped like a corpus for the batching code (no labels)."""
+    """Encoded notes: a `CorpusLike` without labels, for the batching code."""
 
     ids: list[str]
     tokens: np.ndarray
@@ -68,11 +80,9 @@ def member_probabilities(
     member: Path, notes: list[tuple[str, str]], batch_size: int = 16
 ) -> np.ndarray:
     """Probabilities (notes x codes) from one member directory (CNN or a baseline)."""
-    vocab = Vocabulary.load(member / "vocab.tsv")
-    info = json.loads((member / "member.json").read_text())
-    numbers = info.get("tokenizer_numbers", "placeholder")
-    encoded = encode(notes, vocab, numbers)
-    if (member / "ranker.txt").exists():  # LR + L2R (+ NERC): the ranker reads the raw text
+    vocab = Vocabulary.load(member / VOCAB_FILE)
+    encoded = encode(notes, vocab, MemberInfo.read(member).tokenizer_numbers)
+    if (member / RANKER_FILE).exists():  # LR + L2R (+ NERC): the ranker reads the raw text
         from icdtransfer.baseline.l2r import load_stack
 
         vectorizer, stack = load_stack(member)
@@ -83,27 +93,14 @@ def member_probabilities(
         texts = [" ".join(map(str, encoded.document(i).tolist())) for i in range(len(notes))]
         return linear.predict_proba(vectorizer.transform(texts))
     model, meta = load_model(member)
-    bf16 = bf16_supported(torch.device("cpu"))
+    cpu = torch.device("cpu")
     docs = np.arange(len(notes))
-    out = np.zeros((len(notes), meta["n_labels"]), dtype=np.float32)
-    with torch.inference_mode():
-        for batch in iterate(
-            encoded,
-            docs,
-            batch_size,
-            meta["max_tokens"],
-            0.0,
-            max(meta["shape"]["widths"]),
-            None,
-            with_labels=False,
-        ):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                logits = model(batch.tokens, batch.lengths)
-            out[batch.index] = torch.sigmoid(logits.float()).numpy()
-    return out
+    return model_probabilities(
+        model, encoded, docs, batch_size, meta.max_tokens, meta.min_length, cpu, bf16_supported(cpu)
+    )
 
 
-MODEL_FILES = ("model.pt", LR_FILE, "ranker.txt")  # CNN, LR, LR + L2R (+ NERC)
+MODEL_FILES = (MODEL_FILE, LR_FILE, RANKER_FILE)  # CNN, LR, LR + L2R (+ NERC)
 
 
 def model_members(model_dir: Path) -> list[Path]:
@@ -114,12 +111,12 @@ def model_members(model_dir: Path) -> list[Path]:
     """
     if not model_dir.is_dir():
         raise InputError(model_dir, None, "model directory not found")
-    spec = model_dir / "ensemble.json"
+    spec = model_dir / ENSEMBLE_FILE
     if not spec.exists():
         return [_checked_member(model_dir)]
     root = model_dir.resolve()
     members = []
-    for i, name in enumerate(json.loads(spec.read_text(encoding="utf-8"))["members"], start=1):
+    for i, name in enumerate(read_json(spec)["members"], start=1):
         path = (root / name).resolve()
         if not path.is_relative_to(root) or path == root:
             raise InputError(
@@ -135,9 +132,9 @@ def model_members(model_dir: Path) -> list[Path]:
 def _checked_member(member: Path) -> Path:
     if any((member / f).exists() for f in MODEL_FILES):
         return member
-    if (member / "model.joblib").exists():
+    if (member / PICKLED_LR_FILE).exists():
         raise InputError(
-            member / "model.joblib",
+            member / PICKLED_LR_FILE,
             None,
             "a pickled LR baseline from an older version; loading a pickle can run code, so it "
             "is not read: retrain with `icdtransfer baseline` (writes vectorizer.npz, lr.npz)",
@@ -148,13 +145,10 @@ def _checked_member(member: Path) -> Path:
 def predict(model_dir: Path, input_path: Path, top_k: int, threshold: float | None) -> list[dict]:
     members = model_members(model_dir)
     notes = read_notes_jsonl(input_path)
-    probs = np.mean([member_probabilities(m, notes) for m in members], axis=0)
-    codes = pd.read_csv(
-        members[0] / "labels.tsv", sep="\t", dtype={"code": str}, keep_default_na=False
-    )["code"].tolist()
+    (probs,) = average_members([(member_probabilities(m, notes),) for m in members])
+    codes = read_codes_table(members[0] / LABELS_FILE)["code"].tolist()
     if threshold is None:
-        metrics = json.loads((model_dir / "metrics.json").read_text(encoding="utf-8"))
-        threshold = float(metrics["tuned"]["threshold"])
+        threshold = Metrics.read(model_dir).tuned.threshold
     out = []
     for (doc_id, _), row in zip(notes, probs, strict=True):
         top = np.argsort(-row, kind="stable")[:top_k]

@@ -44,6 +44,18 @@ def process_defaults() -> None:
         os.environ.setdefault(name, value)
 
 
+def train_run_state_file(run_dir: Path) -> Path:
+    """The JSON file in which Ray Train V2 records a run's checkpoints, and from which a run
+    restarted under the same name and storage path resumes.
+
+    Ray exports no public name for it, so its private constant is read here and nowhere else
+    (`ray.train.v2._internal`, which may move in any Ray release; Ray is pinned to 2.60): an
+    upgrade that moves it breaks this one function, at once, with an ImportError."""
+    from ray.train.v2._internal.constants import CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
+
+    return run_dir / CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
+
+
 def connect(cfg: RayConfig) -> None:
     """Start a local Ray instance (address null) or join a cluster (address "auto" or host)."""
     import ray

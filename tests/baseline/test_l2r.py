@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from builders import write_jsonl
+from icdtransfer.artifacts import read_probs
 from icdtransfer.baseline import store
 from icdtransfer.baseline.l2r import out_of_fold, train_l2r
 from icdtransfer.baseline.lr import id_text, make_classifier, make_vectorizer
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.predict import member_probabilities
-from icdtransfer.train.member import read_probs
 
 SMALL = {"min_df": 1, "folds": 3, "ranker_trees": 30, "lr_candidates": 3, "neighbours": 5}
 
@@ -61,7 +61,7 @@ def test_probabilities_are_calibrated_scores_of_candidates(l2r: dict) -> None:
     gold = corpus.labels[corpus.split("validation")].toarray().astype(bool)
     candidate = val > 0
     assert val[candidate].mean() == pytest.approx(gold[candidate].mean(), abs=0.01)
-    assert l2r["metrics"]["lr_l2r"]["tuned"]["micro_f"] > 0.6  # keywords: an easy tiny task
+    assert l2r["metrics"]["lr_l2r"].tuned.micro_f > 0.6  # keywords: an easy tiny task
 
 
 def test_ranker_is_fitted_on_out_of_fold_lr_scores(l2r: dict) -> None:
@@ -111,7 +111,7 @@ def test_stored_vectorizer_and_linear_model_round_trip(tmp_path: Path, tiny: dic
     classifier = make_classifier(cfg).fit(x, corpus.labels[corpus.split("train")].toarray())
     store.save_vectorizer(vectorizer, tmp_path / "v.npz")
     store.save_linear(classifier, tmp_path / "lr.npz")
-    loaded = store.load_vectorizer(tmp_path / "v.npz", cfg)
+    loaded = store.load_vectorizer(tmp_path / "v.npz", make_vectorizer(cfg))
     again = loaded.transform(docs)
     assert again.nnz == x.nnz
     np.testing.assert_allclose(again.toarray(), x.toarray(), rtol=0, atol=1e-12)

@@ -17,7 +17,7 @@ import pandas as pd
 import psutil
 import pytest
 
-from conftest import ddp_pretrain_params, wait_for_checkpoint, write_params
+from helpers.runs import ddp_pretrain_params, wait_for_checkpoint, write_params
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow

@@ -34,7 +34,7 @@ def test_reader_matches_pubmed_parser_on_the_real_file(medline_file: Path, ours:
         if article["abstract"] and article["mesh_terms"]:
             theirs[article["pmid"]] = re.findall(r"D\d{6,9}", article["mesh_terms"])
     mine = {c.pmid: [ui for ui, _ in c.mesh] for c in ours if c.text and c.mesh}
-    assert len(mine) > 14_000  # ~14,800 citations with abstract and MeSH (DESIGN.md)
+    assert len(mine) > 14_000  # ~14,800 with abstract and MeSH (docs/DESIGN.md section 3)
     assert mine.keys() == theirs.keys()
     assert mine == theirs  # same descriptor UIs, same order, per PMID
 

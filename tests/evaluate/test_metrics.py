@@ -26,16 +26,16 @@ def test_hand_computed_micro_and_macro() -> None:
     # label 2: TP 0, FP 0, FN 1 -> F 0
     # label 3: TP 0, FP 1, FN 0 -> no positive in the split
     s = scores_at(Y, P)
-    assert s["micro_p"] == pytest.approx(3 / 5)  # TP 3, FP 2
-    assert s["micro_r"] == pytest.approx(3 / 5)  # FN 2
-    assert s["micro_f"] == pytest.approx(3 / 5)
-    assert s["macro_f"] == pytest.approx((0.8 + 2 / 3 + 0) / 3)
-    assert s["macro_f_all_labels"] == pytest.approx((0.8 + 2 / 3 + 0 + 0) / 4)
-    assert s["macro_p"] == pytest.approx((2 / 3 + 1 + 0) / 3)
-    assert s["macro_r"] == pytest.approx((1 + 0.5 + 0) / 3)
+    assert s.micro_p == pytest.approx(3 / 5)  # TP 3, FP 2
+    assert s.micro_r == pytest.approx(3 / 5)  # FN 2
+    assert s.micro_f == pytest.approx(3 / 5)
+    assert s.macro_f == pytest.approx((0.8 + 2 / 3 + 0) / 3)
+    assert s.macro_f_all_labels == pytest.approx((0.8 + 2 / 3 + 0 + 0) / 4)
+    assert s.macro_p == pytest.approx((2 / 3 + 1 + 0) / 3)
+    assert s.macro_r == pytest.approx((1 + 0.5 + 0) / 3)
     # the F of mean P and mean R (an inflating formula) is not what macro_f is
-    mp, mr = s["macro_p"], s["macro_r"]
-    assert s["macro_f"] != pytest.approx(2 * mp * mr / (mp + mr))
+    mp, mr = s.macro_p, s.macro_r
+    assert s.macro_f != pytest.approx(2 * mp * mr / (mp + mr))
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -46,19 +46,17 @@ def test_agrees_with_sklearn_on_random_matrices(seed: int) -> None:
     pred = rng.random((60, 25)) < 0.2
     s = scores_at(y, pred)
     present = np.flatnonzero(y.any(axis=0))
-    assert s["micro_f"] == pytest.approx(
-        f1_score(y, pred, average="micro", zero_division=0), abs=1e-9
-    )
-    assert s["micro_p"] == pytest.approx(
+    assert s.micro_f == pytest.approx(f1_score(y, pred, average="micro", zero_division=0), abs=1e-9)
+    assert s.micro_p == pytest.approx(
         precision_score(y, pred, average="micro", zero_division=0), abs=1e-9
     )
-    assert s["micro_r"] == pytest.approx(
+    assert s.micro_r == pytest.approx(
         recall_score(y, pred, average="micro", zero_division=0), abs=1e-9
     )
-    assert s["macro_f"] == pytest.approx(
+    assert s.macro_f == pytest.approx(
         f1_score(y, pred, average="macro", labels=present, zero_division=0), abs=1e-9
     )
-    assert s["macro_f_all_labels"] == pytest.approx(
+    assert s.macro_f_all_labels == pytest.approx(
         f1_score(y, pred, average="macro", zero_division=0), abs=1e-9
     )
 
@@ -86,11 +84,11 @@ def test_threshold_precision_at_k_and_evaluate() -> None:
     scores = np.array([[0.3, 0.2, 0.1], [0.1, 0.35, 0.2], [0.4, 0.25, 0.05]])
     t = tune_threshold(y, scores)
     assert 0.2 < t <= 0.25  # every positive scores above t, every negative at or below 0.2
-    assert scores_at(y, scores >= t)["micro_f"] == 1.0
+    assert scores_at(y, scores >= t).micro_f == 1.0
     assert precision_at_k(y, scores, 1) == pytest.approx(1.0)
     assert precision_at_k(y, scores, 2) == pytest.approx((1 / 2 + 1 / 2 + 2 / 2) / 3)
     m = evaluate(y, scores, y, scores, np.array([5, 3, 1]))
-    assert m["tuned"]["threshold"] == t and m["tuned"]["micro_f"] == 1.0
-    assert m["fixed_0.5"]["threshold"] == 0.5 and m["fixed_0.5"]["micro_f"] == 0.0
-    assert "macro_f" in m["macro_convention"] and m["labels_with_positives"] == 2
-    assert m["micro_auc"] == 1.0
+    assert m.tuned.threshold == t and m.tuned.micro_f == 1.0
+    assert m.fixed.threshold == 0.5 and m.fixed.micro_f == 0.0
+    assert "macro_f" in m.macro_convention and m.labels_with_positives == 2
+    assert m.micro_auc == 1.0

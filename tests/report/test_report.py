@@ -14,14 +14,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers.runs import run_sweep
+from icdtransfer.artifacts import read_probs
 from icdtransfer.baseline.l2r import train_l2r
 from icdtransfer.baseline.lr import train_baseline
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.evaluate.metrics import dense, scores_at, tune_threshold
 from icdtransfer.report.bootstrap import draws, interval, replicate_scores
 from icdtransfer.report.render import run_report
-from icdtransfer.sweep.runner import run_study
-from icdtransfer.train.member import read_probs
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +64,7 @@ def reported(ray_local, tiny, tiny_params, tmp_path_factory: pytest.TempPathFact
     )
     for name, text in (("grid", GRID), ("search", OPTUNA)):
         (root / f"{name}.yaml").write_text(text)
-        run_study(params, str(root / f"{name}.yaml"))
+        run_sweep(params, str(root / f"{name}.yaml"))
     train_baseline(params.baseline, params.target.out_dir)
     target = replace(params.target, format="jsonl", input=str(tiny["root"] / "t.jsonl"))
     small = {"ranker_trees": 30, "lr_candidates": 3, "neighbours": 5}
@@ -97,17 +97,17 @@ def test_tables_equal_a_recomputation_from_member_probabilities(reported: dict) 
         mine = table[
             (table["variant"] == row.variant) & (table["ensemble_size"] == row.ensemble_size)
         ]
-        assert mine["macro_f"].item() == pytest.approx(tuned["macro_f"] * 100, abs=1e-9)
-        assert mine["micro_f"].item() == pytest.approx(tuned["micro_f"] * 100, abs=1e-9)
+        assert mine["macro_f"].item() == pytest.approx(tuned.macro_f * 100, abs=1e-9)
+        assert mine["micro_f"].item() == pytest.approx(tuned.micro_f * 100, abs=1e-9)
         theirs = fixed[
             (fixed["variant"] == row.variant) & (fixed["ensemble_size"] == row.ensemble_size)
         ]
-        assert theirs["micro_f"].item() == pytest.approx(half["micro_f"] * 100, abs=1e-9)
+        assert theirs["micro_f"].item() == pytest.approx(half.micro_f * 100, abs=1e-9)
     lr = pd.read_csv(reports / "tables" / "table3_tuned.csv").iloc[0]
     val, test = read_probs(Path(params.baseline.out_dir))
     assert lr["method"].startswith("LR") and lr["micro_f_gain_over_lr"] == 0
     assert lr["micro_f"] == pytest.approx(
-        scores_at(y_test, test >= tune_threshold(y_val, val))["micro_f"] * 100, abs=1e-9
+        scores_at(y_test, test >= tune_threshold(y_val, val)).micro_f * 100, abs=1e-9
     )
 
 
@@ -125,7 +125,7 @@ def test_table3_lists_the_three_baselines_against_the_best_cnn(reported: dict) -
     for row in table.iloc[:3].itertuples():
         val, test = read_probs(Path(params.baseline.member_dir(row.variant)))
         assert row.micro_f == pytest.approx(
-            scores_at(y_test, test >= tune_threshold(y_val, val))["micro_f"] * 100, abs=1e-9
+            scores_at(y_test, test >= tune_threshold(y_val, val)).micro_f * 100, abs=1e-9
         )
         assert row.best_cnn == best["system"]
         # the mean paired-bootstrap gain sits near the point difference
@@ -166,8 +166,8 @@ def test_bootstrap_contains_the_estimate_and_narrows_with_more_documents() -> No
     point = scores_at(y, pred)
     reps = replicate_scores(y, pred, draws(len(y), 500, 1), freq)
     low, high = interval(reps.macro_f)
-    assert low <= point["macro_f"] <= high
-    assert interval(reps.micro_f)[0] <= point["micro_f"] <= interval(reps.micro_f)[1]
+    assert low <= point.macro_f <= high
+    assert interval(reps.micro_f)[0] <= point.micro_f <= interval(reps.micro_f)[1]
     doubled = replicate_scores(
         np.vstack([y, y]), np.vstack([pred, pred]), draws(2 * len(y), 500, 1), freq
     )

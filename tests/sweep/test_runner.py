@@ -14,8 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import write_params
-from icdtransfer.sweep.runner import run_study
+from helpers.runs import run_sweep, write_params
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -34,14 +33,14 @@ def starts(results: Path) -> pd.Series:
 
 def test_smoke_study_end_to_end(ray_local, tiny_params, tmp_path: Path) -> None:
     params = replace(tiny_params, sweep=replace(tiny_params.sweep, results_dir=str(tmp_path)))
-    best = run_study(params, str(REPO / "studies" / "smoke.yaml"))
+    best = run_sweep(params, str(REPO / "studies" / "smoke.yaml"))
     out = tmp_path / "smoke"
     trials = pd.read_parquet(out / "trials.parquet")
     assert len(trials) == 2 and set(trials["status"]) == {"TERMINATED"}
     assert set(trials["config_variant"]) == {"scratch", "tune_all"}
     for column in (
         "val_macro_f",
-        "test_micro_f_0.5",
+        "test_micro_f_fixed",
         "test_macro_f_tuned",
         "node",
         "test_decile_macro_f_tuned",
@@ -66,7 +65,7 @@ def test_each_member_is_trained_once(ray_local, tiny_params, tmp_path: Path) -> 
         "train: {epochs: 1}\n",
     )
     params = replace(tiny_params, sweep=replace(tiny_params.sweep, results_dir=str(tmp_path)))
-    best = run_study(params, str(path))
+    best = run_sweep(params, str(path))
     members = pd.read_parquet(tmp_path / "reuse" / "members.parquet")
     assert sorted(members["seed"]) == [1, 2, 3]
     assert members["key"].nunique() == 1
@@ -90,7 +89,7 @@ def test_failing_trial_is_retried_then_recorded(ray_local, tiny_params, tmp_path
         "train: {epochs: 1}\n",
     )
     params = replace(tiny_params, sweep=replace(tiny_params.sweep, results_dir=str(tmp_path)))
-    run_study(params, str(path))
+    run_sweep(params, str(path))
     trials = pd.read_parquet(tmp_path / "fails" / "trials.parquet").set_index(
         "config_adaptation_size"
     )

@@ -67,6 +67,7 @@ def test_table2_is_the_papers_grid() -> None:
             "unknown key train.epoch",
         ),
         ("name: x\nkind: bayes\nspace: {variant: [scratch]}\n", "kind must be one of"),
+        ("name: x\nkind: grid\nspace: {ensemble_size: [1]}\n", "space.variant is missing"),
         (
             "name: x\nkind: grid\nspace: {variant: [scratch]}\nnum_samples: two\n",
             "num_samples must be int",

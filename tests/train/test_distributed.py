@@ -14,21 +14,26 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ddp_pretrain_params, wait_for_checkpoint, write_params
+from helpers.runs import ddp_pretrain_params, wait_for_checkpoint, write_params
+from icdtransfer.artifacts import MemberInfo
 from icdtransfer.config import RayConfig
+from icdtransfer.ray_env import train_run_state_file
 from icdtransfer.train.distributed import STATE_FILE, recover_run_state
 from icdtransfer.train.member import load_model_file
 from icdtransfer.train.stages import pretrain
+from icdtransfer.train.state import LoopState, Snapshot
 
 pytestmark = pytest.mark.slow
+RUN_STATE = train_run_state_file(Path()).name  # Ray Train's record of a run's checkpoints
 
 
 def test_two_workers_learn_and_match_one_process(ray_local, tiny: dict, tmp_path: Path) -> None:
     """Same global batch (16 = 2 x 8), same seed, no dropout, fp32: the 2-worker DDP run and
     the single-process run agree to 1e-4 in every weight after an epoch (stated tolerance)."""
-    model = replace(tiny["model"], dropout=0.0)
+    encoder = tiny["encoder"]
     base = replace(
         tiny["pretrain"],
+        dropout=0.0,
         epochs=1,
         batch_size=16,
         precision="fp32",
@@ -37,18 +42,20 @@ def test_two_workers_learn_and_match_one_process(ray_local, tiny: dict, tmp_path
     )
     single = replace(base, out_dir=str(tmp_path / "single"))
     ddp = replace(base, out_dir=str(tmp_path / "ddp"), num_workers=2)
-    pretrain(model, single, tiny["source"])
-    pretrain(model, ddp, tiny["source"], RayConfig(storage_path=str(tmp_path / "ray")))
+    pretrain(encoder, single, tiny["source"])
+    pretrain(encoder, ddp, tiny["source"], RayConfig(storage_path=str(tmp_path / "ray")))
     a, _ = load_model_file(tmp_path / "single" / "model.pt")
     b, meta = load_model_file(tmp_path / "ddp" / "model.pt")
     assert a.keys() == b.keys()
     for name in a:
         assert torch.allclose(a[name], b[name], atol=1e-4), name
-    info = json.loads((tmp_path / "ddp" / "member.json").read_text())
-    assert info["workers"] == 2
+    info = MemberInfo.read(tmp_path / "ddp")
+    assert info.workers == 2
+    assert info.training is not None and info.training.stop_reason == "epoch_cap"
+    assert info.training.epochs_run == info.training.epoch_cap == 1
 
     longer = replace(ddp, epochs=3, out_dir=str(tmp_path / "ddp3"))
-    pretrain(model, longer, tiny["source"], RayConfig(storage_path=str(tmp_path / "ray")))
+    pretrain(encoder, longer, tiny["source"], RayConfig(storage_path=str(tmp_path / "ray")))
     history = json.loads((tmp_path / "ddp3" / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert history[-1]["train_loss"] < history[0]["train_loss"]  # the loss falls
@@ -86,7 +93,7 @@ def test_killed_run_resumes_at_the_next_epoch(tiny_params, default_run, tmp_path
 
     interrupt_after(1)
     assert "resuming from checkpoint after epoch 1" in interrupt_after(2)
-    (snapshot,) = (tmp_path / "ray").glob("pretrain-*/checkpoint_manager_snapshot.json")
+    (snapshot,) = (tmp_path / "ray").glob(f"pretrain-*/{RUN_STATE}")
     text = snapshot.read_text()
     snapshot.write_text(text[: len(text) // 2])
 
@@ -111,9 +118,9 @@ def test_an_unreadable_run_state_falls_back_to_the_newest_loadable_checkpoint(
     )
     older.mkdir(parents=True)
     newer.mkdir()
-    torch.save({"loop": {"epoch": 4}}, older / STATE_FILE)
+    Snapshot({}, {}, {}, LoopState(epoch=4)).save(older / STATE_FILE)
     (newer / STATE_FILE).write_bytes(b"PK\x03\x04 cut short")
-    snapshot = run / "checkpoint_manager_snapshot.json"
+    snapshot = run / RUN_STATE
 
     assert recover_run_state(str(tmp_path), "pretrain-x") is None  # no state yet
     snapshot.write_text('{"ray_version": "2.60.0"}')
@@ -122,7 +129,7 @@ def test_an_unreadable_run_state_falls_back_to_the_newest_loadable_checkpoint(
     snapshot.write_text('{"ray_version": "2.60.0", "checkpoint_res')
     assert recover_run_state(str(tmp_path), "pretrain-x") == str(older)
     assert not snapshot.exists()
-    assert (run / "checkpoint_manager_snapshot.json.corrupt").exists()
+    assert (run / f"{RUN_STATE}.corrupt").exists()
 
     snapshot.write_text("{")
     (older / STATE_FILE).unlink()

@@ -10,20 +10,39 @@ import numpy as np
 import pytest
 import torch
 
+from icdtransfer.artifacts import MemberInfo, Metrics, read_probs
 from icdtransfer.baseline.lr import train_baseline
+from icdtransfer.config import MemberConfig
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.evaluate.metrics import evaluate
 from icdtransfer.model.cnn import EncoderShape, TargetModel
 from icdtransfer.train.ensemble import build_ensemble
 from icdtransfer.train.loop import LoopSettings, fit
-from icdtransfer.train.member import read_probs
 from icdtransfer.train.stages import pretrain, train_target
+from icdtransfer.train.state import FileCheckpointer
 
 
 @pytest.fixture(scope="module")
 def pretrained(tiny: dict) -> Path:
-    pretrain(tiny["model"], tiny["pretrain"], tiny["source"])
+    pretrain(tiny["encoder"], tiny["pretrain"], tiny["source"])
     return Path(tiny["pretrain"].out_dir)
+
+
+def member(tiny: dict, variant: str, seed: int, checkpoints: Path | None = None) -> MemberConfig:
+    """The tiny fixture's member settings for one variant and seed."""
+    ckpt = str(checkpoints) if checkpoints else tiny["member"].checkpoint_dir
+    return replace(tiny["member"], variant=variant, seed=seed, checkpoint_dir=ckpt)
+
+
+def train(tiny: dict, cfg, variant: str, seed: int, out: Path | None = None, ck=None) -> Metrics:
+    return train_target(
+        tiny["encoder"],
+        tiny["head"],
+        cfg,
+        tiny["target"],
+        member(tiny, variant, seed, ck),
+        out_dir=None if out is None else str(out),
+    )
 
 
 def settings(**kw) -> LoopSettings:
@@ -54,18 +73,20 @@ def tiny_model(corpus: Corpus, seed: int = 0) -> TargetModel:
 def test_stage_runs_write_complete_members(tiny: dict, pretrained: Path) -> None:
     for name in ("model.pt", "vocab.tsv", "labels.tsv", "metrics.json", "history.json"):
         assert (pretrained / name).exists()
-    cfg = tiny["train_target"]
-    metrics = train_target(tiny["model"], cfg, tiny["target"], "tune_all_frozen_copy", seed=1)
-    member = Path(cfg.out_dir) / "tune_all_frozen_copy-seed1"
+    metrics = train(tiny, tiny["train_target"], "tune_all_frozen_copy", 1)
+    folder = Path(tiny["member"].out_dir) / "tune_all_frozen_copy-seed1"
     corpus = Corpus.open(tiny["target"])
-    val, test = read_probs(member)
-    assert np.load(member / "probs_test.npy").dtype == np.float16
+    val, test = read_probs(folder)
+    assert np.load(folder / "probs_test.npy").dtype == np.float16
     assert val.shape == (len(corpus.split("validation")), len(corpus.label_table))
     assert test.shape == (len(corpus.split("test")), len(corpus.label_table))
-    info = json.loads((member / "member.json").read_text())
+    info = json.loads((folder / "member.json").read_text())
     assert (
         info["variant"] == "tune_all_frozen_copy" and info["paper"] == "EM[v] CV[v] + EM[x] CV[x]"
     )
+    history = json.loads((folder / "history.json").read_text())
+    assert info["epochs_run"] == len(history) and info["epoch_cap"] == 3
+    assert info["validation_curve"] == [h["val_macro_f"] for h in history]
     # the stored metrics are exactly a recomputation from the stored probabilities
     again = evaluate(
         corpus.labels[corpus.split("validation")],
@@ -74,24 +95,18 @@ def test_stage_runs_write_complete_members(tiny: dict, pretrained: Path) -> None
         test,
         corpus.label_table["train_frequency"].to_numpy(),
     )
-    assert metrics["tuned"] == again["tuned"] and metrics["fixed_0.5"] == again["fixed_0.5"]
-    assert json.loads((member / "metrics.json").read_text())["tuned"] == again["tuned"]
+    assert metrics.tuned == again.tuned and metrics.fixed == again.fixed
+    assert Metrics.read(folder) == metrics
+    stored = json.loads((folder / "metrics.json").read_text())
+    assert set(stored) >= {"fixed", "tuned", "validation"} and stored["fixed"]["threshold"] == 0.5
 
 
 def test_same_seed_same_model_other_seed_other_model(
     tiny: dict, pretrained: Path, tmp_path: Path
 ) -> None:
-    cfg = replace(tiny["train_target"], checkpoint_dir=str(tmp_path / "ck"))
     outs = []
     for i, seed in enumerate((5, 5, 6)):
-        train_target(
-            tiny["model"],
-            replace(cfg, checkpoint_dir=str(tmp_path / f"ck{i}")),
-            tiny["target"],
-            "tune_all",
-            seed=seed,
-            out_dir=str(tmp_path / f"m{i}"),
-        )
+        train(tiny, tiny["train_target"], "tune_all", seed, tmp_path / f"m{i}", tmp_path / f"ck{i}")
         outs.append(read_probs(tmp_path / f"m{i}")[1])
     assert np.array_equal(outs[0], outs[1])
     assert not np.array_equal(outs[0], outs[2])
@@ -99,15 +114,17 @@ def test_same_seed_same_model_other_seed_other_model(
 
 def test_killed_run_resumes_to_the_same_result(tiny: dict, tmp_path: Path) -> None:
     corpus = Corpus.open(tiny["target"])
-    full = fit(tiny_model(corpus), corpus, settings(epochs=3), tmp_path / "a.pt")
-    fit(tiny_model(corpus), corpus, settings(epochs=1), tmp_path / "b.pt")  # "killed" after 1
+    full = fit(tiny_model(corpus), corpus, settings(epochs=3), FileCheckpointer(tmp_path / "a.pt"))
+    killed = FileCheckpointer(tmp_path / "b.pt")
+    fit(tiny_model(corpus), corpus, settings(epochs=1), killed)  # "killed" after epoch 1
     resumed_model = tiny_model(corpus, seed=99)  # different init: resume must overwrite it
-    resumed = fit(resumed_model, corpus, settings(epochs=3), tmp_path / "b.pt")
-    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
-    timeless = [{k: v for k, v in h.items() if k != "train_docs_per_s"} for h in full.history]
-    assert [
-        {k: v for k, v in h.items() if k != "train_docs_per_s"} for h in resumed.history
-    ] == timeless
+    resumed = fit(resumed_model, corpus, settings(epochs=3), killed)
+    assert [h.epoch for h in resumed.state.history] == [1, 2, 3]
+
+    def timeless(history):
+        return [{**h.to_json(), "train_docs_per_s": None} for h in history]
+
+    assert timeless(resumed.state.history) == timeless(full.state.history)
     for key, value in full.best_state.items():
         assert torch.equal(value, resumed.best_state[key])
 
@@ -116,7 +133,8 @@ def test_early_stopping_after_patience_epochs(tiny: dict) -> None:
     corpus = Corpus.open(tiny["target"])
     # learning rate 0: validation macro-F can never improve after the first epoch
     result = fit(tiny_model(corpus), corpus, settings(epochs=10, patience=2, learning_rate=0.0))
-    assert len(result.history) == 3 and result.best_epoch == 1
+    assert len(result.state.history) == 3 and result.state.best_epoch == 1
+    assert result.state.epochs_without_improvement == 2
 
 
 def test_bf16_and_fp32_reach_similar_metrics(tiny: dict) -> None:
@@ -125,8 +143,9 @@ def test_bf16_and_fp32_reach_similar_metrics(tiny: dict) -> None:
     results = {}
     for precision in ("fp32", "bf16"):
         result = fit(tiny_model(corpus), corpus, settings(epochs=8, precision=precision))
-        results[precision] = max(h["val_micro_f"] for h in result.history)
-        assert result.history[-1]["val_micro_f"] > result.history[0]["val_micro_f"] + 0.1
+        curve = [h.val_micro_f for h in result.state.history]
+        results[precision] = max(curve)
+        assert curve[-1] > curve[0] + 0.1
     assert results["fp32"] > 0.65  # the keyword task is learnt
     assert abs(results["fp32"] - results["bf16"]) <= 0.05
 
@@ -134,17 +153,16 @@ def test_bf16_and_fp32_reach_similar_metrics(tiny: dict) -> None:
 def test_ensemble_averages_member_probabilities(
     tiny: dict, pretrained: Path, tmp_path: Path
 ) -> None:
-    cfg = replace(tiny["train_target"], checkpoint_dir=str(tmp_path / "ck"))
     members = []
     for seed in (1, 2, 3):
         out = tmp_path / f"seed{seed}"
-        train_target(tiny["model"], cfg, tiny["target"], "tune_conv", seed=seed, out_dir=str(out))
+        train(tiny, tiny["train_target"], "tune_conv", seed, out, tmp_path / "ck")
         members.append(out)
     metrics = build_ensemble(members, tiny["target"], str(tmp_path / "ens"))
     val, test = read_probs(tmp_path / "ens")
     expected = np.mean([read_probs(m)[1] for m in members], axis=0)
     assert np.allclose(test, expected, atol=1e-3)  # float16 storage
-    assert metrics["ensemble_size"] == 3
+    assert metrics.ensemble_size == 3 and Metrics.read(tmp_path / "ens").ensemble_size == 3
     # self-contained: each member's model files are copied inside the ensemble folder
     spec = json.loads((tmp_path / "ens" / "ensemble.json").read_text())
     assert len(spec["members"]) == 3
@@ -160,7 +178,9 @@ def test_lr_baseline_writes_a_member(tiny: dict, params, tmp_path: Path) -> None
     val, test = read_probs(tmp_path / "lr")
     corpus = Corpus.open(tiny["target"])
     assert test.shape == (len(corpus.split("test")), len(corpus.label_table))
-    assert metrics["tuned"]["micro_f"] > 0.5  # keywords make this easy for tf-idf + LR
+    assert metrics.tuned.micro_f > 0.5  # keywords make this easy for tf-idf + LR
+    info = MemberInfo.read(tmp_path / "lr")
+    assert info.stage == "baseline" and info.training is None and info.features > 0
 
 
 def test_lr_baseline_is_stored_as_arrays_that_reproduce_sklearn(
@@ -191,3 +211,36 @@ def test_lr_baseline_is_stored_as_arrays_that_reproduce_sklearn(
     np.testing.assert_allclose(
         linear.predict_proba(stored_vectorizer.transform(test_text)), expected, atol=1e-5
     )  # float32 coefficients
+
+
+def test_a_run_that_reaches_its_epoch_cap_has_not_converged(tiny: dict, tmp_path: Path) -> None:
+    """Two epochs allowed, patience 10: the cap ends the run, so member.json says it did not
+    converge, whatever its curve looks like."""
+    cfg = replace(tiny["train_target"], epochs=2, patience=10)
+    train(tiny, cfg, "scratch", 1, tmp_path / "m", tmp_path / "ck")
+    info = MemberInfo.read(tmp_path / "m")
+    assert info.training is not None
+    assert (info.training.converged, info.training.stop_reason) == (False, "epoch_cap")
+    assert (info.training.epochs_run, info.training.epoch_cap, info.training.patience) == (2, 2, 10)
+    assert len(info.training.validation_curve) == 2
+    stored = json.loads((tmp_path / "m" / "member.json").read_text())
+    assert stored["converged"] is False and stored["stop_reason"] == "epoch_cap"
+
+
+def test_a_run_stopped_early_has_converged(tiny: dict, tmp_path: Path) -> None:
+    """Learning rate 0: validation macro-F cannot improve after epoch 1, so with patience 1
+    early stopping fires after epoch 2, well before the cap of 10."""
+    cfg = replace(tiny["train_target"], epochs=10, patience=1, learning_rate=0.0)
+    train(tiny, cfg, "scratch", 1, tmp_path / "m", tmp_path / "ck")
+    training = MemberInfo.read(tmp_path / "m").training
+    assert training is not None
+    assert (training.converged, training.stop_reason) == (True, "early_stopping")
+    assert (training.best_epoch, training.epochs_run, training.epoch_cap) == (1, 2, 10)
+    assert len(set(training.validation_curve)) == 1  # nothing changed after epoch 1
+
+
+def test_the_stage1_member_records_its_training(tiny: dict, pretrained: Path) -> None:
+    training = MemberInfo.read(pretrained).training
+    assert training is not None and training.epoch_cap == tiny["pretrain"].epochs
+    assert training.epochs_run == len(training.validation_curve) > 0
+    assert training.converged == (training.stop_reason == "early_stopping")

@@ -22,20 +22,30 @@ Model files (no pickle; loading never runs code): vectorizer.npz, lr.npz, knn_x.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import lightgbm
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 
+from icdtransfer.artifacts import (
+    INFO_FILE,
+    LABELS_FILE,
+    VECTORIZER_FILE,
+    MemberInfo,
+    Metrics,
+    copy_vocab_and_codes,
+    read_codes_table,
+    read_json,
+    write_json,
+    write_probs,
+)
 from icdtransfer.baseline import store
 from icdtransfer.baseline.l2r_features import (
     Candidates,
@@ -57,7 +67,6 @@ from icdtransfer.config import BaselineConfig, TargetConfig, build
 from icdtransfer.data.atomic import atomic_dir
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.data.texts import document_texts
-from icdtransfer.train.member import copy_vocab_and_codes, write_json, write_probs
 
 log = logging.getLogger(__name__)
 NAMES = {"lr_l2r": "LR + L2R", "lr_l2r_nerc": "LR + L2R + NERC"}
@@ -156,7 +165,7 @@ def _nerc_agreement(nerc: np.ndarray, gold: sp.csr_matrix) -> dict[str, float]:
     }
 
 
-def train_l2r(cfg: BaselineConfig, target: TargetConfig, source_dir: str) -> dict:
+def train_l2r(cfg: BaselineConfig, target: TargetConfig, source_dir: str) -> Metrics:
     """Fit and evaluate `cfg.method` (lr_l2r or lr_l2r_nerc); write its member directory."""
     if cfg.method not in NAMES:
         raise ValueError(f"baseline.method {cfg.method!r} is not an L2R method ({list(NAMES)})")
@@ -216,14 +225,8 @@ def train_l2r(cfg: BaselineConfig, target: TargetConfig, source_dir: str) -> dic
     seconds = time.perf_counter() - start
     metrics = corpus.evaluate(probs["validation"], probs["test"])
     a, b = stack.calibration
-    tuned = float(metrics["tuned"]["threshold"])
-    info = {
-        "stage": "baseline",
-        "method": cfg.method,
-        "model": f"{NAMES[cfg.method]} (tf-idf LR, kNN{', NERC' if with_nerc else ''}; "
-        "LightGBM lambdarank)",
-        "settings": json.loads(json.dumps(cfg.__dict__)),
-        "features": feature_names(with_nerc),
+    tuned = metrics.tuned.threshold
+    details = {
         "tfidf_features": int(x["train"].shape[1]),
         "training_pairs": int(len(gold)),
         "candidates_per_document": round(float(pairs.group_sizes.mean()), 1),
@@ -239,9 +242,18 @@ def train_l2r(cfg: BaselineConfig, target: TargetConfig, source_dir: str) -> dic
         ),
         "nerc_terms": len(terms),
         "nerc_validation": _nerc_agreement(nerc["validation"], y_val) if with_nerc else None,
-        "tokenizer_numbers": corpus.stats.get("tokenizer_numbers", "placeholder"),
-        "train_seconds": round(seconds, 1),
     }
+    info = MemberInfo(
+        stage="baseline",
+        tokenizer_numbers=corpus.stats.get("tokenizer_numbers", "placeholder"),
+        train_seconds=round(seconds, 1),
+        settings=asdict(cfg),
+        method=cfg.method,
+        model=f"{NAMES[cfg.method]} (tf-idf LR, kNN{', NERC' if with_nerc else ''}; "
+        "LightGBM lambdarank)",
+        features=feature_names(with_nerc),
+        details=details,
+    )
     with atomic_dir(cfg.member_dir()) as tmp:
         store.save_vectorizer(vectorizer, tmp / "vectorizer.npz")
         store.save_linear(stack.linear, tmp / "lr.npz")
@@ -252,13 +264,13 @@ def train_l2r(cfg: BaselineConfig, target: TargetConfig, source_dir: str) -> dic
             save_dictionary(terms, tmp / "nerc.tsv")
         copy_vocab_and_codes(corpus.path, tmp)
         write_probs(tmp, probs["validation"], probs["test"])
-        write_json(tmp / "metrics.json", metrics)
-        write_json(tmp / "member.json", info)
+        metrics.write(tmp)
+        info.write(tmp)
     log.info(
         "%s: test micro-F %.4f, macro-F %.4f (tuned threshold) in %.0f s",
         NAMES[cfg.method],
-        metrics["tuned"]["micro_f"],
-        metrics["tuned"]["macro_f"],
+        metrics.tuned.micro_f,
+        metrics.tuned.macro_f,
         seconds,
     )
     return metrics
@@ -266,11 +278,11 @@ def train_l2r(cfg: BaselineConfig, target: TargetConfig, source_dir: str) -> dic
 
 def load_stack(member: Path) -> tuple[Any, Stack]:
     """(vectorizer, stack) of an L2R member directory."""
-    info = json.loads((member / "member.json").read_text(encoding="utf-8"))
-    cfg = build(BaselineConfig, info["settings"], where=str(member / "member.json"))
-    table = pd.read_csv(member / "labels.tsv", sep="\t", dtype={"code": str}, keep_default_na=False)
+    info = MemberInfo.read(member)
+    cfg = build(BaselineConfig, info.settings, where=str(member / INFO_FILE))
+    table = read_codes_table(member / LABELS_FILE)
     x_train, y_train = store.load_neighbours(member)
-    calibration = json.loads((member / "calibration.json").read_text(encoding="utf-8"))
+    calibration = read_json(member / "calibration.json")
     nerc = member / "nerc.tsv"
     stack = Stack(
         linear=store.LinearScorer(member / "lr.npz"),
@@ -284,4 +296,4 @@ def load_stack(member: Path) -> tuple[Any, Stack]:
         top_lr=cfg.lr_candidates,
         k=cfg.neighbours,
     )
-    return store.load_vectorizer(member / "vectorizer.npz", cfg), stack
+    return store.load_vectorizer(member / VECTORIZER_FILE, make_vectorizer(cfg)), stack

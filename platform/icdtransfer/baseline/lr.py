@@ -11,9 +11,9 @@ with `allow_pickle=False`, as the L2R baselines store their first level.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -21,17 +21,22 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 
+from icdtransfer.artifacts import (
+    INFO_FILE,
+    LR_FILE,
+    PICKLED_LR_FILE,
+    VECTORIZER_FILE,
+    MemberInfo,
+    Metrics,
+    write_member_files,
+)
 from icdtransfer.baseline import store
 from icdtransfer.config import BaselineConfig, build
 from icdtransfer.data.atomic import atomic_dir
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.evaluate.metrics import dense
-from icdtransfer.train.member import copy_vocab_and_codes, write_json, write_probs
 
 log = logging.getLogger(__name__)
-
-VECTORIZER_FILE = "vectorizer.npz"
-MODEL_FILE = "lr.npz"
 
 
 def id_text(corpus: Corpus, docs: np.ndarray) -> list[str]:
@@ -61,7 +66,7 @@ def make_classifier(cfg: BaselineConfig) -> OneVsRestClassifier:
     )
 
 
-def train_baseline(cfg: BaselineConfig, target_dir: str) -> dict:
+def train_baseline(cfg: BaselineConfig, target_dir: str) -> Metrics:
     """Fit tf-idf + one-vs-rest logistic regression on training documents; write a member."""
     corpus = Corpus.open(target_dir)
     train = corpus.split("train")
@@ -77,40 +82,35 @@ def train_baseline(cfg: BaselineConfig, target_dir: str) -> dict:
         probs[split] = classifier.predict_proba(vectorizer.transform(id_text(corpus, docs)))
     seconds = time.perf_counter() - start
     metrics = corpus.evaluate(probs["validation"], probs["test"])
+    info = MemberInfo(
+        stage="baseline",
+        tokenizer_numbers=corpus.stats.get("tokenizer_numbers", "placeholder"),
+        train_seconds=round(seconds, 1),
+        settings=asdict(cfg),
+        model="tf-idf + LR",
+        features=int(x_train.shape[1]),
+    )
     with atomic_dir(cfg.out_dir) as tmp:
         store.save_vectorizer(vectorizer, tmp / VECTORIZER_FILE)
-        store.save_linear(classifier, tmp / MODEL_FILE)
-        copy_vocab_and_codes(corpus.path, tmp)
-        write_probs(tmp, probs["validation"], probs["test"])
-        write_json(tmp / "metrics.json", metrics)
-        write_json(
-            tmp / "member.json",
-            {
-                "stage": "baseline",
-                "model": "tf-idf + LR",
-                "settings": json.loads(json.dumps(cfg.__dict__)),
-                "features": int(x_train.shape[1]),
-                "tokenizer_numbers": corpus.stats.get("tokenizer_numbers", "placeholder"),
-                "train_seconds": round(seconds, 1),
-            },
-        )
+        store.save_linear(classifier, tmp / LR_FILE)
+        write_member_files(tmp, corpus.path, (probs["validation"], probs["test"]), metrics, info)
     # atomic_dir keeps files it did not write; a pickle from an older version must not stay
-    pickled = Path(cfg.out_dir) / "model.joblib"
+    pickled = Path(cfg.out_dir) / PICKLED_LR_FILE
     if pickled.exists():
         pickled.unlink()
         log.info("removed %s (an older version's pickled model)", pickled)
     log.info(
-        "LR baseline: test micro-F %.4f, macro-F %.4f (threshold 0.5)",
-        metrics["fixed_0.5"]["micro_f"],
-        metrics["fixed_0.5"]["macro_f"],
+        "LR baseline: test micro-F %.4f, macro-F %.4f (threshold %s)",
+        metrics.fixed.micro_f,
+        metrics.fixed.macro_f,
+        metrics.fixed.threshold,
     )
     return metrics
 
 
 def load_lr(member: Path) -> tuple[TfidfVectorizer, store.LinearScorer]:
     """The fitted vectorizer and per-code regressions of an LR baseline member directory."""
-    info = json.loads((member / "member.json").read_text(encoding="utf-8"))
-    cfg = build(BaselineConfig, info["settings"], where=str(member / "member.json"))
-    return store.load_vectorizer(member / VECTORIZER_FILE, cfg), store.LinearScorer(
-        member / MODEL_FILE
-    )
+    cfg = build(BaselineConfig, MemberInfo.read(member).settings, where=str(member / INFO_FILE))
+    return store.load_vectorizer(
+        member / VECTORIZER_FILE, make_vectorizer(cfg)
+    ), store.LinearScorer(member / LR_FILE)

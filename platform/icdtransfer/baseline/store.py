@@ -15,8 +15,6 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.multiclass import OneVsRestClassifier
 
-from icdtransfer.config import BaselineConfig
-
 
 def save_vectorizer(vectorizer: TfidfVectorizer, path: Path) -> None:
     terms = np.empty(len(vectorizer.vocabulary_), dtype=object)
@@ -25,13 +23,11 @@ def save_vectorizer(vectorizer: TfidfVectorizer, path: Path) -> None:
     np.savez(path, terms=terms.astype(str), idf=vectorizer.idf_)
 
 
-def load_vectorizer(path: Path, cfg: BaselineConfig) -> TfidfVectorizer:
-    """The fitted vectorizer: the settings of `cfg` with the stored vocabulary and idf."""
-    from icdtransfer.baseline.lr import make_vectorizer
-
+def load_vectorizer(path: Path, vectorizer: TfidfVectorizer) -> TfidfVectorizer:
+    """`vectorizer` (unfitted, built from the member's settings: lr.make_vectorizer) fitted
+    with the stored vocabulary and idf."""
     with np.load(path, allow_pickle=False) as saved:
         terms, idf = saved["terms"], saved["idf"]
-    vectorizer = make_vectorizer(cfg)
     vectorizer.set_params(vocabulary={str(t): i for i, t in enumerate(terms)})
     vectorizer._validate_vocabulary()  # sets vocabulary_ from the fixed vocabulary
     vectorizer.idf_ = idf

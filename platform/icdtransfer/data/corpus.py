@@ -1,4 +1,4 @@
-"""The on-disk corpus format (DESIGN.md section 3) and its streaming writer.
+"""The on-disk corpus format (docs/DESIGN.md section 3) and its streaming writer.
 
 A prepared corpus is a folder:
 

@@ -103,21 +103,9 @@ def prepare_source(cfg: SourceConfig, tokenizer: TokenizerConfig) -> dict:
             raise InputError(cfg.input, None, f"no usable citations among {read} read")
         splits = split_by_group(pmids, cfg.validation_size, cfg.test_size, cfg.seed)
         docs = pd.DataFrame({"doc_id": pmids, "patient_id": "", "split": _names(splits)})
-        stats = _finish(
-            cfg.out_dir,
-            spool,
-            parts,
-            docs,
-            doc_codes,
-            splits,
-            cfg.min_count,
-            cfg.vocab_min_count,
-            cfg.vocab_max_size,
-            tokenizer.numbers,
-            names,
-            None,
-            {"read": read, "skipped": dict(skipped), "tokenizer_numbers": tokenizer.numbers},
-        )
+        extra = {"read": read, "skipped": dict(skipped), "tokenizer_numbers": tokenizer.numbers}
+        gathered = (spool, parts, docs, doc_codes, splits)
+        stats = _finish(cfg, tokenizer, gathered, names, None, extra, cfg.vocab_min_count)
     log.info("%s", format_table1(stats, "PubMed source"))
     return stats
 
@@ -164,21 +152,9 @@ def prepare_target(cfg: TargetConfig, tokenizer: TokenizerConfig, source_dir: st
             "tokenizer_numbers": tokenizer.numbers,
             "vocab_min_patients": cfg.vocab_min_patients,
         }
+        gathered = (spool, parts, docs, doc_codes, splits)
         stats = _finish(
-            cfg.out_dir,
-            spool,
-            parts,
-            docs,
-            doc_codes,
-            splits,
-            cfg.min_count,
-            cfg.vocab_min_patients,
-            cfg.vocab_max_size,
-            tokenizer.numbers,
-            descriptions,
-            base,
-            extra,
-            vocab_patients=groups,
+            cfg, tokenizer, gathered, descriptions, base, extra, cfg.vocab_min_patients, groups
         )
     if normalise.invalid:
         log.warning(
@@ -291,38 +267,36 @@ def _shared_patients(docs: pd.DataFrame) -> int:
 
 
 def _finish(
-    out_dir: str,
-    spool: TokenSpool,
-    parts: list[list[int]],
-    docs: pd.DataFrame,
-    doc_codes: list[list[str]],
-    splits: np.ndarray,
-    min_count: int,
-    vocab_min_count: int,
-    vocab_max_size: int,
-    numbers: str,
+    cfg: SourceConfig | TargetConfig,
+    tokenizer: TokenizerConfig,
+    gathered: tuple[TokenSpool, list[list[int]], pd.DataFrame, list[list[str]], np.ndarray],
     descriptions: dict[str, str],
     base: Vocabulary | None,
     extra: dict,
+    vocab_min_count: int,
     vocab_patients: list[str] | None = None,
 ) -> dict:
-    """Labels, vocabulary and the corpus files, written whole or not at all.
+    """Labels, vocabulary and the corpus files (cfg's cuts, into cfg.out_dir), written whole
+    or not at all. `gathered`: the token spool and, per document, its parts, its docs.tsv
+    row, its codes and its split.
 
     With `vocab_patients` (each document's patient), `vocab_min_count` counts the distinct
     training patients whose notes hold a word, not its occurrences (EMR vocabularies ship in
     every model); PubMed's public text keeps the occurrence rule.
     """
+    spool, parts, docs, doc_codes, splits = gathered
+    numbers = tokenizer.numbers
     ids, offsets, raw = spool.finish()
-    labelled = filter_labels(doc_codes, splits, min_count)
+    labelled = filter_labels(doc_codes, splits, cfg.min_count)
     train = splits == TRAIN
     counts = train_counts(ids, offsets, parts, train, len(raw))
     patients = None
     if vocab_patients is not None:
         patients = train_patient_counts(ids, offsets, parts, train, vocab_patients, len(raw))
     vocab = build_vocabulary(
-        raw, counts, numbers, vocab_min_count, vocab_max_size, base, patients=patients
+        raw, counts, numbers, vocab_min_count, cfg.vocab_max_size, base, patients=patients
     )
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(cfg.out_dir) as tmp:
         stats = write_corpus(
             tmp,
             ids=ids,

@@ -1,4 +1,4 @@
-"""Multi-label metrics, as DESIGN.md section 5 defines them (the definitions are the contract).
+"""Multi-label metrics, as docs/DESIGN.md section 5 defines them (the definitions are the contract).
 
 * Per label j: P, R, F from TP/FP/FN over the split; an undefined ratio counts as 0.
 * Micro P/R/F pool the counts over labels.
@@ -17,6 +17,15 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 from sklearn.metrics import roc_auc_score
+
+from icdtransfer.artifacts import (
+    FIXED_THRESHOLD,
+    TUNED_ON,
+    Metrics,
+    Scores,
+    ThresholdKind,
+    ThresholdScores,
+)
 
 MACRO_CONVENTION = (
     "macro_f: mean of per-label F over labels with a positive in the split; "
@@ -42,28 +51,33 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
 
 
+def f_score(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+    """F1 from counts, 2TP / (2TP + FP + FN) (the harmonic mean of P and R); 0 where
+    undefined. The project's one F formula: metrics, thresholds and the bootstrap use it."""
+    tp = np.asarray(tp, dtype=float)
+    return _ratio(2 * tp, 2 * tp + np.asarray(fp, dtype=float) + np.asarray(fn, dtype=float))
+
+
 def prf(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> tuple[np.ndarray, ...]:
     """Precision, recall and F from counts (arrays or scalars); 0 where undefined."""
-    p = _ratio(tp, tp + fp)
-    r = _ratio(tp, tp + fn)
-    return p, r, _ratio(2 * p * r, p + r)
+    return _ratio(tp, tp + fp), _ratio(tp, tp + fn), f_score(tp, fp, fn)
 
 
-def scores_at(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+def scores_at(y_true: np.ndarray, y_pred: np.ndarray) -> Scores:
     """Micro and macro P/R/F of one prediction matrix."""
     tp, fp, fn = label_counts(y_true, y_pred)
     micro = prf(tp.sum(), fp.sum(), fn.sum())
     p, r, f = prf(tp, fp, fn)
     present = (tp + fn) > 0
-    return {
-        "micro_p": float(micro[0]),
-        "micro_r": float(micro[1]),
-        "micro_f": float(micro[2]),
-        "macro_p": float(p[present].mean()) if present.any() else 0.0,
-        "macro_r": float(r[present].mean()) if present.any() else 0.0,
-        "macro_f": float(f[present].mean()) if present.any() else 0.0,
-        "macro_f_all_labels": float(f.mean()) if len(f) else 0.0,
-    }
+    return Scores(
+        micro_p=float(micro[0]),
+        micro_r=float(micro[1]),
+        micro_f=float(micro[2]),
+        macro_p=float(p[present].mean()) if present.any() else 0.0,
+        macro_r=float(r[present].mean()) if present.any() else 0.0,
+        macro_f=float(f[present].mean()) if present.any() else 0.0,
+        macro_f_all_labels=float(f.mean()) if len(f) else 0.0,
+    )
 
 
 def frequency_deciles(train_frequency: np.ndarray, groups: int = 10) -> list[np.ndarray]:
@@ -78,7 +92,7 @@ def decile_macro_f(
     """Macro F (labels with a positive in the split) for each frequency decile; None for a
     decile with no such label."""
     tp, fp, fn = label_counts(y_true, y_pred)
-    _, _, f = prf(tp, fp, fn)
+    f = f_score(tp, fp, fn)
     present = (tp + fn) > 0
     out: list[float | None] = []
     for group in frequency_deciles(train_frequency):
@@ -92,7 +106,7 @@ def tune_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
     best_t, best_f = 0.5, -1.0
     for t in THRESHOLD_GRID:
         tp, fp, fn = label_counts(y_true, scores >= t)
-        f = float(prf(tp.sum(), fp.sum(), fn.sum())[2])
+        f = float(f_score(tp.sum(), fp.sum(), fn.sum()))
         if f > best_f:
             best_t, best_f = float(t), f
     return best_t
@@ -122,34 +136,41 @@ def evaluate(
     y_test: np.ndarray | sp.spmatrix,
     scores_test: np.ndarray,
     train_frequency: np.ndarray,
-) -> dict:
-    """The metrics file of a member, an ensemble or a baseline: test results at the fixed 0.5
+) -> Metrics:
+    """The metrics file of a member, an ensemble or a baseline: test results at the fixed
     threshold and at the threshold tuned on validation, plus validation results."""
     y_val, y_test = dense(y_val), dense(y_test)
     scores_val = np.asarray(scores_val, dtype=np.float32)
     scores_test = np.asarray(scores_test, dtype=np.float32)
-    tuned = tune_threshold(y_val, scores_val)
-    out: dict = {
-        "macro_convention": MACRO_CONVENTION,
-        "decile_convention": "decile 1 = rarest 10% of labels by training frequency",
-        "split": "test",
-        "documents": int(len(y_test)),
-        "labels": int(y_test.shape[1]),
-        "labels_with_positives": int(y_test.any(axis=0).sum()),
+    thresholds: dict[ThresholdKind, float] = {
+        "fixed": FIXED_THRESHOLD,
+        "tuned": tune_threshold(y_val, scores_val),
     }
-    for name, threshold in (("fixed_0.5", 0.5), ("tuned", tuned)):
+    test: dict[ThresholdKind, ThresholdScores] = {}
+    for kind, threshold in thresholds.items():
         pred = scores_test >= threshold
-        out[name] = {
-            "threshold": threshold,
-            **({"tuned_on": "validation micro_f"} if name == "tuned" else {}),
-            **scores_at(y_test, pred),
-            "decile_macro_f": decile_macro_f(y_test, pred, train_frequency),
-        }
-    for k in (5, 8, 15):
-        out[f"p_at_{k}"] = precision_at_k(y_test, scores_test, k)
-    out["micro_auc"], out["macro_auc"] = auc(y_test, scores_test)
-    out["validation"] = {
-        "fixed_0.5": scores_at(y_val, scores_val >= 0.5),
-        "tuned": scores_at(y_val, scores_val >= tuned),
-    }
-    return out
+        test[kind] = ThresholdScores(
+            **vars(scores_at(y_test, pred)),
+            threshold=threshold,
+            decile_macro_f=decile_macro_f(y_test, pred, train_frequency),
+            tuned_on=TUNED_ON if kind == "tuned" else None,
+        )
+    micro_auc, macro_auc = auc(y_test, scores_test)
+    return Metrics(
+        macro_convention=MACRO_CONVENTION,
+        decile_convention="decile 1 = rarest 10% of labels by training frequency",
+        documents=int(len(y_test)),
+        labels=int(y_test.shape[1]),
+        labels_with_positives=int(y_test.any(axis=0).sum()),
+        fixed=test["fixed"],
+        tuned=test["tuned"],
+        p_at_5=precision_at_k(y_test, scores_test, 5),
+        p_at_8=precision_at_k(y_test, scores_test, 8),
+        p_at_15=precision_at_k(y_test, scores_test, 15),
+        micro_auc=micro_auc,
+        macro_auc=macro_auc,
+        validation={
+            kind: scores_at(y_val, scores_val >= threshold)
+            for kind, threshold in thresholds.items()
+        },
+    )

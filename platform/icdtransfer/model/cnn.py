@@ -1,4 +1,4 @@
-"""The Kim-style text CNN and its heads (DESIGN.md section 4).
+"""The Kim-style text CNN and its heads (docs/DESIGN.md section 4).
 
 g(x) = [max_t ReLU(W_w * E[x])_t for w in widths]           (the encoder: EM and CV)
 stage 1: sigmoid(W_S g(x) + b_S)                              (MeSH descriptors)
@@ -9,22 +9,11 @@ stage 2: sigmoid(W_o dropout(ReLU(W_a h + b_a)) + b_o)        (ICD codes)
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-
-@dataclass(frozen=True)
-class EncoderShape:
-    vocab_size: int
-    embedding_dim: int
-    filters: int
-    widths: tuple[int, ...]
-
-    @property
-    def features(self) -> int:
-        return self.filters * len(self.widths)
+from icdtransfer.artifacts import EncoderShape, ModelMeta
 
 
 class CNNEncoder(nn.Module):
@@ -117,3 +106,13 @@ class TargetModel(nn.Module):
         if self.frozen_encoder is not None:
             self.frozen_encoder.eval()  # the frozen copy is a fixed function of the input
         return self
+
+
+def build_model(meta: ModelMeta) -> SourceModel | TargetModel:
+    """A freshly initialised network of the architecture `meta` describes (model.pt)."""
+    if meta.kind == "source":
+        return SourceModel(meta.shape, meta.n_labels, meta.dropout)
+    assert meta.adaptation_size is not None
+    return TargetModel(
+        meta.shape, meta.n_labels, meta.adaptation_size, meta.dropout, meta.frozen_copy
+    )

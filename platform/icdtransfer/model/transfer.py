@@ -1,4 +1,4 @@
-"""The five stage-2 variants of the paper's layer-by-layer analysis (DESIGN.md section 4)."""
+"""The five stage-2 variants of the paper's layer-by-layer analysis (docs/DESIGN.md section 4)."""
 
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 
 Systems are rebuilt from what the sweep stored: a trial's ensemble is the mean of its members'
 probabilities, the LR baseline is its member directory. Every number is recomputed here from
-those probabilities at two thresholds: `fixed` (0.5, the paper's) and `tuned` (one global
-threshold per system, tuned for micro-F on validation and applied to test).
+those probabilities at both threshold kinds: `fixed` (0.5) and `tuned` (one global threshold
+per system, tuned for micro-F on validation and applied to test).
 """
 
 from __future__ import annotations
@@ -15,6 +15,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from icdtransfer.artifacts import (
+    FIXED_THRESHOLD,
+    THRESHOLD_KINDS,
+    THRESHOLD_TEXT,
+    ThresholdKind,
+    average_members,
+    read_probs,
+    read_trials,
+)
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.evaluate.metrics import (
     MACRO_CONVENTION,
@@ -26,18 +35,12 @@ from icdtransfer.evaluate.metrics import (
 from icdtransfer.model.transfer import VARIANTS
 from icdtransfer.report.bootstrap import draws, interval, paired_p_value, replicate_scores
 from icdtransfer.report.paper import PAPER_NOTE, PAPER_UKLARGE
-from icdtransfer.train.member import read_probs
 
-THRESHOLDS = ("tuned", "fixed")
 # The paper's Table 3 baselines: variant name -> (system name, label in the tables)
 BASELINES = {
     "lr": ("LR", "LR (tf-idf n-grams)"),
     "lr_l2r": ("LR + L2R", "LR + L2R (LR and kNN scores, LightGBM lambdarank)"),
     "lr_l2r_nerc": ("LR + L2R + NERC", "LR + L2R + NERC (also dictionary NERC codes)"),
-}
-THRESHOLD_TEXT = {
-    "tuned": "one global threshold per system, tuned for micro-F on validation",
-    "fixed": "fixed threshold 0.5 (the paper's)",
 }
 
 
@@ -55,7 +58,7 @@ class System:
 
 def study_systems(results: Path) -> list[System]:
     """One system per finished trial of a grid study over variant x ensemble_size."""
-    trials = pd.read_parquet(results / "trials.parquet")
+    trials = read_trials(results / "trials.parquet")
     trials = trials[trials["status"] == "TERMINATED"]
     systems = []
     for row in trials.itertuples():
@@ -63,14 +66,15 @@ def study_systems(results: Path) -> list[System]:
         probs = [read_probs(results / "members" / row.member_key / f"seed{s}") for s in seeds]
         variant = row.variant
         size = int(row.ensemble_size)
+        validation, test = average_members(probs)
         systems.append(
             System(
                 name=f"{variant} x{size}" if size > 1 else variant,
                 variant=variant,
                 paper=VARIANTS[variant].paper + (" AVG" if size > 1 else ""),
                 ensemble_size=size,
-                validation=np.mean([p[0] for p in probs], axis=0),
-                test=np.mean([p[1] for p in probs], axis=0),
+                validation=validation,
+                test=test,
                 seeds=seeds,
                 member_test=[p[1] for p in probs],
             )
@@ -102,8 +106,11 @@ def build_report(systems: list[System], corpus: Corpus, replicates: int, seed: i
     weights = draws(len(y_test), replicates, seed)
     rows, decile_rows, reps = [], [], {}
     for system in systems:
-        tuned = tune_threshold(y_val, system.validation)
-        for name, threshold in (("tuned", tuned), ("fixed", 0.5)):
+        thresholds: dict[ThresholdKind, float] = {
+            "tuned": tune_threshold(y_val, system.validation),
+            "fixed": FIXED_THRESHOLD,
+        }
+        for name, threshold in thresholds.items():
             pred = system.test >= threshold
             point = scores_at(y_test, pred)
             rep = replicate_scores(y_test, pred, weights, freq)
@@ -116,26 +123,15 @@ def build_report(systems: list[System], corpus: Corpus, replicates: int, seed: i
                 "threshold_kind": name,
                 "threshold": threshold,
                 # chooses the best CNN of Table 3 (never chosen on test)
-                "val_macro_f": scores_at(y_val, system.validation >= threshold)["macro_f"],
-                **{
-                    k: point[k]
-                    for k in (
-                        "micro_p",
-                        "micro_r",
-                        "micro_f",
-                        "macro_p",
-                        "macro_r",
-                        "macro_f",
-                        "macro_f_all_labels",
-                    )
-                },
+                "val_macro_f": scores_at(y_val, system.validation >= threshold).macro_f,
+                **vars(point),
             }
             row["micro_f_low"], row["micro_f_high"] = interval(rep.micro_f)
             row["macro_f_low"], row["macro_f_high"] = interval(rep.macro_f)
             if len(system.member_test) > 1:  # the spread of the single models behind it
                 per_seed = [scores_at(y_test, t >= threshold) for t in system.member_test]
-                row["seed_micro_f_sd"] = float(np.std([s["micro_f"] for s in per_seed], ddof=1))
-                row["seed_macro_f_sd"] = float(np.std([s["macro_f"] for s in per_seed], ddof=1))
+                row["seed_micro_f_sd"] = float(np.std([s.micro_f for s in per_seed], ddof=1))
+                row["seed_macro_f_sd"] = float(np.std([s.macro_f for s in per_seed], ddof=1))
             rows.append(row)
             for d, value in enumerate(decile_macro_f(y_test, pred, freq), start=1):
                 low, high = interval(rep.deciles[:, d - 1])
@@ -170,7 +166,7 @@ def _comparisons(scores: pd.DataFrame, reps: dict) -> pd.DataFrame:
     CNN (by validation macro-F) against each baseline, and the best system against the second
     best, by macro-F and by micro-F."""
     rows = []
-    for kind in THRESHOLDS:
+    for kind in THRESHOLD_KINDS:
         frame = scores[scores["threshold_kind"] == kind]
         cnn = frame[~frame["variant"].isin(BASELINES)]
         if not cnn.empty:
@@ -210,7 +206,7 @@ def _pair(reps: dict, kind: str, a: str, b: str, comparison: str) -> dict:
     }
 
 
-def table2(report: Report, kind: str) -> pd.DataFrame:
+def table2(report: Report, kind: ThresholdKind) -> pd.DataFrame:
     """The paper's Table 2: variants as single models, then as ensembles (AVG)."""
     frame = report.scores[
         (report.scores["threshold_kind"] == kind) & ~report.scores["variant"].isin(BASELINES)
@@ -239,7 +235,7 @@ def table2(report: Report, kind: str) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def table3(report: Report, kind: str) -> pd.DataFrame:
+def table3(report: Report, kind: ThresholdKind) -> pd.DataFrame:
     """The paper's Table 3: the baselines (LR, LR + L2R, LR + L2R + NERC), the CNN without
     transfer and the best transfer variant (by validation macro-F; single and ensemble), with
     the improvement over LR in points; on baseline rows the best CNN's gain over that baseline
@@ -283,7 +279,7 @@ def table3(report: Report, kind: str) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
-def table3_caption(kind: str, replicates: int) -> str:
+def table3_caption(kind: ThresholdKind, replicates: int) -> str:
     return (
         caption(kind, replicates)
         + " best_cnn: the CNN system with the highest validation macro-F; best_cnn_*_gain: its"
@@ -298,7 +294,7 @@ def _ci(frame: pd.DataFrame, metric: str) -> list[str]:
     ]
 
 
-def caption(kind: str, replicates: int) -> str:
+def caption(kind: ThresholdKind, replicates: int) -> str:
     return (
         f"Test split. Threshold: {THRESHOLD_TEXT[kind]}. Macro convention: {MACRO_CONVENTION}."
         f" F-scores in points (x100); 95% intervals from {replicates} bootstrap replicates"

@@ -1,4 +1,4 @@
-"""Uncertainty by resampling test documents (DESIGN.md section 5).
+"""Uncertainty by resampling test documents (docs/DESIGN.md section 5).
 
 A bootstrap replicate draws N test documents with replacement; every metric is recomputed on
 the replicate from per-label counts (count-weighted, so B replicates are a few matrix
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from icdtransfer.evaluate.metrics import frequency_deciles
+from icdtransfer.evaluate.metrics import f_score, frequency_deciles
 
 
 @dataclass
@@ -38,11 +38,6 @@ def draws(n_docs: int, replicates: int, seed: int) -> np.ndarray:
     return counts
 
 
-def _f(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(tp > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
-
-
 def replicate_scores(
     y: np.ndarray, pred: np.ndarray, weights: np.ndarray, train_frequency: np.ndarray
 ) -> Replicates:
@@ -51,8 +46,8 @@ def replicate_scores(
     tp = weights @ (y * pred)  # [B, L]
     fp = weights @ ((1 - y) * pred)
     fn = weights @ (y * (1 - pred))
-    micro = _f(tp.sum(1), fp.sum(1), fn.sum(1))
-    f = _f(tp, fp, fn)
+    micro = f_score(tp.sum(1), fp.sum(1), fn.sum(1))
+    f = f_score(tp, fp, fn)
     present = (tp + fn) > 0
     macro = (f * present).sum(1) / np.maximum(present.sum(1), 1)
     deciles = np.stack(

@@ -17,9 +17,10 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
+from icdtransfer.artifacts import THRESHOLD_KINDS, THRESHOLD_TEXT, read_trials, test_column
 from icdtransfer.config import ReportConfig
 from icdtransfer.data.corpus import Corpus
-from icdtransfer.report.aggregate import THRESHOLD_TEXT, Report, caption, table2, table3
+from icdtransfer.report.aggregate import Report, caption, table2, table3
 from icdtransfer.report.paper import PAPER_NOTE
 
 log = logging.getLogger(__name__)
@@ -202,17 +203,14 @@ def optuna_section(name: str, db: Path) -> str:
 def study_sections(results: Path) -> str:
     parts = []
     for folder in sorted(p for p in results.iterdir() if (p / "trials.parquet").exists()):
-        trials = pd.read_parquet(folder / "trials.parquet")
+        trials = read_trials(folder / "trials.parquet")
         columns = [c for c in trials.columns if c.startswith("config_")] + [
             c
             for c in (
                 "status",
                 "val_macro_f",
                 "val_micro_f",
-                "test_micro_f_tuned",
-                "test_macro_f_tuned",
-                "test_micro_f_0.5",
-                "test_macro_f_0.5",
+                *(test_column(m, k) for k in THRESHOLD_KINDS for m in ("micro_f", "macro_f")),
                 "members_trained_here",
                 "trial_seconds",
                 "node",
@@ -227,7 +225,7 @@ def study_sections(results: Path) -> str:
         parts.append(
             f"<h2>Study {html.escape(folder.name)}: trials</h2>"
             "<p class='note'>Click a column to sort. F-scores in points; val_* on "
-            "validation at the tuned threshold; test_*_tuned / test_*_0.5 on test.</p>"
+            "validation at the tuned threshold; test_*_tuned / test_*_fixed on test.</p>"
             + _table(view, sortable=True, digits=2)
         )
         db = folder / "search" / "optuna.db"
@@ -263,13 +261,13 @@ def write_dashboard(
         _table(overview, digits=2),
         "<h2>Table 2: layer-by-layer analysis</h2>",
     ]
-    for kind in ("tuned", "fixed"):
+    for kind in THRESHOLD_KINDS:
         sections.append(f"<p class='note'>{html.escape(THRESHOLD_TEXT[kind])}</p>")
         sections.append(_table(table2(report, kind)))
     sections.append(_figure(table2_figure(report), "fig-table2"))
     sections.append("<h2>Table 3: the paper's baselines against the CNNs</h2>")
     sections.append(f"<p class='note'>{html.escape(PAPER_NOTE)}.</p>")
-    for kind in ("tuned", "fixed"):
+    for kind in THRESHOLD_KINDS:
         sections.append(f"<p class='note'>{html.escape(THRESHOLD_TEXT[kind])}</p>")
         sections.append(_table(table3(report, kind)))
     pvals = report.pvalues.copy()

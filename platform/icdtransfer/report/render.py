@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from icdtransfer.artifacts import THRESHOLD_KINDS, THRESHOLD_TEXT
 from icdtransfer.config import ReportConfig
 from icdtransfer.data.atomic import atomic_dir
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.evaluate.metrics import MACRO_CONVENTION
 from icdtransfer.report.aggregate import (
-    THRESHOLD_TEXT,
-    THRESHOLDS,
     Report,
     baseline_system,
     build_report,
@@ -58,7 +57,7 @@ def summary(report: Report, study: str) -> dict:
         "macro_convention": MACRO_CONVENTION,
         "thresholds": THRESHOLD_TEXT,
     }
-    for kind in THRESHOLDS:
+    for kind in THRESHOLD_KINDS:
         frame = report.scores[report.scores["threshold_kind"] == kind]
         section: dict = {}
         for row in frame.itertuples():
@@ -102,7 +101,7 @@ def run_report(
         tables = tmp / "tables"
         tables.mkdir()
         markdowns = {}
-        for kind in THRESHOLDS:
+        for kind in THRESHOLD_KINDS:
             for name, builder, title, note in (
                 ("table2", table2, "Table 2: layer-by-layer transfer variants", caption),
                 (

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -23,39 +22,29 @@ from pathlib import Path
 
 import numpy as np
 
-from icdtransfer.config import ModelConfig, TrainTargetConfig
+from icdtransfer.artifacts import MEMBER_FILES, METRICS_FILE, read_probs
+from icdtransfer.config import EncoderConfig, HeadConfig, TrainTargetConfig
 
-MEMBER_FILES = (
-    "model.pt",
-    "vocab.tsv",
-    "labels.tsv",
-    "probs_validation.npy",
-    "probs_test.npy",
-    "metrics.json",
-    "history.json",
-    "member.json",
-)
 INDEX = "members.jsonl"
 TRIAL_LOG = "trial_starts.jsonl"
 
 
 def member_key(
-    model: ModelConfig,
+    encoder: EncoderConfig,
+    head: HeadConfig,
     train: TrainTargetConfig,
     variant: str,
     corpus_stats: dict,
     pretrained_digest: str | None,
     code: str,
 ) -> str:
-    """Everything that defines a member except its seed (and never the ensemble size)."""
-    train_fields = {
-        k: v
-        for k, v in dataclasses.asdict(train).items()
-        if k not in ("variant", "variants", "seed", "out_dir", "checkpoint_dir", "pretrained")
-    }
+    """Everything that defines a member except its seed (and never the ensemble size); the
+    stage-1 model counts by its digest, not by where it lies."""
+    train_fields = {k: v for k, v in dataclasses.asdict(train).items() if k != "pretrained"}
     text = json.dumps(
         [
-            dataclasses.asdict(model),
+            dataclasses.asdict(encoder),
+            dataclasses.asdict(head),
             train_fields,
             variant,
             corpus_stats,
@@ -81,7 +70,7 @@ class MemberStore:
         if (self.root / INDEX).exists():
             for line in (self.root / INDEX).read_text().splitlines():
                 row = json.loads(line)
-                if (self.root / row["key"] / f"seed{row['seed']}" / "metrics.json").exists():
+                if (self.root / row["key"] / f"seed{row['seed']}" / METRICS_FILE).exists():
                     self.index[(row["key"], row["seed"])] = row
 
     def claim(self, key: str, seed: int, trial_id: str) -> str:
@@ -121,8 +110,7 @@ class MemberStore:
         self.trained_now += 1
 
     def probabilities(self, key: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        folder = self.root / key / f"seed{seed}"
-        return (np.load(folder / "probs_validation.npy"), np.load(folder / "probs_test.npy"))
+        return read_probs(self.root / key / f"seed{seed}")
 
     def log_start(self, trial_id: str, run_id: str, node: str) -> None:
         """One line per trial start, so a resumed sweep can show what ran twice."""
@@ -143,7 +131,3 @@ class MemberStore:
 
 def read_member_files(folder: Path) -> dict[str, bytes]:
     return {name: (folder / name).read_bytes() for name in MEMBER_FILES if (folder / name).exists()}
-
-
-def load_array(data: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(data))

@@ -22,10 +22,12 @@ import json
 import logging
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from icdtransfer.config import Params
+from icdtransfer.artifacts import MODEL_FILE, TRIAL_COLUMNS, TrialStatus
+from icdtransfer.config import EncoderConfig, HeadConfig, RayConfig, SweepConfig, TrainTargetConfig
 from icdtransfer.data.atomic import atomic_dir
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.data.ship import publish
@@ -33,28 +35,26 @@ from icdtransfer.ray_env import absolute_storage, connect
 from icdtransfer.sweep import SweepInterrupted
 from icdtransfer.sweep.members import MemberStore
 from icdtransfer.sweep.study import Study, load_study, tune_space
-from icdtransfer.sweep.trial import sweep_trial
+from icdtransfer.sweep.trial import TrialContext, sweep_trial
 from icdtransfer.train.stages import code_digest
 
 log = logging.getLogger(__name__)
 NAMESPACE = "icdtransfer"
 
 
-def study_path(params: Params, name: str) -> Path:
+def study_path(studies_dir: str, name: str) -> Path:
+    """A study's file: `name` itself when it is a .yaml path, else <studies_dir>/<name>.yaml."""
     path = Path(name)
-    return (
-        path
-        if path.suffix in (".yaml", ".yml")
-        else Path(params.sweep.studies_dir) / f"{name}.yaml"
-    )
+    return path if path.suffix in (".yaml", ".yml") else Path(studies_dir) / f"{name}.yaml"
 
 
-def work_key(study_file: Path, params: Params, corpus_stats: dict, pretrained: str) -> str:
+def work_key(study_file: Path, parts: list[Any], corpus_stats: dict, pretrained: str) -> str:
+    """What a sweep's resumable state belongs to: the study file, the sections members are
+    built from, the corpus, the stage-1 model and the code."""
     text = json.dumps(
         [
             study_file.read_text(encoding="utf-8"),
-            dataclasses.asdict(params.model),
-            dataclasses.asdict(params.train_target),
+            [dataclasses.asdict(p) for p in parts],
             corpus_stats,
             pretrained,
             code_digest(),  # other code: a fresh sweep, never a stale experiment resumed
@@ -69,23 +69,32 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.exists() else "missing"
 
 
-def run_study(params: Params, name: str) -> dict:
-    """Run (or resume) one study; returns the best trial's row."""
+def run_study(
+    name: str,
+    sweep: SweepConfig,
+    encoder: EncoderConfig,
+    head: HeadConfig,
+    train: TrainTargetConfig,
+    target_dir: str,
+    ray_cfg: RayConfig,
+) -> dict:
+    """Run (or resume) one study over stage 2 (members built from `encoder`, `head` and
+    `train`, with the study's overrides, on the corpus in `target_dir`); returns the best
+    trial's row."""
     import ray
     from ray import tune
 
-    study_file = study_path(params, name)
+    study_file = study_path(sweep.studies_dir, name)
     study = load_study(study_file)
-    target_dir = str(Path(params.target.out_dir).resolve())
+    target_dir = str(Path(target_dir).resolve())
     corpus = Corpus.open(target_dir)
-    pretrained = Path(params.train_target.pretrained).resolve()
-    pretrained_digest = file_digest(pretrained / "model.pt")
-    storage = absolute_storage(params.ray.storage_path)
-    experiment = (
-        f"sweep-{study.name}-{work_key(study_file, params, corpus.stats, pretrained_digest)}"
-    )
+    pretrained = Path(train.pretrained).resolve()
+    pretrained_digest = file_digest(pretrained / MODEL_FILE)
+    storage = absolute_storage(ray_cfg.storage_path)
+    key = work_key(study_file, [encoder, head, train], corpus.stats, pretrained_digest)
+    experiment = f"sweep-{study.name}-{key}"
     work = Path(storage) / experiment
-    connect(params.ray)
+    connect(ray_cfg)
     store_name = f"members-{experiment}"
     store = (
         ray.remote(MemberStore)
@@ -100,19 +109,20 @@ def run_study(params: Params, name: str) -> dict:
         )
         .remote(str(work / "members"))
     )
-    ctx = {
-        "store": store_name,
-        "namespace": NAMESPACE,
+    ctx = TrialContext(
+        store=store_name,
+        namespace=NAMESPACE,
         # the corpus and the stage-1 model travel through the object store (data/ship.py)
-        "target": publish(target_dir),
-        "pretrained": publish(pretrained) if pretrained.is_dir() else None,
-        "pretrained_digest": pretrained_digest,
-        "model": dataclasses.asdict(params.model),
-        "train_target": dataclasses.asdict(params.train_target),
-        "fixed": dict(study.train),
-        "seeds": study.seeds,
-        "cpus": study.resources.cpu,
-    }
+        target=publish(target_dir),
+        pretrained=publish(pretrained) if pretrained.is_dir() else None,
+        pretrained_digest=pretrained_digest,
+        encoder=encoder,
+        head=head,
+        train=train,
+        fixed=dict(study.train),
+        seeds=study.seeds,
+        cpus=study.resources.cpu,
+    )
     trainable = tune.with_resources(
         tune.with_parameters(sweep_trial, ctx=ctx),
         {"cpu": study.resources.cpu, "gpu": study.resources.gpu},
@@ -155,7 +165,7 @@ def run_study(params: Params, name: str) -> dict:
     counts = ray.get(store.counts.remote())
     best = _best(trials, study)
     best["members_stored"] = counts["stored"]
-    out = Path(params.sweep.results_dir) / study.name
+    out = Path(sweep.results_dir) / study.name
     with atomic_dir(out) as tmp:
         trials.to_parquet(tmp / "trials.parquet", index=False)
         members.to_parquet(tmp / "members.parquet", index=False)
@@ -226,7 +236,7 @@ def _trial_table(results, study: Study) -> pd.DataFrame:
         final = bool(metrics.get("final"))
         # Every trial has ended (run_study checked): without a final report and without an
         # error, the scheduler (ASHA) stopped it early.
-        status = (
+        status: TrialStatus = (
             "ERROR" if result.error is not None else ("TERMINATED" if final else "EARLY_STOPPED")
         )
         row = {
@@ -235,25 +245,7 @@ def _trial_table(results, study: Study) -> pd.DataFrame:
             "error": None if result.error is None else type(result.error).__name__,
         }
         row.update({f"config_{k}": v for k, v in config.items()})
-        keep = [
-            k
-            for k in metrics
-            if k.startswith(("test_", "val_"))
-            or k
-            in (
-                "threshold_tuned",
-                "ensemble_size",
-                "variant",
-                "member_key",
-                "seeds",
-                "members_trained_here",
-                "node",
-                "data_from",
-                "trial_seconds",
-                "time_total_s",
-                "training_iteration",
-            )
-        ]
+        keep = [k for k in metrics if k.startswith(("test_", "val_")) or k in TRIAL_COLUMNS]
         row.update({k: metrics[k] for k in keep})
         rows.append(row)
     frame = pd.DataFrame(rows)

@@ -13,12 +13,12 @@ Format (documented in studies/README.md):
     resources: {cpu: 1, gpu: 0}
     seeds: [1, 2, 3]            # member i of an ensemble uses seeds[i]
     search_seed: 0              # Optuna's sampler seed
-    space:                      # variant, adaptation_size, word_dropout, ensemble_size,
-      variant: [scratch, tune_all]      #   learning_rate, epochs
+    space:                      # variant (required), adaptation_size, word_dropout,
+      variant: [scratch, tune_all]      #   ensemble_size, learning_rate, epochs
       ensemble_size: [1, 3]             # a list: grid values (grid) or a choice (optuna)
       word_dropout: {uniform: [0.0, 0.5]}   # optuna only: uniform, loguniform, int
       adaptation_size: {value: 256}     # fixed
-    train: {max_tokens: 1000}   # fixed model/train_target overrides for every member
+    train: {max_tokens: 1000}   # fixed head/train_target overrides for every member
 
 Like config.py, an unknown key, a wrong type or a value outside its range is an error that
 names the key; `train` overrides and searched values are checked against the ranges of the
@@ -31,18 +31,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-
 from icdtransfer.config import (
     ConfigError,
     Count,
-    ModelConfig,
+    HeadConfig,
     Range,
     Seed,
     Size,
     TrainTargetConfig,
     build,
     check_field,
+    read_yaml,
 )
 from icdtransfer.model.transfer import VARIANTS
 
@@ -101,13 +100,7 @@ class Study:
 
 def load_study(path: str | Path) -> Study:
     """Read and validate one study file."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: study file not found") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    raw = read_yaml(path, "study file")
     study = build(Study, raw if raw is not None else {}, where=str(path))
     validate(study, str(path))
     return study
@@ -157,11 +150,13 @@ def validate(study: Study, where: str) -> None:
         )
     for key, value in study.train.items():
         study.train[key] = check_field(_section(key), key, value, where, f"train.{key}")
+    if "variant" not in study.space:
+        raise ConfigError(f"{where}: space.variant is missing: which variant(s) members train")
 
 
 def _section(key: str) -> type:
     """The params section (dataclass) a study's train key or searched dimension overrides."""
-    return ModelConfig if key in ModelConfig.__dataclass_fields__ else TrainTargetConfig
+    return HeadConfig if key in HeadConfig.__dataclass_fields__ else TrainTargetConfig
 
 
 def _check_values(spec: list | dict, key: str, where: str, name: str) -> None:

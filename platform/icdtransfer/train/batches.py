@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from icdtransfer.data.corpus import Corpus
+from icdtransfer.artifacts import CorpusLike
 
 POOL = 50  # batches' worth of documents sorted together when bucketing
 
@@ -35,7 +35,7 @@ class Batch:
         )
 
 
-def truncated_lengths(corpus: Corpus, docs: np.ndarray, max_tokens: int) -> np.ndarray:
+def truncated_lengths(corpus: CorpusLike, docs: np.ndarray, max_tokens: int) -> np.ndarray:
     return np.minimum(np.diff(corpus.offsets)[docs], max_tokens)
 
 
@@ -59,26 +59,34 @@ def batch_order(
     return batches
 
 
+@dataclass(frozen=True)
+class DocumentCut:
+    """How a document enters a batch: truncated at `max_tokens`, words dropped at rate
+    `word_dropout` (training only), padded to at least `min_length` (the widest filter)."""
+
+    max_tokens: int
+    word_dropout: float
+    min_length: int
+
+
 def collate(
-    corpus: Corpus,
+    corpus: CorpusLike,
     docs: np.ndarray,
-    max_tokens: int,
-    word_dropout: float,
-    min_length: int,
+    cut: DocumentCut,
     rng: np.random.Generator | None,
     with_labels: bool = True,
     pin: bool = False,
 ) -> Batch:
-    """Truncate each document at max_tokens, drop words (training only: rng given), then pad
-    to the longest remaining document (at least `min_length`, the widest filter)."""
+    """Truncate each document, drop words (training only: rng given), then pad to the
+    longest remaining document."""
     seqs = []
     for i in docs:
-        seq = np.asarray(corpus.document(int(i))[:max_tokens])
-        if rng is not None and word_dropout > 0 and len(seq):
-            keep = rng.random(len(seq)) >= word_dropout
+        seq = np.asarray(corpus.document(int(i))[: cut.max_tokens])
+        if rng is not None and cut.word_dropout > 0 and len(seq):
+            keep = rng.random(len(seq)) >= cut.word_dropout
             seq = seq[keep] if keep.any() else seq[:1]
         seqs.append(seq)
-    width = max(min_length, max((len(s) for s in seqs), default=0))
+    width = max(cut.min_length, max((len(s) for s in seqs), default=0))
     tokens = np.zeros((len(seqs), width), dtype=np.int64)
     for row, seq in enumerate(seqs):
         tokens[row, : len(seq)] = seq
@@ -99,7 +107,7 @@ def multi_hot(labels: sp.csr_matrix, docs: np.ndarray) -> np.ndarray:
 
 
 def iterate(
-    corpus: Corpus,
+    corpus: CorpusLike,
     docs: np.ndarray,
     batch_size: int,
     max_tokens: int,
@@ -118,10 +126,11 @@ def iterate(
     batch[rank::world_size]; a global batch smaller than world_size (only ever the last one)
     is skipped on every rank, so all ranks take the same number of steps.
     """
+    cut = DocumentCut(max_tokens, word_dropout, min_length)
     lengths = truncated_lengths(corpus, docs, max_tokens)
     for batch in batch_order(docs, lengths, batch_size, rng, bucket):
         if world_size > 1:
             if len(batch) < world_size:
                 continue
             batch = batch[rank::world_size]
-        yield collate(corpus, batch, max_tokens, word_dropout, min_length, rng, with_labels, pin)
+        yield collate(corpus, batch, cut, rng, with_labels, pin)

@@ -12,44 +12,45 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
-
+from icdtransfer.artifacts import (
+    ENSEMBLE_FILE,
+    HISTORY_FILE,
+    PROBS_FILES,
+    Metrics,
+    average_members,
+    read_probs,
+    write_json,
+    write_probs,
+)
 from icdtransfer.data.atomic import atomic_dir
 from icdtransfer.data.corpus import Corpus
-from icdtransfer.train.member import read_probs, write_json, write_probs
+from icdtransfer.data.errors import InputError
 
 # Not needed by `predict` (the ensemble holds the averaged probabilities), so not copied.
-NOT_COPIED = ("probs_validation.npy", "probs_test.npy", "history.json")
+NOT_COPIED = (*PROBS_FILES.values(), HISTORY_FILE)
 
 
-def average_probabilities(members: list[Path]) -> tuple[np.ndarray, np.ndarray]:
-    """Mean validation and test probabilities of `members` (all of the same corpus)."""
-    if not members:
-        raise ValueError("an ensemble needs at least one member")
-    sums: list[np.ndarray] | None = None
-    for member in members:
-        probs = read_probs(member)
-        if sums is not None and probs[1].shape != sums[1].shape:
-            raise ValueError(
-                f"{member}: probabilities of shape {probs[1].shape}, other members "
-                f"{sums[1].shape}: members must come from the same corpus"
-            )
-        sums = list(probs) if sums is None else [s + p for s, p in zip(sums, probs, strict=True)]
-    assert sums is not None
-    return sums[0] / len(members), sums[1] / len(members)
-
-
-def build_ensemble(members: list[Path], corpus_dir: str, out_dir: str) -> dict:
+def build_ensemble(members: list[Path], corpus_dir: str, out_dir: str) -> Metrics:
     """Write an ensemble directory: ensemble.json (its members), copies of the members' model
     files, averaged probabilities and metrics.json, evaluated exactly as a member is."""
     corpus = Corpus.open(corpus_dir)
-    validation, test = average_probabilities(members)
+    probs = []
+    for member in members:
+        probs.append(read_probs(member))
+        if probs[-1][1].shape != probs[0][1].shape:
+            raise InputError(
+                member,
+                None,
+                f"probabilities of shape {probs[-1][1].shape}, the first member's "
+                f"{probs[0][1].shape}: members must come from the same corpus",
+            )
+    validation, test = average_members(probs)
     metrics = corpus.evaluate(validation, test)
-    metrics["ensemble_size"] = len(members)
+    metrics.ensemble_size = len(members)
     out = Path(out_dir)
     with atomic_dir(out) as tmp:
         write_probs(tmp, validation, test)
-        write_json(tmp / "metrics.json", metrics)
+        metrics.write(tmp)
         names = []
         for i, member in enumerate(members, start=1):
             name = f"members/{i}-{Path(member).resolve().name}"
@@ -59,7 +60,7 @@ def build_ensemble(members: list[Path], corpus_dir: str, out_dir: str) -> dict:
                     shutil.copyfile(file, tmp / name / file.name)
             names.append(name)
         write_json(
-            tmp / "ensemble.json",
+            tmp / ENSEMBLE_FILE,
             {
                 "members": names,  # inside this folder: the only paths predict reads
                 "copied_from": [os.path.relpath(Path(m).resolve(), out.resolve()) for m in members],

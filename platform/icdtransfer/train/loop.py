@@ -1,5 +1,10 @@
-"""One training loop for both stages: epochs, early stopping on validation macro-F, the best
-weights kept, a checkpoint after every epoch so a killed run resumes where it was.
+"""The training loop of both stages, single process or one rank of a DDP run.
+
+One loop in the spirit of nanoGPT's train.py: a `ddp` switch (given a `DDP` worker, this is one
+of several ranks under Ray Train; without, the only process) and a master rank that validates,
+decides early stopping for everyone and hands the checkpoint to a `Checkpointer` (a local file,
+or Ray Train's checkpoints). Epochs, early stopping on validation macro-F and the best weights
+kept are written once, here.
 
 Randomness is derived from (seed, epoch): batch order and word dropout from a numpy generator,
 dropout from torch's, both re-seeded at each epoch. An interrupted run resumed from its
@@ -10,20 +15,27 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from icdtransfer.artifacts import CorpusLike, Scores
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.evaluate.metrics import dense, scores_at, tune_threshold
 from icdtransfer.progress import progress
 from icdtransfer.train.batches import iterate
+from icdtransfer.train.hardware import resolve_device, use_bf16
+from icdtransfer.train.state import (
+    Checkpointer,
+    EpochRecord,
+    LoopState,
+    NoCheckpoints,
+    Snapshot,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +47,7 @@ class LoopSettings:
     optimizer: str
     learning_rate: float
     batch_size: int
-    epochs: int
+    epochs: int  # the cap: a safety limit, not the budget (converged runs stop earlier)
     patience: int
     seed: int
     precision: str
@@ -46,32 +58,21 @@ class LoopSettings:
     min_length: int  # the widest filter
 
 
+@dataclass(frozen=True)
+class DDP:
+    """This process is one rank of a data-parallel run (under Ray Train): its rank, the
+    number of ranks, its device, and how to wrap a model for DDP (Ray's prepare_model)."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+    wrap: Callable[[nn.Module], nn.Module]
+
+
 @dataclass
 class FitResult:
     best_state: dict[str, torch.Tensor]
-    best_epoch: int
-    history: list[dict] = field(default_factory=list)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device: cuda was asked for, but no CUDA device is available")
-    return torch.device(name)
-
-
-def bf16_supported(device: torch.device) -> bool:
-    """bf16 autocast pays off on GPUs that have it and on CPUs with AVX512-BF16 or AMX."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-
-
-def use_bf16(precision: str, device: torch.device) -> bool:
-    if precision == "bf16":
-        return True
-    return precision == "auto" and bf16_supported(device)
+    state: LoopState
 
 
 def make_optimizer(model: nn.Module, name: str, lr: float) -> torch.optim.Optimizer:
@@ -83,16 +84,96 @@ def make_optimizer(model: nn.Module, name: str, lr: float) -> torch.optim.Optimi
     raise ValueError(f"unknown optimizer {name!r} (adadelta or adam)")
 
 
-def train_epoch(
+def fit(
     model: nn.Module,
     corpus: Corpus,
+    settings: LoopSettings,
+    checkpointer: Checkpointer | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    train_docs: np.ndarray | None = None,
+    ddp: DDP | None = None,
+) -> FitResult:
+    """Train on the corpus' training split (or `train_docs`), early-stopping on validation
+    macro-F (at the global threshold tuned on validation that epoch) with `patience`;
+    returns the best weights and the loop's state (history, how training ended).
+
+    The checkpointer gets a snapshot after every epoch; a run that finds one resumes after
+    its last finished epoch. With `ddp`, each rank trains on its slice of every global batch
+    and the master rank (0) validates and checkpoints; `on_epoch` runs on the master only.
+    """
+    rank, world = (ddp.rank, ddp.world_size) if ddp else (0, 1)
+    master = rank == 0
+    device = ddp.device if ddp else resolve_device(settings.device)
+    bf16 = use_bf16(settings.precision, device)
+    checkpointer = checkpointer or NoCheckpoints()
+    saved = checkpointer.load()
+    state, best = LoopState(), copy.deepcopy(model.state_dict())
+    if saved is not None:
+        model.load_state_dict(saved.model)
+        state, best = saved.loop, saved.best_model
+        if master:
+            log.info("resuming from checkpoint after epoch %d", state.epoch)
+    raw_model = model.to(device)
+    model = ddp.wrap(raw_model) if ddp else raw_model
+    optimizer = make_optimizer(model, settings.optimizer, settings.learning_rate)
+    if saved is not None:
+        optimizer.load_state_dict(saved.optimizer)
+    train = corpus.split("train") if train_docs is None else train_docs
+    val = corpus.split("validation")
+    y_val = dense(corpus.labels[val]) if master else None
+    for epoch in range(state.epoch, settings.epochs):
+        if state.stopped(settings.patience):
+            break
+        loss, speed = train_epoch(
+            model, corpus, train, optimizer, settings, epoch, device, bf16, rank, world
+        )
+        if master:
+            scores, threshold = validate_epoch(
+                raw_model, corpus, val, y_val, settings, device, bf16
+            )
+            record = EpochRecord(
+                epoch=epoch + 1,
+                train_loss=loss,
+                train_docs_per_s=speed * world,
+                val_macro_f=scores.macro_f,
+                val_micro_f=scores.micro_f,
+                val_threshold=threshold,
+                workers=world if ddp else None,
+            )
+            if state.record(record):
+                best = copy.deepcopy(raw_model.state_dict())
+            log.info(
+                "epoch %d: loss %.4f, val macro-F %.4f, micro-F %.4f, %.0f docs/s",
+                record.epoch,
+                loss,
+                record.val_macro_f,
+                record.val_micro_f,
+                record.train_docs_per_s,
+            )
+        if ddp and world > 1:  # every rank follows the master's early-stopping bookkeeping
+            shared = [state]
+            torch.distributed.broadcast_object_list(shared, src=0)
+            state = shared[0]
+        snapshot = (
+            Snapshot(raw_model.state_dict(), optimizer.state_dict(), best, state)
+            if master
+            else None
+        )
+        checkpointer.save(snapshot, state.history[-1])
+        if on_epoch is not None and master:
+            on_epoch(state.history[-1])
+    return FitResult(best, state)
+
+
+def train_epoch(
+    model: nn.Module,
+    corpus: CorpusLike,
     docs: np.ndarray,
     optimizer: torch.optim.Optimizer,
     settings: LoopSettings,
     epoch: int,
     device: torch.device,
     bf16: bool,
-    desc: str = "train",
     rank: int = 0,
     world_size: int = 1,
 ) -> tuple[float, float]:
@@ -117,6 +198,7 @@ def train_epoch(
         world_size=world_size,
     )
     n_batches = -(-len(docs) // settings.batch_size)
+    desc = f"epoch {epoch + 1}/{settings.epochs}"
     for batch in progress(batches, desc, "batch", total=n_batches, leave=False):
         batch = batch.to(device)
         optimizer.zero_grad(set_to_none=True)
@@ -130,10 +212,38 @@ def train_epoch(
     return total / max(count, 1), count / (time.perf_counter() - start)
 
 
+def validate_epoch(
+    model: nn.Module,
+    corpus: Corpus,
+    val: np.ndarray,
+    y_val: np.ndarray,
+    settings: LoopSettings,
+    device: torch.device,
+    bf16: bool,
+) -> tuple[Scores, float]:
+    """Validation scores of the model as it is, and the threshold they were scored at.
+
+    Scored at the global threshold tuned on validation this epoch: early in training few
+    probabilities reach 0.5, and a fixed cut would stop a model that is still learning.
+    """
+    probs = predict(
+        model,
+        corpus,
+        val,
+        settings.batch_size,
+        settings.max_tokens,
+        settings.min_length,
+        device,
+        bf16,
+    )
+    threshold = tune_threshold(y_val, probs)
+    return scores_at(y_val, probs >= threshold), threshold
+
+
 @torch.inference_mode()
 def predict(
     model: nn.Module,
-    corpus: Corpus,
+    corpus: CorpusLike,
     docs: np.ndarray,
     batch_size: int,
     max_tokens: int,
@@ -156,140 +266,3 @@ def predict(
             out = np.zeros((len(docs), probs.shape[1]), dtype=np.float32)
         out[[position[int(d)] for d in batch.index]] = probs
     return out if out is not None else np.zeros((0, 0), dtype=np.float32)
-
-
-def fit(
-    model: nn.Module,
-    corpus: Corpus,
-    settings: LoopSettings,
-    checkpoint: Path | None = None,
-    on_epoch: Callable[[dict], None] | None = None,
-    train_docs: np.ndarray | None = None,
-) -> FitResult:
-    """Train on the corpus' training split (or `train_docs`), early-stopping on validation
-    macro-F (at the global threshold tuned on validation that epoch) with `patience`;
-    returns the best weights and the history.
-
-    With `checkpoint`, the state after every epoch is written there (atomically) and a run
-    that finds one resumes after its last finished epoch.
-    """
-    device = resolve_device(settings.device)
-    bf16 = use_bf16(settings.precision, device)
-    model.to(device)
-    optimizer = make_optimizer(model, settings.optimizer, settings.learning_rate)
-    train = corpus.split("train") if train_docs is None else train_docs
-    val = corpus.split("validation")
-    y_val = dense(corpus.labels[val])
-    state = new_loop_state()
-    best_state = copy.deepcopy(model.state_dict())
-    if checkpoint is not None and checkpoint.exists():
-        saved = torch.load(checkpoint, map_location=device, weights_only=True)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        best_state = saved["best_model"]
-        state = saved["loop"]
-        log.info("resuming from %s after epoch %d", checkpoint, state["epoch"])
-    for epoch in range(state["epoch"], settings.epochs):
-        if state["bad"] >= settings.patience:
-            break
-        loss, speed = train_epoch(
-            model,
-            corpus,
-            train,
-            optimizer,
-            settings,
-            epoch,
-            device,
-            bf16,
-            desc=f"epoch {epoch + 1}/{settings.epochs}",
-        )
-        record, improved = validate_epoch(
-            model, corpus, val, y_val, settings, device, bf16, state, epoch, loss, speed
-        )
-        if improved:
-            best_state = copy.deepcopy(model.state_dict())
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, model, optimizer, best_state, state)
-        if on_epoch is not None:
-            on_epoch(record)
-    return FitResult(best_state, state["best_epoch"], state["history"])
-
-
-def new_loop_state() -> dict:
-    """Early-stopping bookkeeping, saved in every checkpoint."""
-    return {"epoch": 0, "best_epoch": -1, "best_f": -1.0, "bad": 0, "history": []}
-
-
-def validate_epoch(
-    model: nn.Module,
-    corpus: Corpus,
-    val: np.ndarray,
-    y_val: np.ndarray,
-    settings: LoopSettings,
-    device: torch.device,
-    bf16: bool,
-    state: dict,
-    epoch: int,
-    loss: float,
-    speed: float,
-    extra: dict | None = None,
-) -> tuple[dict, bool]:
-    """Score the epoch on validation and record it in `state`; returns (record, improved).
-
-    Scored at the global threshold tuned on validation this epoch: early in training few
-    probabilities reach 0.5, and a fixed cut would stop a model that is still learning.
-    """
-    probs = predict(
-        model,
-        corpus,
-        val,
-        settings.batch_size,
-        settings.max_tokens,
-        settings.min_length,
-        device,
-        bf16,
-    )
-    threshold = tune_threshold(y_val, probs)
-    scores = scores_at(y_val, probs >= threshold)
-    record = {
-        "epoch": epoch + 1,
-        "train_loss": loss,
-        "train_docs_per_s": speed,
-        "val_macro_f": scores["macro_f"],
-        "val_micro_f": scores["micro_f"],
-        "val_threshold": threshold,
-        **(extra or {}),
-    }
-    improved = scores["macro_f"] > state["best_f"]
-    if improved:
-        state.update(best_f=scores["macro_f"], best_epoch=epoch + 1, bad=0)
-    else:
-        state["bad"] += 1
-    state["epoch"] = epoch + 1
-    state["history"].append(record)
-    log.info(
-        "epoch %d: loss %.4f, val macro-F %.4f, micro-F %.4f, %.0f docs/s",
-        epoch + 1,
-        loss,
-        scores["macro_f"],
-        scores["micro_f"],
-        speed,
-    )
-    return record, improved
-
-
-def save_checkpoint(
-    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, best: dict, state: dict
-) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "best_model": best,
-            "loop": state,
-        },
-        tmp,
-    )
-    os.replace(tmp, path)

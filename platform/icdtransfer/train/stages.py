@@ -1,4 +1,6 @@
-"""The pretrain (stage 1) and train-target (stage 2) stages, single process."""
+"""The pretrain (stage 1) and train-target (stage 2) stages: build the model, run the training
+loop (train/loop.py; stage 1 optionally on Ray Train workers, train/distributed.py), evaluate
+the best weights and write the member directory."""
 
 from __future__ import annotations
 
@@ -9,11 +11,24 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Literal
 
 import torch
 
+from icdtransfer.artifacts import (
+    MODEL_FILE,
+    VOCAB_FILE,
+    EncoderShape,
+    MemberInfo,
+    Metrics,
+    ModelMeta,
+    member_name,
+)
 from icdtransfer.config import (
-    ModelConfig,
+    ConfigError,
+    EncoderConfig,
+    HeadConfig,
+    MemberConfig,
     PretrainConfig,
     RayConfig,
     TrainConfig,
@@ -22,20 +37,18 @@ from icdtransfer.config import (
 from icdtransfer.data.atomic import atomic_dir
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.data.vocab import Vocabulary
-from icdtransfer.model.cnn import EncoderShape, SourceModel
+from icdtransfer.model.cnn import build_model
 from icdtransfer.model.transfer import build_target_model, variant
-from icdtransfer.train.loop import LoopSettings, fit, predict, resolve_device, use_bf16
-from icdtransfer.train.member import load_model_file, shape_from, shape_meta, write_member
+from icdtransfer.train.hardware import resolve_device, use_bf16
+from icdtransfer.train.loop import FitResult, LoopSettings, fit, predict
+from icdtransfer.train.member import load_model_file, write_member
+from icdtransfer.train.state import EpochRecord, FileCheckpointer
 
 log = logging.getLogger(__name__)
 
 
 def loop_settings(
-    cfg: TrainConfig,
-    model: ModelConfig,
-    max_tokens: int,
-    word_dropout: float,
-    seed: int | None = None,
+    cfg: TrainConfig, encoder: EncoderConfig, max_tokens: int, word_dropout: float, seed: int
 ) -> LoopSettings:
     return LoopSettings(
         optimizer=cfg.optimizer,
@@ -43,14 +56,19 @@ def loop_settings(
         batch_size=cfg.batch_size,
         epochs=cfg.epochs,
         patience=cfg.patience,
-        seed=cfg.seed if seed is None else seed,
+        seed=seed,
         precision=cfg.precision,
         device=cfg.device,
         bucket=cfg.bucket,
         max_tokens=max_tokens,
         word_dropout=word_dropout,
-        min_length=max(model.widths),
+        min_length=max(encoder.widths),
     )
+
+
+def encoder_shape(cfg: EncoderConfig, vocab_size: int) -> EncoderShape:
+    """The encoder the `encoder` section asks for, over a corpus' vocabulary."""
+    return EncoderShape(vocab_size, cfg.embedding_dim, cfg.filters, tuple(cfg.widths))
 
 
 def code_digest() -> str:
@@ -58,9 +76,12 @@ def code_digest() -> str:
     resumed."""
     root = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
-    for folder in ("model", "train", "evaluate", "sweep"):
-        for path in sorted((root / folder).glob("*.py")):
-            digest.update(path.read_bytes())
+    for path in [root / "artifacts.py"] + [
+        p
+        for folder in ("model", "train", "evaluate", "sweep")
+        for p in sorted((root / folder).glob("*.py"))
+    ]:
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -75,22 +96,156 @@ def run_key(*parts: object) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def evaluate_and_write(
-    out_dir: str,
-    model: torch.nn.Module,
-    best_state: dict,
+def pretrain(
+    encoder: EncoderConfig, cfg: PretrainConfig, source_dir: str, ray_cfg: RayConfig | None = None
+) -> Metrics:
+    """Stage 1: train the CNN on PubMed abstracts to predict MeSH descriptors; with
+    `cfg.num_workers` > 0 on that many Ray Train workers (DDP)."""
+    corpus = Corpus.open(source_dir)
+    meta = model_meta(corpus, encoder, cfg.dropout, cfg.max_tokens)
+    # Word dropout is the paper's device for long EMRs; abstracts are used whole.
+    settings = loop_settings(cfg, encoder, cfg.max_tokens, 0.0, cfg.seed)
+    start = time.perf_counter()
+    run: dict = {}
+    if cfg.num_workers > 0:
+        from icdtransfer.train.distributed import fit_on_ray
+
+        name = f"pretrain-{run_key(meta, settings, corpus.stats, cfg.num_workers)}"
+        result = fit_on_ray(
+            meta, source_dir, settings, name, cfg.num_workers, cfg.use_gpu, ray_cfg or RayConfig()
+        )
+        run = {"workers": cfg.num_workers, "ray_run": name}
+        # evaluated in this process: on its GPU where the workers had GPUs
+        settings = dataclasses.replace(settings, device="auto" if cfg.use_gpu else "cpu")
+    else:
+        torch.manual_seed(cfg.seed)
+        checkpoint = FileCheckpointer(
+            Path(cfg.checkpoint_dir) / f"{run_key(encoder, cfg, corpus.stats)}.pt"
+        )
+        result = fit(build_model(meta), corpus, settings, checkpoint)
+        checkpoint.remove()  # finished: checkpoints exist only for unfinished runs
+    info = member_info("pretrain", corpus, settings, result, start, **run)
+    return evaluate_and_write(cfg.out_dir, meta, result, corpus, settings, info)
+
+
+def train_target(
+    encoder: EncoderConfig,
+    head: HeadConfig,
+    cfg: TrainTargetConfig,
+    target_dir: str,
+    member: MemberConfig,
+    out_dir: str | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> Metrics:
+    """Stage 2: one member, i.e. one transfer variant trained with one seed, written to
+    `out_dir` (default: <member.out_dir>/<variant>-seed<seed>)."""
+    spec = variant(member.variant)
+    corpus = Corpus.open(target_dir)
+    meta = model_meta(
+        corpus,
+        encoder,
+        head.dropout,
+        head.max_tokens,
+        variant=spec.name,
+        paper=spec.paper,
+        adaptation_size=head.adaptation_size,
+        frozen_copy=spec.frozen_copy,
+    )
+    stage1 = _stage1_encoder(Path(cfg.pretrained), meta.shape) if spec.transfer else None
+    model = build_target_model(
+        spec,
+        meta.shape,
+        meta.n_labels,
+        head.adaptation_size,
+        head.dropout,
+        corpus.vocab.tokens,
+        stage1,
+        member.seed,
+    )
+    settings = loop_settings(cfg, encoder, head.max_tokens, head.word_dropout, member.seed)
+    pretrained_key = _digest(Path(cfg.pretrained) / MODEL_FILE) if spec.transfer else None
+    key = run_key(encoder, head, settings, spec.name, corpus.stats, pretrained_key)
+    start = time.perf_counter()
+    checkpoint = FileCheckpointer(Path(member.checkpoint_dir) / f"{key}.pt")
+    result = fit(model, corpus, settings, checkpoint, on_epoch=on_epoch)
+    info = member_info(
+        "train_target",
+        corpus,
+        settings,
+        result,
+        start,
+        variant=spec.name,
+        paper=spec.paper,
+        seed=member.seed,
+        encoder=dataclasses.asdict(encoder),
+        head=dataclasses.asdict(head),
+        pretrained=cfg.pretrained if spec.transfer else None,
+    )
+    out = out_dir or str(Path(member.out_dir) / member_name(spec.name, member.seed))
+    metrics = evaluate_and_write(out, meta, result, corpus, settings, info)
+    checkpoint.remove()
+    log.info(
+        "%s (%s), seed %d: test micro-F %.4f, macro-F %.4f (threshold %s)",
+        spec.name,
+        spec.paper,
+        member.seed,
+        metrics.fixed.micro_f,
+        metrics.fixed.macro_f,
+        metrics.fixed.threshold,
+    )
+    return metrics
+
+
+def model_meta(
+    corpus: Corpus, encoder: EncoderConfig, dropout: float, max_tokens: int, **target: Any
+) -> ModelMeta:
+    """model.pt's metadata: a stage-1 model, or with the `target` fields a stage-2 one."""
+    return ModelMeta(
+        kind="target" if target else "source",
+        shape=encoder_shape(encoder, len(corpus.vocab)),
+        n_labels=len(corpus.label_table),
+        dropout=dropout,
+        max_tokens=max_tokens,
+        **target,
+    )
+
+
+def member_info(
+    stage: Literal["pretrain", "train_target"],
     corpus: Corpus,
     settings: LoopSettings,
-    meta: dict,
-    history: list[dict],
-    info: dict,
-) -> dict:
-    model.load_state_dict(best_state)
+    result: FitResult,
+    start: float,
+    **details: Any,
+) -> MemberInfo:
+    """member.json of a CNN member trained since `start` (perf_counter)."""
+    return MemberInfo(
+        stage=stage,
+        tokenizer_numbers=corpus.stats.get("tokenizer_numbers", "placeholder"),
+        train_seconds=round(time.perf_counter() - start, 1),
+        settings=dataclasses.asdict(settings),
+        corpus=str(corpus.path),
+        training=result.state.training(settings.epochs, settings.patience),
+        **details,
+    )
+
+
+def evaluate_and_write(
+    out_dir: str,
+    meta: ModelMeta,
+    result: FitResult,
+    corpus: Corpus,
+    settings: LoopSettings,
+    info: MemberInfo,
+) -> Metrics:
+    """Score the best weights on validation and test and write the member directory."""
+    model = build_model(meta)
+    model.load_state_dict(result.best_state)
     device = resolve_device(settings.device)
+    model.to(device)
     bf16 = use_bf16(settings.precision, device)
-    probs = {}
-    for split in ("validation", "test"):
-        probs[split] = predict(
+    probs = {
+        split: predict(
             model,
             corpus,
             corpus.split(split),
@@ -100,178 +255,42 @@ def evaluate_and_write(
             device,
             bf16,
         )
+        for split in ("validation", "test")
+    }
     metrics = corpus.evaluate(probs["validation"], probs["test"])
     with atomic_dir(out_dir) as tmp:
         write_member(
             tmp,
-            state=best_state,
+            state=result.best_state,
             meta=meta,
             corpus_dir=corpus.path,
             probs_validation=probs["validation"],
             probs_test=probs["test"],
             metrics=metrics,
-            history=history,
+            history=result.state.history,
             info=info,
         )
     return metrics
 
 
-def pretrain(
-    model_cfg: ModelConfig, cfg: PretrainConfig, source_dir: str, ray_cfg: RayConfig | None = None
-) -> dict:
-    """Stage 1: train the CNN on PubMed abstracts to predict MeSH descriptors; with
-    `cfg.num_workers` > 0 on that many Ray Train workers (DDP)."""
-    if cfg.num_workers > 0:
-        from icdtransfer.train.distributed import pretrain_distributed
-
-        return pretrain_distributed(model_cfg, cfg, ray_cfg or RayConfig(), source_dir)
-    corpus = Corpus.open(source_dir)
-    shape = EncoderShape(
-        len(corpus.vocab), model_cfg.embedding_dim, model_cfg.filters, tuple(model_cfg.widths)
-    )
-    n_labels = len(corpus.label_table)
-    torch.manual_seed(cfg.seed)
-    model = SourceModel(shape, n_labels, model_cfg.dropout)
-    # Word dropout is the paper's device for long EMRs; abstracts are used whole.
-    settings = loop_settings(cfg, model_cfg, cfg.max_tokens, 0.0)
-    checkpoint = Path(cfg.checkpoint_dir) / f"{run_key(model_cfg, cfg, corpus.stats)}.pt"
-    start = time.perf_counter()
-    result = fit(model, corpus, settings, checkpoint)
-    metrics = write_pretrained(
-        model_cfg,
-        cfg,
-        corpus,
-        model,
-        settings,
-        result.best_state,
-        result.history,
-        {"best_epoch": result.best_epoch, "train_seconds": round(time.perf_counter() - start, 1)},
-    )
-    checkpoint.unlink(missing_ok=True)  # finished: checkpoints exist only for unfinished runs
-    return metrics
-
-
-def write_pretrained(
-    model_cfg: ModelConfig,
-    cfg: PretrainConfig,
-    corpus: Corpus,
-    model: torch.nn.Module,
-    settings: LoopSettings,
-    best: dict,
-    history: list[dict],
-    run: dict,
-) -> dict:
-    """Evaluate the best stage-1 weights and write models/pretrain (single process or Ray)."""
-    meta = {
-        "kind": "source",
-        "shape": shape_meta(model.encoder.shape),
-        "n_labels": len(corpus.label_table),
-        "dropout": model_cfg.dropout,
-        "max_tokens": cfg.max_tokens,
-    }
-    info = {
-        "stage": "pretrain",
-        **run,
-        "settings": dataclasses.asdict(settings),
-        "corpus": str(corpus.path),
-        "tokenizer_numbers": corpus.stats.get("tokenizer_numbers", "placeholder"),
-    }
-    return evaluate_and_write(cfg.out_dir, model, best, corpus, settings, meta, history, info)
-
-
-def member_dir(cfg: TrainTargetConfig, variant_name: str, seed: int) -> Path:
-    return Path(cfg.out_dir) / f"{variant_name}-seed{seed}"
-
-
-def train_target(
-    model_cfg: ModelConfig,
-    cfg: TrainTargetConfig,
-    target_dir: str,
-    variant_name: str | None = None,
-    seed: int | None = None,
-    out_dir: str | None = None,
-    on_epoch: Callable[[dict], None] | None = None,
-) -> dict:
-    """Stage 2: one member, i.e. one transfer variant trained with one seed."""
-    spec = variant(variant_name or cfg.variant)
-    seed = cfg.seed if seed is None else seed
-    corpus = Corpus.open(target_dir)
-    n_labels = len(corpus.label_table)
-    stage1 = None
-    shape = EncoderShape(
-        len(corpus.vocab), model_cfg.embedding_dim, model_cfg.filters, tuple(model_cfg.widths)
-    )
-    if spec.transfer:
-        state, meta = load_model_file(Path(cfg.pretrained) / "model.pt")
-        pre = shape_from(meta)
-        if (pre.embedding_dim, pre.filters, pre.widths) != (
-            shape.embedding_dim,
-            shape.filters,
-            shape.widths,
-        ):
-            raise ValueError(
-                f"the stage-1 model in {cfg.pretrained} has embedding_dim={pre.embedding_dim}, "
-                f"filters={pre.filters}, widths={list(pre.widths)}; the model section asks for "
-                f"{shape.embedding_dim}, {shape.filters}, {list(shape.widths)}"
-            )
-        encoder = {
-            k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")
-        }
-        stage1 = (encoder, Vocabulary.load(Path(cfg.pretrained) / "vocab.tsv").tokens)
-    model = build_target_model(
-        spec,
-        shape,
-        n_labels,
-        model_cfg.adaptation_size,
-        model_cfg.dropout,
-        corpus.vocab.tokens,
-        stage1,
-        seed,
-    )
-    settings = loop_settings(cfg, model_cfg, model_cfg.max_tokens, model_cfg.word_dropout, seed)
-    pretrained_key = _digest(Path(cfg.pretrained) / "model.pt") if spec.transfer else None
-    key = run_key(model_cfg, settings, spec.name, corpus.stats, pretrained_key)
-    start = time.perf_counter()
-    checkpoint = Path(cfg.checkpoint_dir) / f"{key}.pt"
-    result = fit(model, corpus, settings, checkpoint, on_epoch=on_epoch)
-    meta = {
-        "kind": "target",
-        "variant": spec.name,
-        "paper": spec.paper,
-        "shape": shape_meta(shape),
-        "n_labels": n_labels,
-        "adaptation_size": model_cfg.adaptation_size,
-        "dropout": model_cfg.dropout,
-        "frozen_copy": spec.frozen_copy,
-        "max_tokens": model_cfg.max_tokens,
-    }
-    info = {
-        "stage": "train_target",
-        "variant": spec.name,
-        "paper": spec.paper,
-        "seed": seed,
-        "best_epoch": result.best_epoch,
-        "train_seconds": round(time.perf_counter() - start, 1),
-        "settings": dataclasses.asdict(settings),
-        "model": dataclasses.asdict(model_cfg),
-        "corpus": str(corpus.path),
-        "pretrained": cfg.pretrained if spec.transfer else None,
-        "tokenizer_numbers": corpus.stats.get("tokenizer_numbers", "placeholder"),
-    }
-    out = out_dir or str(member_dir(cfg, spec.name, seed))
-    metrics = evaluate_and_write(
-        out, model, result.best_state, corpus, settings, meta, result.history, info
-    )
-    checkpoint.unlink(missing_ok=True)
-    log.info(
-        "%s (%s), seed %d: test micro-F %.4f, macro-F %.4f (threshold 0.5)",
-        spec.name,
-        spec.paper,
-        seed,
-        metrics["fixed_0.5"]["micro_f"],
-        metrics["fixed_0.5"]["macro_f"],
-    )
-    return metrics
+def _stage1_encoder(
+    pretrained: Path, shape: EncoderShape
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The stage-1 encoder's weights and vocabulary, checked against the wanted shape."""
+    state, meta = load_model_file(pretrained / MODEL_FILE)
+    pre = meta.shape
+    if (pre.embedding_dim, pre.filters, pre.widths) != (
+        shape.embedding_dim,
+        shape.filters,
+        shape.widths,
+    ):
+        raise ConfigError(
+            f"the stage-1 model in {pretrained} has embedding_dim={pre.embedding_dim}, "
+            f"filters={pre.filters}, widths={list(pre.widths)}; the encoder section asks for "
+            f"{shape.embedding_dim}, {shape.filters}, {list(shape.widths)}"
+        )
+    encoder = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
+    return encoder, Vocabulary.load(pretrained / VOCAB_FILE).tokens
 
 
 def _digest(path: Path) -> str:

@@ -1,0 +1,163 @@
+"""The training loop's state and its checkpoints: what a killed run needs to resume.
+
+A checkpoint (`Snapshot`) holds the current weights, the optimizer, the best weights so far
+and the loop's bookkeeping (`LoopState`). Where it goes is a `Checkpointer`: a local file
+(`FileCheckpointer`, the single-process path), Ray Train's checkpoints (train/distributed.py),
+or nowhere (`NoCheckpoints`). The loop calls `save` on every rank after every epoch; only the
+master rank has a snapshot to give.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from icdtransfer.artifacts import Training
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EpochRecord:
+    """One epoch in history.json (and in each Ray Train report)."""
+
+    epoch: int  # 1-based
+    train_loss: float
+    train_docs_per_s: float
+    val_macro_f: float  # at the threshold tuned on validation this epoch
+    val_micro_f: float
+    val_threshold: float
+    workers: int | None = None  # Ray Train runs: the number of DDP workers
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass
+class LoopState:
+    """Early-stopping bookkeeping, saved in every checkpoint."""
+
+    epoch: int = 0  # epochs finished
+    best_epoch: int = -1  # 1-based; -1 before the first epoch
+    best_f: float = -1.0  # the best validation macro-F so far
+    epochs_without_improvement: int = 0
+    history: list[EpochRecord] = field(default_factory=list)
+
+    def stopped(self, patience: int) -> bool:
+        """Early stopping: `patience` epochs in a row without a better validation macro-F."""
+        return self.epochs_without_improvement >= patience
+
+    def record(self, record: EpochRecord) -> bool:
+        """Add a finished epoch; returns whether it is the best so far."""
+        improved = record.val_macro_f > self.best_f
+        if improved:
+            self.best_f, self.best_epoch = record.val_macro_f, record.epoch
+            self.epochs_without_improvement = 0
+        else:
+            self.epochs_without_improvement += 1
+        self.epoch = record.epoch
+        self.history.append(record)
+        return improved
+
+    def training(self, epoch_cap: int, patience: int) -> Training:
+        """How the run ended (docs/DESIGN.md section 4): converged when early stopping fired,
+        also where it fired at the cap's epoch; otherwise the cap ended it."""
+        converged = self.stopped(patience)
+        return Training(
+            converged=converged,
+            stop_reason="early_stopping" if converged else "epoch_cap",
+            best_epoch=self.best_epoch,
+            epochs_run=self.epoch,
+            epoch_cap=epoch_cap,
+            patience=patience,
+            validation_curve=[r.val_macro_f for r in self.history],
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["history"] = [r.to_json() for r in self.history]
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LoopState:
+        return cls(**{**data, "history": [EpochRecord(**r) for r in data["history"]]})
+
+
+@dataclass
+class Snapshot:
+    """Everything a resumed run starts from (plain tensors and dicts: loads weights_only)."""
+
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    best_model: dict[str, torch.Tensor]
+    loop: LoopState
+
+    def save(self, path: Path) -> None:
+        torch.save(
+            {
+                "model": self.model,
+                "optimizer": self.optimizer,
+                "best_model": self.best_model,
+                "loop": self.loop.to_json(),
+            },
+            path,
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> Snapshot:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        return cls(
+            saved["model"],
+            saved["optimizer"],
+            saved["best_model"],
+            LoopState.from_json(saved["loop"]),
+        )
+
+
+class Checkpointer(Protocol):
+    """Where the loop's snapshots go, and where a resumed run finds the last one."""
+
+    def load(self) -> Snapshot | None: ...
+
+    def save(self, snapshot: Snapshot | None, record: EpochRecord) -> None:
+        """Called on every rank after every epoch; `snapshot` is None off the master rank."""
+
+
+class NoCheckpoints:
+    """A run that is never resumed (tests, benches)."""
+
+    def load(self) -> Snapshot | None:
+        return None
+
+    def save(self, snapshot: Snapshot | None, record: EpochRecord) -> None:
+        pass
+
+
+@dataclass
+class FileCheckpointer:
+    """One local file, replaced atomically after every epoch; removed once the run is done."""
+
+    path: Path
+
+    def load(self) -> Snapshot | None:
+        if not self.path.exists():
+            return None
+        log.info("resuming from %s", self.path)
+        return Snapshot.load(self.path)
+
+    def save(self, snapshot: Snapshot | None, record: EpochRecord) -> None:
+        if snapshot is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        snapshot.save(tmp)
+        os.replace(tmp, self.path)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
