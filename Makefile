@@ -1,5 +1,6 @@
 # The two commands a newcomer needs: `make repro` (the study) and `make test` (the tests).
-# Both create .venv if missing and install the exact pinned versions first.
+# Both create .venv if missing and install the exact pinned versions first; `make test` also
+# installs Chromium for the dashboard test, or says how to (requirements/system-packages.sh).
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -7,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: repro test bench lint install clean
+.PHONY: repro test bench lint install system-packages clean
 
 install: $(STAMP)
 
@@ -22,8 +23,11 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 repro: $(STAMP)
 	$(BIN)/dvc repro
 
-test: $(STAMP)
+test: $(STAMP) system-packages
 	$(BIN)/python -m pytest
+
+system-packages:
+	@bash requirements/system-packages.sh
 
 bench: $(STAMP)
 	@set -e; for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script; done
