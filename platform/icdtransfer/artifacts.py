@@ -118,6 +118,21 @@ def read_codes_table(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, sep="\t", dtype={"code": str}, keep_default_na=False)
 
 
+def write_member_files(
+    out: Path,
+    corpus_dir: Path,
+    probs: tuple[np.ndarray, np.ndarray],
+    metrics: Metrics,
+    info: MemberInfo,
+) -> None:
+    """What every member directory holds besides its model: vocabulary and codes,
+    (validation, test) probabilities, metrics.json and member.json."""
+    copy_vocab_and_codes(corpus_dir, out)
+    write_probs(out, *probs)
+    metrics.write(out)
+    info.write(out)
+
+
 def average_members(members: Sequence[Sequence[np.ndarray]]) -> tuple[np.ndarray, ...]:
     """The seed ensemble (the paper's AVG): split by split, the mean of the members'
     probabilities in float32. Each member is a sequence of arrays, one per split, in the same

@@ -101,8 +101,22 @@ def command_reads(command: str) -> set[str]:
             chain.append(current.attr)
             current = parents.get(id(current))
         assert chain, f"{command}: passes the whole Params on (line {node.lineno})"
+        assert _is_param(chain), f"{command}: params.{'.'.join(chain)} is not a param"
         reads.add(".".join(chain))
     return reads
+
+
+def _is_param(chain: list[str]) -> bool:
+    """Whether params.<chain> names a section or a key (not, say, a method of a section)."""
+    import dataclasses
+
+    from icdtransfer.config import Params
+
+    sections = {f.name: f.type for f in dataclasses.fields(Params)}
+    if chain[0] not in sections:
+        return False
+    keys = {f.name for f in dataclasses.fields(_section_class(sections[chain[0]]))}
+    return len(chain) == 1 or chain[1] in keys
 
 
 def stage_reads(cmd: str) -> set[str]:

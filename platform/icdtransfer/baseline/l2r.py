@@ -40,11 +40,10 @@ from icdtransfer.artifacts import (
     VECTORIZER_FILE,
     MemberInfo,
     Metrics,
-    copy_vocab_and_codes,
     read_codes_table,
     read_json,
     write_json,
-    write_probs,
+    write_member_files,
 )
 from icdtransfer.baseline import store
 from icdtransfer.baseline.l2r_features import (
@@ -262,10 +261,7 @@ def train_l2r(cfg: BaselineConfig, target: TargetConfig, source_dir: str) -> Met
         write_json(tmp / "calibration.json", {"a": a, "b": b})
         if with_nerc:
             save_dictionary(terms, tmp / "nerc.tsv")
-        copy_vocab_and_codes(corpus.path, tmp)
-        write_probs(tmp, probs["validation"], probs["test"])
-        metrics.write(tmp)
-        info.write(tmp)
+        write_member_files(tmp, corpus.path, (probs["validation"], probs["test"]), metrics, info)
     log.info(
         "%s: test micro-F %.4f, macro-F %.4f (tuned threshold) in %.0f s",
         NAMES[cfg.method],

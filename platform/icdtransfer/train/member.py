@@ -15,9 +15,8 @@ from icdtransfer.artifacts import (
     MemberInfo,
     Metrics,
     ModelMeta,
-    copy_vocab_and_codes,
     write_json,
-    write_probs,
+    write_member_files,
 )
 from icdtransfer.model.cnn import SourceModel, TargetModel, build_model
 from icdtransfer.train.state import EpochRecord
@@ -56,8 +55,5 @@ def write_member(
 ) -> None:
     """Write a member into `out` (a fresh folder; the caller makes it atomic)."""
     save_model(out / MODEL_FILE, state, meta)
-    copy_vocab_and_codes(corpus_dir, out)
-    write_probs(out, probs_validation, probs_test)
-    metrics.write(out)
+    write_member_files(out, corpus_dir, (probs_validation, probs_test), metrics, info)
     write_json(out / HISTORY_FILE, [r.to_json() for r in history])
-    info.write(out)
