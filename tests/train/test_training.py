@@ -244,3 +244,40 @@ def test_the_stage1_member_records_its_training(tiny: dict, pretrained: Path) ->
     assert training is not None and training.epoch_cap == tiny["pretrain"].epochs
     assert training.epochs_run == len(training.validation_curve) > 0
     assert training.converged == (training.stop_reason == "early_stopping")
+
+
+def _timeless(history) -> list[dict]:
+    return [{**h.to_json(), "train_docs_per_s": None} for h in history]
+
+
+def test_a_corrupt_checkpoint_is_moved_aside_and_the_previous_epoch_resumes(
+    tiny: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    corpus = Corpus.open(tiny["target"])
+    full = fit(tiny_model(corpus), corpus, settings(epochs=3))
+    killed = FileCheckpointer(tmp_path / "b.pt")
+    fit(tiny_model(corpus), corpus, settings(epochs=2), killed)  # "killed" after epoch 2
+    data = killed.path.read_bytes()
+    killed.path.write_bytes(data[: len(data) // 2])  # a power loss before the data was on disk
+    resumed = fit(tiny_model(corpus, seed=99), corpus, settings(epochs=3), killed)
+    assert _timeless(resumed.state.history) == _timeless(full.state.history)
+    for key, value in full.best_state.items():
+        assert torch.equal(value, resumed.best_state[key])
+    assert (tmp_path / "b.pt.corrupt").read_bytes() == data[: len(data) // 2]
+    assert "does not load" in caplog.text and "b.pt.corrupt" in caplog.text
+
+
+def test_with_no_checkpoint_that_loads_the_run_starts_over_with_a_warning(
+    tiny: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    corpus = Corpus.open(tiny["target"])
+    full = fit(tiny_model(corpus), corpus, settings(epochs=2))
+    killed = FileCheckpointer(tmp_path / "b.pt")
+    fit(tiny_model(corpus), corpus, settings(epochs=2), killed)
+    for path in tmp_path.iterdir():  # the last epoch's file and the one before it
+        path.write_bytes(b"\0" * 100)
+    rerun = fit(tiny_model(corpus), corpus, settings(epochs=2), killed)
+    assert _timeless(rerun.state.history) == _timeless(full.state.history)
+    assert "starting at epoch 1" in caplog.text
+    rerun_again = fit(tiny_model(corpus), corpus, settings(epochs=2), killed)  # resumes now
+    assert [h.epoch for h in rerun_again.state.history] == [1, 2]

@@ -14,7 +14,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import torch
 
@@ -98,7 +98,7 @@ class Snapshot:
     best_model: dict[str, torch.Tensor]
     loop: LoopState
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path | BinaryIO) -> None:
         torch.save(
             {
                 "model": self.model,
@@ -141,23 +141,65 @@ class NoCheckpoints:
 
 @dataclass
 class FileCheckpointer:
-    """One local file, replaced atomically after every epoch; removed once the run is done."""
+    """One local file, replaced atomically and durably (fsync) after every epoch, with the
+    previous epoch's file kept beside it (`<name>.prev`); both removed once the run is done.
+
+    A file that does not load (a power loss before its data reached the disk, a bad sector,
+    a copy cut short) is moved aside (`<name>.corrupt`, kept for inspection) and the run
+    resumes from the previous epoch's file; when neither loads it starts at epoch 1 with a
+    warning, as the Ray Train path does (distributed.recover_run_state). Without this a
+    damaged file failed every rerun with the same traceback.
+    """
 
     path: Path
 
+    @property
+    def previous(self) -> Path:
+        return self.path.with_name(self.path.name + ".prev")
+
     def load(self) -> Snapshot | None:
-        if not self.path.exists():
-            return None
-        log.info("resuming from %s", self.path)
-        return Snapshot.load(self.path)
+        damaged = []
+        for candidate in (self.path, self.previous):
+            if not candidate.exists():
+                continue
+            try:
+                snapshot = Snapshot.load(candidate)
+            except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
+                aside = candidate.with_name(candidate.name + ".corrupt")
+                os.replace(candidate, aside)
+                log.warning(
+                    "checkpoint %s does not load (%s: %s); moved to %s",
+                    candidate,
+                    type(exc).__name__,
+                    str(exc).splitlines()[0] if str(exc) else "",
+                    aside.name,
+                )
+                damaged.append(candidate)
+                continue
+            log.info("resuming from %s (epoch %d)", candidate, snapshot.loop.epoch)
+            return snapshot
+        if damaged:
+            log.warning("no checkpoint of %s loads: starting at epoch 1", self.path)
+        return None
 
     def save(self, snapshot: Snapshot | None, record: EpochRecord) -> None:
         if snapshot is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        snapshot.save(tmp)
+        with open(tmp, "wb") as handle:
+            snapshot.save(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if self.path.exists():
+            os.replace(self.path, self.previous)
         os.replace(tmp, self.path)
+        directory = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the renames themselves survive a power loss
+        finally:
+            os.close(directory)
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
+        self.previous.unlink(missing_ok=True)
