@@ -50,8 +50,12 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_file(final: str | Path, mode: str = "w") -> Iterator:
-    """Open a temporary sibling of `final` for writing; rename it over `final` on success."""
+def atomic_file(final: str | Path, mode: str = "w", durable: bool = False) -> Iterator:
+    """Open a temporary sibling of `final` for writing; rename it over `final` on success.
+
+    `durable`: the data is fsynced before the rename and the folder after it, so that after a
+    power loss `final` is the old file or the new one, never an empty or partial one.
+    """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     clean_leftovers(final)
@@ -60,7 +64,16 @@ def atomic_file(final: str | Path, mode: str = "w") -> Iterator:
     try:
         with os.fdopen(fd, mode, encoding=encoding) as handle:
             yield handle
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(name, final)
+        if durable:
+            folder = os.open(final.parent, os.O_RDONLY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name)

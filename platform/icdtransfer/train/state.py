@@ -19,6 +19,7 @@ from typing import Any, BinaryIO, Protocol
 import torch
 
 from icdtransfer.artifacts import Training
+from icdtransfer.data.atomic import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -185,20 +186,10 @@ class FileCheckpointer:
     def save(self, snapshot: Snapshot | None, record: EpochRecord) -> None:
         if snapshot is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        with open(tmp, "wb") as handle:
+        with atomic_file(self.path, "wb", durable=True) as handle:
             snapshot.save(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if self.path.exists():
-            os.replace(self.path, self.previous)
-        os.replace(tmp, self.path)
-        directory = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)  # the renames themselves survive a power loss
-        finally:
-            os.close(directory)
+            if self.path.exists():  # the new file is whole: keep the last one as .prev
+                os.replace(self.path, self.previous)
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
