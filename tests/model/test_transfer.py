@@ -141,7 +141,10 @@ def test_padding_does_not_change_features() -> None:
     padded = torch.cat([doc, torch.zeros(1, 20, dtype=torch.long)], dim=1)
     a = encoder(doc, torch.tensor([7]))
     b = encoder(padded, torch.tensor([7]))
-    assert torch.equal(a, b)
+    # Not bitwise: oneDNN picks its kernel by sequence length, and on an AMD EPYC the 7- and
+    # 27-step convolutions round differently (6e-8 apart here). A window that
+    # reached into padding would be off by a whole filter response.
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
     short = encoder(torch.tensor([[5, 0, 0, 0]]), torch.tensor([1]))  # shorter than any width
     assert torch.equal(short, torch.zeros_like(short))
     assert np.isfinite(a.detach().numpy()).all()
