@@ -147,7 +147,10 @@ class TargetConfig:
     code_system: Literal["icd9", "icd10", "none"] = "icd9"
     truncate_depth: Count | None = 1  # characters kept after the dot (abc.xy -> abc.x); null: all
     procedures: bool = False  # mimic: also read PROCEDURES_ICD (ICD-9 procedure codes)
-    min_count: Size = 20  # codes in fewer training documents are dropped (paper: 50)
+    min_count: Size = 20  # codes in fewer documents are dropped (paper: 50)
+    # Which documents min_count counts: "train" (leak-free: test labels never decide the label
+    # set) or "all" splits (the paper: 1,231 codes counted over all 71,463 EMRs).
+    min_count_scope: Literal["train", "all"] = "train"
     strict: bool = False  # a code that is not valid syntax: error (true) or count and skip
     seed: Seed = 5
     validation_size: Size = 250  # paper: 2,000

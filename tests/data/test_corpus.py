@@ -10,10 +10,25 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from icdtransfer.data.corpus import Corpus
+from icdtransfer.data.corpus import Corpus, filter_labels
 from icdtransfer.data.emr import ReadStats, read_notes
 from icdtransfer.data.synthesize import synthesize
+from icdtransfer.data.splits import TEST, TRAIN, VALIDATION
 from icdtransfer.data.tokenizer import raw_tokens
+
+
+def test_min_count_counts_training_documents_or_all_of_them() -> None:
+    # "a" is in 2 training documents, "b" in 1 training + 2 held-out, "c" only held out
+    codes = [["a", "b"], ["a"], ["b", "c"], ["b", "c"], []]
+    splits = np.array([TRAIN, TRAIN, VALIDATION, TEST, TRAIN])
+    train = filter_labels(codes, splits, min_count=2)
+    assert train.codes == ["a"] and train.dropped_codes == 2
+    assert train.doc_labels == [[0], [0], [], [], []]
+    everything = filter_labels(codes, splits, min_count=2, scope="all")
+    assert everything.codes == ["a", "b", "c"] and everything.dropped_codes == 0
+    assert everything.doc_labels == [[0, 1], [0], [1, 2], [1, 2], []]
+    # the label table keeps training frequencies (deciles are ordered by them)
+    assert everything.train_frequency.tolist() == [2, 1, 0]
 
 
 def test_corpus_files_round_trip(default_run: dict[str, Path]) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -147,23 +148,33 @@ class Labelled:
     dropped_codes: int
 
 
-def filter_labels(doc_codes: list[list[str]], splits: np.ndarray, min_count: int) -> Labelled:
-    """Keep codes that occur in at least `min_count` training documents (paper: 50).
+def filter_labels(
+    doc_codes: list[list[str]],
+    splits: np.ndarray,
+    min_count: int,
+    scope: Literal["train", "all"] = "train",
+) -> Labelled:
+    """Keep codes that occur in at least `min_count` documents (paper: 50) of the training
+    split (`scope="train"`) or of every split (`"all"`, as the paper counted over all 71,463
+    EMRs, which lets validation and test labels decide which codes are kept).
 
     Codes are counted once per document (duplicates were removed before). Labels are indexed in
-    code order; a document whose codes are all dropped keeps an empty label set.
+    code order; a document whose codes are all dropped keeps an empty label set. The label
+    table's frequency is always the training frequency (it orders the deciles).
     """
-    freq: dict[str, int] = {}
+    train_freq: dict[str, int] = {}
+    all_freq: dict[str, int] = {}
     for codes, split in zip(doc_codes, splits, strict=True):
-        if split == TRAIN:
-            for code in codes:
-                freq[code] = freq.get(code, 0) + 1
-    seen = {code for codes in doc_codes for code in codes}
-    kept = sorted(code for code, n in freq.items() if n >= min_count)
+        for code in codes:
+            all_freq[code] = all_freq.get(code, 0) + 1
+            if split == TRAIN:
+                train_freq[code] = train_freq.get(code, 0) + 1
+    counted = train_freq if scope == "train" else all_freq
+    kept = sorted(code for code, n in counted.items() if n >= min_count)
     position = {code: i for i, code in enumerate(kept)}
     doc_labels = [sorted(position[c] for c in codes if c in position) for codes in doc_codes]
-    frequency = np.array([freq[c] for c in kept], dtype=np.int64)
-    return Labelled(doc_labels, kept, frequency, len(seen) - len(kept))
+    frequency = np.array([train_freq.get(c, 0) for c in kept], dtype=np.int64)
+    return Labelled(doc_labels, kept, frequency, len(all_freq) - len(kept))
 
 
 def write_corpus(

@@ -151,6 +151,7 @@ def prepare_target(cfg: TargetConfig, tokenizer: TokenizerConfig, source_dir: st
             "patients_in_two_splits": _shared_patients(docs),
             "tokenizer_numbers": tokenizer.numbers,
             "vocab_min_patients": cfg.vocab_min_patients,
+            "min_count_scope": cfg.min_count_scope,
         }
         gathered = (spool, parts, docs, doc_codes, splits)
         stats = _finish(
@@ -287,7 +288,9 @@ def _finish(
     spool, parts, docs, doc_codes, splits = gathered
     numbers = tokenizer.numbers
     ids, offsets, raw = spool.finish()
-    labelled = filter_labels(doc_codes, splits, cfg.min_count)
+    # PubMed descriptors are always counted in training abstracts; EMR codes per min_count_scope
+    scope = cfg.min_count_scope if isinstance(cfg, TargetConfig) else "train"
+    labelled = filter_labels(doc_codes, splits, cfg.min_count, scope)
     train = splits == TRAIN
     counts = train_counts(ids, offsets, parts, train, len(raw))
     patients = None
