@@ -100,7 +100,8 @@ def test_tune_all_frozen_copy_keeps_the_copy(stage1) -> None:
     assert model.frozen_encoder is not None
     emb_copy, convs_copy = snapshot(model.frozen_encoder)
     emb, _ = snapshot(model.encoder)
-    assert torch.equal(emb, emb_copy)  # both copies start from stage 1
+    shared = [i for i, t in enumerate(TARGET_TOKENS) if t in STAGE1_TOKENS]
+    assert torch.equal(emb[shared], emb_copy[shared])  # both copies start from stage 1
     model.train()
     assert not model.frozen_encoder.training  # the copy never runs in training mode
     train_steps(model)
@@ -110,6 +111,38 @@ def test_tune_all_frozen_copy_keeps_the_copy(stage1) -> None:
         for c, w in zip(model.frozen_encoder.convs, convs_copy, strict=True)
     )
     assert not torch.equal(model.encoder.embedding.weight, emb)
+
+
+NEW_WORDS = [i for i, t in enumerate(TARGET_TOKENS) if t not in STAGE1_TOKENS]
+
+
+@pytest.mark.parametrize("name", ["frozen", "tune_conv"])
+def test_fixed_embeddings_read_new_words_as_unknown(stage1, name: str) -> None:
+    state, tokens = stage1
+    unk = state["embedding.weight"][tokens.index("<unk>")]
+    model = build(name, stage1)
+    emb = model.encoder.embedding.weight.detach()
+    assert len(NEW_WORDS) == 24  # new1, t0..t22
+    assert all(torch.equal(emb[i], unk) for i in NEW_WORDS)  # no frozen random row
+    # so the model reads a note with words stage 1 never saw as stage 1 would: as <unk>
+    doc = torch.tensor([[TARGET_TOKENS.index("s5"), NEW_WORDS[0], NEW_WORDS[5], 2, 1, 6]])
+    as_unk = torch.where(torch.isin(doc, torch.tensor(NEW_WORDS)), 1, doc)
+    lengths = torch.tensor([6])
+    assert torch.equal(model.encoder(doc, lengths), model.encoder(as_unk, lengths))
+    train_steps(model)
+    assert torch.equal(model.encoder.embedding.weight, emb)  # and they stay fixed
+
+
+def test_tuned_embeddings_learn_a_vector_per_new_word(stage1) -> None:
+    state, tokens = stage1
+    unk = state["embedding.weight"][tokens.index("<unk>")]
+    model = build("tune_all_frozen_copy", stage1)
+    assert model.frozen_encoder is not None
+    copy_rows = model.frozen_encoder.embedding.weight.detach()
+    tuned_rows = model.encoder.embedding.weight.detach().clone()
+    assert all(torch.equal(copy_rows[i], unk) for i in NEW_WORDS)  # the copy is EM[x]
+    assert not any(torch.equal(tuned_rows[i], unk) for i in NEW_WORDS)  # EM[v]: fresh rows
+    assert len({tuple(tuned_rows[i].tolist()) for i in NEW_WORDS}) == len(NEW_WORDS)
 
 
 def test_frozen_copy_doubles_the_feature_width(stage1) -> None:

@@ -1,4 +1,13 @@
-"""The five stage-2 variants of the paper's layer-by-layer analysis (docs/DESIGN.md section 4)."""
+"""The five stage-2 variants of the paper's layer-by-layer analysis (docs/DESIGN.md section 4).
+
+Words that stage 1 never saw (EMR words outside the PubMed vocabulary) have no pretrained
+vector. A fixed embedding (EM[x]: `frozen`, `tune_conv`, and the frozen copy of
+`tune_all_frozen_copy`) reads each of them as stage 1 would read it: as `<unk>`, whose vector
+stage 1 trained on the words below its vocabulary cut. Left at their random N(0, 1)
+initialisation and frozen, those rows would be fixed noise that dominates max-over-time
+pooling. A tuned embedding (EM[v], and `scratch`) keeps a fresh random row per word and learns
+it.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +16,8 @@ from dataclasses import dataclass
 import torch
 
 from icdtransfer.model.cnn import CNNEncoder, EncoderShape, TargetModel
+
+UNKNOWN = "<unk>"  # the vocabulary's id-1 token (data/vocab.py SPECIALS)
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,26 @@ def encoder_state_by_vocabulary(
     return len(pairs)
 
 
+def read_new_words_as_unknown(
+    stage1: dict[str, torch.Tensor],
+    stage1_tokens: list[str],
+    target: CNNEncoder,
+    target_tokens: list[str],
+) -> int:
+    """Set the embedding row of every target word absent from the stage-1 vocabulary to the
+    stage-1 `<unk>` vector (for an embedding that stage 2 keeps fixed); returns how many."""
+    if UNKNOWN not in stage1_tokens:
+        raise ValueError(f"the stage-1 vocabulary has no {UNKNOWN} token")
+    unknown = stage1["embedding.weight"][stage1_tokens.index(UNKNOWN)]
+    known = set(stage1_tokens)
+    rows = torch.tensor(
+        [i for i, t in enumerate(target_tokens) if t not in known], dtype=torch.long
+    )
+    with torch.no_grad():
+        target.embedding.weight[rows] = unknown.to(target.embedding.weight.dtype)
+    return len(rows)
+
+
 def build_target_model(
     spec: Variant,
     shape: EncoderShape,
@@ -91,6 +122,9 @@ def build_target_model(
         encoder_state_by_vocabulary(state, tokens, model.encoder, target_tokens)
         if model.frozen_encoder is not None:
             model.frozen_encoder.load_state_dict(model.encoder.state_dict())
+            read_new_words_as_unknown(state, tokens, model.frozen_encoder, target_tokens)
+        if not spec.tune_embeddings:
+            read_new_words_as_unknown(state, tokens, model.encoder, target_tokens)
     model.encoder.embedding.weight.requires_grad_(spec.tune_embeddings)
     for conv in model.encoder.convs:
         conv.weight.requires_grad_(spec.tune_convolutions)
