@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from icdtransfer.data import synthesize
+from icdtransfer.train.loop import LoopSettings
 
 
 def medline_xml(articles: list[dict], *, close: bool = True) -> bytes:
@@ -118,3 +119,22 @@ def tiny_medline(path: Path, n: int = 200, seed: int = 1) -> Path:
         )
     path.write_bytes(medline_xml(articles))
     return path
+
+
+def loop_settings(**kw) -> LoopSettings:
+    """Training-loop settings for small CPU tests (fp32, Adam), overridden by `kw`."""
+    base = dict(
+        optimizer="adam",
+        learning_rate=0.01,
+        batch_size=8,
+        epochs=3,
+        patience=5,
+        seed=3,
+        precision="fp32",
+        device="cpu",
+        bucket=True,
+        max_tokens=60,
+        word_dropout=0.2,
+        min_length=3,
+    )
+    return LoopSettings(**{**base, **kw})

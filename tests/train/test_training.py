@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from builders import loop_settings as settings
 from icdtransfer.artifacts import MemberInfo, Metrics, read_probs
 from icdtransfer.baseline.lr import train_baseline
 from icdtransfer.config import MemberConfig
@@ -17,7 +18,7 @@ from icdtransfer.data.corpus import Corpus
 from icdtransfer.evaluate.metrics import evaluate
 from icdtransfer.model.cnn import EncoderShape, TargetModel
 from icdtransfer.train.ensemble import build_ensemble
-from icdtransfer.train.loop import LoopSettings, fit
+from icdtransfer.train.loop import fit
 from icdtransfer.train.stages import pretrain, train_target
 from icdtransfer.train.state import FileCheckpointer
 
@@ -43,24 +44,6 @@ def train(tiny: dict, cfg, variant: str, seed: int, out: Path | None = None, ck=
         member(tiny, variant, seed, ck),
         out_dir=None if out is None else str(out),
     )
-
-
-def settings(**kw) -> LoopSettings:
-    base = dict(
-        optimizer="adam",
-        learning_rate=0.01,
-        batch_size=8,
-        epochs=3,
-        patience=5,
-        seed=3,
-        precision="fp32",
-        device="cpu",
-        bucket=True,
-        max_tokens=60,
-        word_dropout=0.2,
-        min_length=3,
-    )
-    return LoopSettings(**{**base, **kw})
 
 
 def tiny_model(corpus: Corpus, seed: int = 0) -> TargetModel:
