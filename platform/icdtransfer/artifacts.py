@@ -34,8 +34,8 @@ THRESHOLD_KINDS: tuple[ThresholdKind, ...] = ("tuned", "fixed")
 FIXED_THRESHOLD = 0.5  # the paper states none; 0.5 is the usual reading
 TUNED_ON = "validation micro_f"
 THRESHOLD_TEXT: dict[ThresholdKind, str] = {
-    "tuned": "one global threshold per system, tuned for micro-F on validation",
-    "fixed": f"fixed threshold {FIXED_THRESHOLD} (the paper's)",
+    "tuned": "one global threshold per model, tuned for micro-F on validation",
+    "fixed": f"fixed {FIXED_THRESHOLD} (the paper states no threshold)",
 }
 
 # --- what the batching code reads --------------------------------------------------------------

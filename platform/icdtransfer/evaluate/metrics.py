@@ -3,16 +3,21 @@
 * Per label j: P, R, F from TP/FP/FN over the split; an undefined ratio counts as 0.
 * Micro P/R/F pool the counts over labels.
 * Macro F is the mean of per-label F (never the F of mean P and mean R, which inflates
-  scores). `macro_f` averages over labels with at least one positive in the split;
-  `macro_f_all_labels` over every label, F = 0 where undefined.
+  scores). `macro_f_all_labels` is the paper's Macro-F, 1/L times the sum over all L labels
+  (F = 0 for a label with no positive and no prediction): the number to compare with the
+  paper. `macro_f` averages over the labels with at least one positive in the split. On one
+  split the two differ by a constant factor (a label without positives always scores 0), so
+  they rank systems alike.
 * Frequency deciles: labels sorted by training frequency (ties by label index) and cut into 10
-  groups of near-equal size; decile 1 holds the rarest labels. Macro F per decile uses the
-  `macro_f` convention inside the group.
-* Thresholds: the fixed 0.5 of the paper, and one global threshold tuned for micro F on the
-  validation split and applied unchanged to test.
+  groups of near-equal size; decile 1 holds the rarest labels. Macro F per decile over the
+  group's labels with a positive in the split (None when it has none), or over all of them.
+* Thresholds: a fixed 0.5 (the paper states no threshold), and one global threshold tuned for
+  micro F on the validation split and applied unchanged to test.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -28,8 +33,9 @@ from icdtransfer.artifacts import (
 )
 
 MACRO_CONVENTION = (
-    "macro_f: mean of per-label F over labels with a positive in the split; "
-    "macro_f_all_labels: mean over all labels (F=0 where undefined)"
+    "macro_f_all_labels: the paper's Macro-F, mean of per-label F over all L labels (F=0 where"
+    " undefined), the paper-comparable number; macro_f: mean of per-label F over the labels"
+    " with a positive in the split"
 )
 THRESHOLD_GRID = np.round(np.arange(0.01, 1.0, 0.01), 2)
 
@@ -87,16 +93,19 @@ def frequency_deciles(train_frequency: np.ndarray, groups: int = 10) -> list[np.
 
 
 def decile_macro_f(
-    y_true: np.ndarray, y_pred: np.ndarray, train_frequency: np.ndarray
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    train_frequency: np.ndarray,
+    labels: Literal["present", "all"] = "present",
 ) -> list[float | None]:
-    """Macro F (labels with a positive in the split) for each frequency decile; None for a
-    decile with no such label."""
+    """Macro F for each frequency decile, over the decile's labels with a positive in the
+    split (`"present"`; None for a decile with no such label) or over all of them (`"all"`)."""
     tp, fp, fn = label_counts(y_true, y_pred)
     f = f_score(tp, fp, fn)
     present = (tp + fn) > 0
     out: list[float | None] = []
     for group in frequency_deciles(train_frequency):
-        keep = group[present[group]]
+        keep = group if labels == "all" else group[present[group]]
         out.append(float(f[keep].mean()) if len(keep) else None)
     return out
 

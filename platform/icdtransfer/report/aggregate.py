@@ -1,304 +1,288 @@
-"""From stored probabilities to the paper's tables, with intervals and p-values (pandas).
+"""From stored probabilities to the numbers of the paper's tables, with intervals and p-values.
 
-Systems are rebuilt from what the sweep stored: a trial's ensemble is the mean of its members'
-probabilities, the LR baseline is its member directory. Every number is recomputed here from
-those probabilities at both threshold kinds: `fixed` (0.5) and `tuned` (one global threshold
-per system, tuned for micro-F on validation and applied to test).
+Every number is recomputed here from the systems' probabilities (`report/systems.py`) at two
+thresholds: `fixed` (0.5; the paper states no threshold) and `tuned` (one global threshold per
+model, tuned for micro-F on validation and applied to test).
+
+* A single-model row is the mean over the study's seeds (each model with its own threshold);
+  its intervals resample seeds and test documents. An ensemble row (AVG) is one ensemble of
+  those seeds; its intervals resample test documents only (resampling its seeds with
+  replacement would put a member in twice, i.e. score a smaller ensemble, and bias the
+  interval low); `seed_sd_*` gives the spread of its members.
+* Nothing is chosen on test: Table 3's transfer variant and the "best vs second best"
+  comparison are chosen on validation macro-F (or the variant is fixed in advance).
+* p-values compare the observed difference on test with a paired bootstrap (same documents
+  for both systems) and are Holm-adjusted across the p-values of one table.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from icdtransfer.artifacts import (
-    FIXED_THRESHOLD,
-    THRESHOLD_KINDS,
-    THRESHOLD_TEXT,
-    ThresholdKind,
-    average_members,
-    read_probs,
-    read_trials,
-)
-from icdtransfer.data.corpus import Corpus
-from icdtransfer.evaluate.metrics import (
-    MACRO_CONVENTION,
-    decile_macro_f,
-    dense,
-    scores_at,
-    tune_threshold,
-)
+from icdtransfer.artifacts import FIXED_THRESHOLD, THRESHOLD_KINDS, ThresholdKind
+from icdtransfer.evaluate.metrics import decile_macro_f, scores_at, tune_threshold
 from icdtransfer.model.transfer import VARIANTS
-from icdtransfer.report.bootstrap import draws, interval, paired_p_value, replicate_scores
-from icdtransfer.report.paper import PAPER_NOTE, PAPER_UKLARGE
+from icdtransfer.report.bootstrap import (
+    Replicates,
+    draws,
+    holm,
+    interval,
+    paired_p_value,
+    replicate_scores,
+    seed_mean,
+)
+from icdtransfer.report.systems import Gold, Probs, System
 
-# The paper's Table 3 baselines: variant name -> (system name, label in the tables)
-BASELINES = {
-    "lr": ("LR", "LR (tf-idf n-grams)"),
-    "lr_l2r": ("LR + L2R", "LR + L2R (LR and kNN scores, LightGBM lambdarank)"),
-    "lr_l2r_nerc": ("LR + L2R + NERC", "LR + L2R + NERC (also dictionary NERC codes)"),
-}
+POINT = ("micro_p", "micro_r", "micro_f", "macro_p", "macro_r", "macro_f", "macro_f_all_labels")
+INTERVALS = ("micro_f", "macro_f", "macro_f_all_labels")
+TESTED = ("micro_f", "macro_f_all_labels")  # macro_f's replicates are proportional: same p
+REFERENCE = "LR"  # Table 3's gains are against this baseline, as the paper's %-Increase
+TABLE2, TABLE3, BEST = "table2: vs scratch", "table3: best CNN vs baseline", "best vs second best"
 
 
 @dataclass
-class System:
-    name: str  # e.g. "tune_all x3", "LR"
-    variant: str  # a VARIANTS name, or a BASELINES name
-    paper: str
-    ensemble_size: int
-    validation: np.ndarray
-    test: np.ndarray
-    seeds: list[int] = field(default_factory=list)
-    member_test: list[np.ndarray] = field(default_factory=list)  # one per seed (for spread)
+class Choice:
+    """Table 3's transfer variant and how it was chosen (for the caption)."""
 
-
-def study_systems(results: Path) -> list[System]:
-    """One system per finished trial of a grid study over variant x ensemble_size."""
-    trials = read_trials(results / "trials.parquet")
-    trials = trials[trials["status"] == "TERMINATED"]
-    systems = []
-    for row in trials.itertuples():
-        seeds = json.loads(row.seeds) if isinstance(row.seeds, str) else list(row.seeds)
-        probs = [read_probs(results / "members" / row.member_key / f"seed{s}") for s in seeds]
-        variant = row.variant
-        size = int(row.ensemble_size)
-        validation, test = average_members(probs)
-        systems.append(
-            System(
-                name=f"{variant} x{size}" if size > 1 else variant,
-                variant=variant,
-                paper=VARIANTS[variant].paper + (" AVG" if size > 1 else ""),
-                ensemble_size=size,
-                validation=validation,
-                test=test,
-                seeds=seeds,
-                member_test=[p[1] for p in probs],
-            )
-        )
-    return systems
-
-
-def baseline_system(folder: Path, method: str = "lr") -> System:
-    validation, test = read_probs(folder)
-    name, label = BASELINES[method]
-    return System(name, method, label, 1, validation, test)
+    variant: str | None  # None: the study has no transfer variant
+    how: str
 
 
 @dataclass
 class Report:
     """Everything the tables, summary and dashboard show."""
 
-    scores: pd.DataFrame  # one row per system x threshold
-    deciles: pd.DataFrame  # tidy: system x threshold x decile
+    scores: pd.DataFrame  # one row per system x threshold kind (points, intervals, validation)
+    deciles: pd.DataFrame  # tidy: system x threshold kind x decile
     frequency: pd.DataFrame  # label training frequencies, ranked
-    pvalues: pd.DataFrame  # paired bootstrap comparisons
+    pvalues: pd.DataFrame  # paired comparisons, one row per pair, by family
+    choices: dict[str, Choice]  # Table 3's variant per threshold kind
     replicates: int
+    documents: int  # test documents
+    labels: int  # L
+    labels_present: int  # labels with a positive in the test split
 
 
-def build_report(systems: list[System], corpus: Corpus, replicates: int, seed: int) -> Report:
-    y_val = dense(corpus.labels[corpus.split("validation")])
-    y_test = dense(corpus.labels[corpus.split("test")])
-    freq = corpus.label_table["train_frequency"].to_numpy()
-    weights = draws(len(y_test), replicates, seed)
+@dataclass
+class Scored:
+    """One model (a single model or an ensemble) at one threshold."""
+
+    threshold: float
+    test: dict[str, float]
+    validation: dict[str, float]
+    deciles: list[float | None]
+    deciles_all_labels: list[float | None]
+
+
+def score(gold: Gold, probs: Probs, kind: ThresholdKind) -> Scored:
+    validation, test = probs
+    threshold = tune_threshold(gold.validation, validation) if kind == "tuned" else FIXED_THRESHOLD
+    pred = test >= threshold
+    return Scored(
+        threshold,
+        vars(scores_at(gold.test, pred)),
+        vars(scores_at(gold.validation, validation >= threshold)),
+        decile_macro_f(gold.test, pred, gold.train_frequency),
+        decile_macro_f(gold.test, pred, gold.train_frequency, "all"),
+    )
+
+
+def build_report(
+    systems: list[System], gold: Gold, replicates: int, seed: int, table3_variant: str
+) -> Report:
+    weights = draws(len(gold.test), replicates, seed)
+    rng = np.random.default_rng([seed, 1])  # seed resampling, independent per system
     rows, decile_rows, reps = [], [], {}
     for system in systems:
-        thresholds: dict[ThresholdKind, float] = {
-            "tuned": tune_threshold(y_val, system.validation),
-            "fixed": FIXED_THRESHOLD,
-        }
-        for name, threshold in thresholds.items():
-            pred = system.test >= threshold
-            point = scores_at(y_test, pred)
-            rep = replicate_scores(y_test, pred, weights, freq)
-            reps[(system.name, name)] = rep
-            row = {
-                "system": system.name,
-                "variant": system.variant,
-                "paper": system.paper,
-                "ensemble_size": system.ensemble_size,
-                "threshold_kind": name,
-                "threshold": threshold,
-                # chooses the best CNN of Table 3 (never chosen on test)
-                "val_macro_f": scores_at(y_val, system.validation >= threshold).macro_f,
-                **vars(point),
-            }
-            row["micro_f_low"], row["micro_f_high"] = interval(rep.micro_f)
-            row["macro_f_low"], row["macro_f_high"] = interval(rep.macro_f)
-            if len(system.member_test) > 1:  # the spread of the single models behind it
-                per_seed = [scores_at(y_test, t >= threshold) for t in system.member_test]
-                row["seed_micro_f_sd"] = float(np.std([s.micro_f for s in per_seed], ddof=1))
-                row["seed_macro_f_sd"] = float(np.std([s.macro_f for s in per_seed], ddof=1))
+        for kind in THRESHOLD_KINDS:
+            row, deciles, reps[(system.name, kind)] = _system_rows(system, gold, kind, weights, rng)
             rows.append(row)
-            for d, value in enumerate(decile_macro_f(y_test, pred, freq), start=1):
-                low, high = interval(rep.deciles[:, d - 1])
-                decile_rows.append(
-                    {
-                        "system": system.name,
-                        "variant": system.variant,
-                        "paper": system.paper,
-                        "ensemble_size": system.ensemble_size,
-                        "threshold_kind": name,
-                        "decile": d,
-                        "macro_f": value,
-                        "macro_f_low": low,
-                        "macro_f_high": high,
-                    }
-                )
+            decile_rows.extend(deciles)
     scores = pd.DataFrame(rows)
+    choices = {kind: table3_choice(scores, kind, table3_variant) for kind in THRESHOLD_KINDS}
     frequency = pd.DataFrame(
-        {
-            "code": corpus.label_table["code"],  # codes only: reports hold no text
-            "train_frequency": freq,
-        }
+        {"code": gold.codes, "train_frequency": gold.train_frequency}
     ).sort_values("train_frequency", ascending=False, kind="stable")
     frequency.insert(0, "rank", np.arange(1, len(frequency) + 1))
     return Report(
-        scores, pd.DataFrame(decile_rows), frequency, _comparisons(scores, reps), replicates
+        scores=scores,
+        deciles=pd.DataFrame(decile_rows),
+        frequency=frequency,
+        pvalues=comparisons(scores, reps, replicates),
+        choices=choices,
+        replicates=replicates,
+        documents=len(gold.test),
+        labels=gold.test.shape[1],
+        labels_present=int(gold.test.any(axis=0).sum()),
     )
 
 
-def _comparisons(scores: pd.DataFrame, reps: dict) -> pd.DataFrame:
-    """Paired bootstrap p-values: each variant against scratch (same ensemble size), the best
-    CNN (by validation macro-F) against each baseline, and the best system against the second
-    best, by macro-F and by micro-F."""
-    rows = []
+def _system_rows(
+    system: System,
+    gold: Gold,
+    kind: ThresholdKind,
+    weights: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[dict, list[dict], Replicates]:
+    """One system at one threshold kind: its scores row, its ten decile rows, its replicates
+    (the mean over its single models, seeds resampled; or its ensemble)."""
+    scored = system.scored()
+    models = [score(gold, probs, kind) for probs in scored]
+    rep = seed_mean(
+        [
+            replicate_scores(gold.test, probs[1] >= m.threshold, weights, gold.train_frequency)
+            for probs, m in zip(scored, models, strict=True)
+        ],
+        rng,
+    )
+    ident = {
+        "system": system.name,
+        "variant": system.variant,
+        "paper": system.paper,
+        "baseline": system.baseline,
+        "ensemble_size": system.ensemble_size,
+        "threshold_kind": kind,
+    }
+    row = {
+        **ident,
+        "seeds": len(system.members),
+        "threshold": float(np.mean([m.threshold for m in models])),
+        **{k: float(np.mean([m.test[k] for m in models])) for k in POINT},
+        **{f"val_{k}": float(np.mean([m.validation[k] for m in models])) for k in INTERVALS},
+    }
+    for metric in INTERVALS:
+        row[f"{metric}_low"], row[f"{metric}_high"] = interval(getattr(rep, metric))
+    row.update(_seed_spread(gold, system, models, kind))
+    deciles = []
+    for d in range(10):
+        decile = {**ident, "decile": d + 1}
+        for name, points, values in (
+            ("macro_f", [m.deciles[d] for m in models], rep.deciles[:, d]),
+            (
+                "macro_f_all_labels",
+                [m.deciles_all_labels[d] for m in models],
+                rep.deciles_all_labels[:, d],
+            ),
+        ):
+            decile[name] = None if points[0] is None else float(np.mean(points))
+            decile[f"{name}_low"], decile[f"{name}_high"] = interval(values)
+        deciles.append(decile)
+    return row, deciles, rep
+
+
+def _seed_spread(gold: Gold, system: System, models: list[Scored], kind: ThresholdKind) -> dict:
+    """Standard deviation over seeds of the single models behind a row (each at its own
+    threshold): the row's own models, or an ensemble's members."""
+    if len(system.members) < 2:
+        return {}
+    singles = (
+        models if system.ensemble_size == 1 else [score(gold, p, kind) for p in system.members]
+    )
+    return {f"seed_sd_{k}": float(np.std([m.test[k] for m in singles], ddof=1)) for k in INTERVALS}
+
+
+def table2_pairs(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    """Each transfer variant against scratch of the same ensemble size."""
+    cnn = frame[~frame["baseline"]]
+    pairs = []
+    for row in cnn.itertuples():
+        base = cnn[(cnn["variant"] == "scratch") & (cnn["ensemble_size"] == row.ensemble_size)]
+        if row.variant != "scratch" and not base.empty:
+            pairs.append((row.system, base.iloc[0]["system"]))
+    return pairs
+
+
+def table3_choice(scores: pd.DataFrame, kind: str, setting: str) -> Choice:
+    """Table 3's transfer variant: fixed in advance (`setting` is a variant), or the one whose
+    largest ensemble has the best validation macro-F (`setting` is "validation")."""
+    frame = scores[(scores["threshold_kind"] == kind) & ~scores["baseline"]]
+    transfer = frame[frame["variant"] != "scratch"]
+    if setting != "validation":
+        if setting not in VARIANTS or setting == "scratch":
+            raise ValueError(
+                f"report.table3_variant: {setting!r} is neither 'validation' nor a transfer "
+                f"variant ({', '.join(v for v in VARIANTS if v != 'scratch')})"
+            )
+        if setting not in set(transfer["variant"]):
+            raise ValueError(f"report.table3_variant: {setting!r} is not in the study's results")
+        return Choice(setting, f"{setting}, fixed in advance (report.table3_variant)")
+    if transfer.empty:
+        return Choice(None, "none (the study has no transfer variant)")
+    largest = transfer.sort_values("ensemble_size", kind="stable").groupby("variant").tail(1)
+    ranked = largest.sort_values("val_macro_f_all_labels", ascending=False, kind="stable")
+    ranking = "; ".join(
+        f"{r.system} {100 * r.val_macro_f_all_labels:.1f}" for r in ranked.itertuples()
+    )
+    best = ranked.iloc[0]["variant"]
+    return Choice(
+        best, f"{best}, chosen on validation macro-F of each variant's largest ensemble ({ranking})"
+    )
+
+
+def table3_systems(scores: pd.DataFrame, kind: str, choice: Choice) -> list[str]:
+    """Table 3's rows: every baseline (in the order given), then scratch and the chosen
+    transfer variant, each as a single model and as ensembles."""
+    frame = scores[scores["threshold_kind"] == kind]
+    names = list(frame[frame["baseline"]]["system"])
+    for variant in ("scratch", *([choice.variant] if choice.variant else [])):
+        part = frame[(frame["variant"] == variant) & ~frame["baseline"]]
+        names.extend(part.sort_values("ensemble_size", kind="stable")["system"])
+    return names
+
+
+def best_cnn(frame: pd.DataFrame) -> str | None:
+    """The CNN system (any variant, single or ensemble) with the best validation macro-F."""
+    cnn = frame[~frame["baseline"]]
+    if cnn.empty:
+        return None
+    ranked = cnn.sort_values("val_macro_f_all_labels", ascending=False, kind="stable")
+    return str(ranked.iloc[0]["system"])
+
+
+def best_pair(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    """The two systems with the best validation macro-F (chosen on validation, tested on
+    test)."""
+    ranked = frame.sort_values("val_macro_f_all_labels", ascending=False, kind="stable")
+    return [(ranked.iloc[0]["system"], ranked.iloc[1]["system"])] if len(ranked) >= 2 else []
+
+
+def comparisons(scores: pd.DataFrame, reps: dict, replicates: int) -> pd.DataFrame:
+    """Paired-bootstrap comparisons in three families per threshold kind (Table 2's against
+    scratch; Table 3's best CNN, chosen on validation, against each baseline; best vs second
+    best on validation), Holm-adjusted across the p-values of each family (both metrics)."""
+    out = []
     for kind in THRESHOLD_KINDS:
         frame = scores[scores["threshold_kind"] == kind]
-        cnn = frame[~frame["variant"].isin(BASELINES)]
-        if not cnn.empty:
-            best = cnn.sort_values("val_macro_f", ascending=False, kind="stable").iloc[0]
-            for base in frame[frame["variant"].isin(BASELINES)].itertuples():
-                rows.append(_pair(reps, kind, best["system"], base.system, "best CNN vs baseline"))
-        for row in cnn.itertuples():
-            base = cnn[(cnn["variant"] == "scratch") & (cnn["ensemble_size"] == row.ensemble_size)]
-            if row.variant == "scratch" or base.empty:
+        point = frame.set_index("system")
+        cnn = best_cnn(frame)
+        families = {
+            TABLE2: table2_pairs(frame),
+            TABLE3: [(cnn, b) for b in frame[frame["baseline"]]["system"]] if cnn else [],
+            BEST: best_pair(frame),
+        }
+        for family, pairs in families.items():
+            rows = [_pair(reps, point, kind, family, a, b) for a, b in pairs]
+            if not rows:
                 continue
-            rows.append(_pair(reps, kind, row.system, base.iloc[0]["system"], "vs scratch"))
-        ranked = frame.sort_values("macro_f", ascending=False)
-        if len(ranked) >= 2:
-            rows.append(
-                _pair(
-                    reps,
-                    kind,
-                    ranked.iloc[0]["system"],
-                    ranked.iloc[1]["system"],
-                    "best vs second best (macro-F)",
-                )
-            )
-    return pd.DataFrame(rows)
+            p = np.array([[r[f"{m}_p"] for m in TESTED] for r in rows]).ravel()
+            adjusted, bound = holm(p, replicates)
+            for i, row in enumerate(rows):
+                row["family_size"] = len(p)
+                for j, metric in enumerate(TESTED):
+                    row[f"{metric}_p_holm"] = float(adjusted[i * len(TESTED) + j])
+                    row[f"{metric}_p_holm_bound"] = bool(bound[i * len(TESTED) + j])
+            out.extend(rows)
+    return pd.DataFrame(out)
 
 
-def _pair(reps: dict, kind: str, a: str, b: str, comparison: str) -> dict:
+def _pair(reps: dict, point: pd.DataFrame, kind: str, family: str, a: str, b: str) -> dict:
     ra, rb = reps[(a, kind)], reps[(b, kind)]
-    return {
-        "threshold_kind": kind,
-        "comparison": comparison,
-        "system": a,
-        "against": b,
-        "macro_f_delta": float(np.mean(ra.macro_f - rb.macro_f)),
-        "macro_f_p": paired_p_value(ra.macro_f, rb.macro_f),
-        "micro_f_delta": float(np.mean(ra.micro_f - rb.micro_f)),
-        "micro_f_p": paired_p_value(ra.micro_f, rb.micro_f),
-    }
-
-
-def table2(report: Report, kind: ThresholdKind) -> pd.DataFrame:
-    """The paper's Table 2: variants as single models, then as ensembles (AVG)."""
-    frame = report.scores[
-        (report.scores["threshold_kind"] == kind) & ~report.scores["variant"].isin(BASELINES)
-    ].copy()
-    order = {name: i for i, name in enumerate(VARIANTS)}
-    frame["_order"] = frame["variant"].map(order) + 100 * (frame["ensemble_size"] > 1)
-    frame = frame.sort_values("_order")
-    pvals = report.pvalues[
-        (report.pvalues["threshold_kind"] == kind) & (report.pvalues["comparison"] == "vs scratch")
-    ]
-    p = dict(zip(pvals["system"], pvals["macro_f_p"], strict=True))
-    out = pd.DataFrame(
-        {
-            "method": frame["paper"],
-            "variant": frame["variant"],
-            "ensemble_size": frame["ensemble_size"],
-            "micro_f": frame["micro_f"] * 100,
-            "micro_f_ci": _ci(frame, "micro_f"),
-            "macro_f": frame["macro_f"] * 100,
-            "macro_f_ci": _ci(frame, "macro_f"),
-            "macro_f_p_vs_scratch": frame["system"].map(p),
-            "seed_sd_macro_f": frame.get("seed_macro_f_sd", pd.Series(np.nan, index=frame.index))
-            * 100,
-        }
-    )
-    return out.reset_index(drop=True)
-
-
-def table3(report: Report, kind: ThresholdKind) -> pd.DataFrame:
-    """The paper's Table 3: the baselines (LR, LR + L2R, LR + L2R + NERC), the CNN without
-    transfer and the best transfer variant (by validation macro-F; single and ensemble), with
-    the improvement over LR in points; on baseline rows the best CNN's gain over that baseline
-    and its paired-bootstrap p-value; and the paper's UKLarge numbers beside ours."""
-    frame = report.scores[report.scores["threshold_kind"] == kind]
-    lr = frame[frame["variant"] == "lr"].iloc[0]
-    transfer = frame[~frame["variant"].isin([*BASELINES, "scratch"])]
-    best = transfer.sort_values("val_macro_f", ascending=False, kind="stable").iloc[0]["variant"]
-    rows = [frame[frame["variant"] == b].iloc[0] for b in BASELINES if b in set(frame["variant"])]
-    for variant in ("scratch", best):
-        part = frame[frame["variant"] == variant].sort_values("ensemble_size")
-        rows.extend(row for _, row in part.iterrows())
-    table = pd.DataFrame(rows)
-    versus = report.pvalues[
-        (report.pvalues["threshold_kind"] == kind)
-        & (report.pvalues["comparison"] == "best CNN vs baseline")
-    ].set_index("against")
-    paper = [
-        PAPER_UKLARGE.get((v, int(n)))
-        for v, n in zip(table["variant"], table["ensemble_size"], strict=True)
-    ]
-    return pd.DataFrame(
-        {
-            "method": table["paper"],
-            "variant": table["variant"],
-            "ensemble_size": table["ensemble_size"],
-            "micro_f": table["micro_f"] * 100,
-            "micro_f_ci": _ci(table, "micro_f"),
-            "micro_f_gain_over_lr": (table["micro_f"] - lr["micro_f"]) * 100,
-            "macro_f": table["macro_f"] * 100,
-            "macro_f_ci": _ci(table, "macro_f"),
-            "macro_f_gain_over_lr": (table["macro_f"] - lr["macro_f"]) * 100,
-            "best_cnn": table["system"].map(versus["system"]),
-            "best_cnn_micro_f_gain": table["system"].map(versus["micro_f_delta"]) * 100,
-            "best_cnn_micro_f_p": table["system"].map(versus["micro_f_p"]),
-            "best_cnn_macro_f_gain": table["system"].map(versus["macro_f_delta"]) * 100,
-            "best_cnn_macro_f_p": table["system"].map(versus["macro_f_p"]),
-            "paper_uklarge_micro_f": [p[0] if p else np.nan for p in paper],
-            "paper_uklarge_macro_f": [p[1] if p else np.nan for p in paper],
-        }
-    ).reset_index(drop=True)
-
-
-def table3_caption(kind: ThresholdKind, replicates: int) -> str:
-    return (
-        caption(kind, replicates)
-        + " best_cnn: the CNN system with the highest validation macro-F; best_cnn_*_gain: its"
-        " mean paired-bootstrap gain over the row's baseline, with the p-value. " + PAPER_NOTE + "."
-    )
-
-
-def _ci(frame: pd.DataFrame, metric: str) -> list[str]:
-    return [
-        f"[{lo * 100:.1f}, {hi * 100:.1f}]"
-        for lo, hi in zip(frame[f"{metric}_low"], frame[f"{metric}_high"], strict=True)
-    ]
-
-
-def caption(kind: ThresholdKind, replicates: int) -> str:
-    return (
-        f"Test split. Threshold: {THRESHOLD_TEXT[kind]}. Macro convention: {MACRO_CONVENTION}."
-        f" F-scores in points (x100); 95% intervals from {replicates} bootstrap replicates"
-        " of the test documents; p-values (against scratch of the same ensemble size) from a"
-        " paired bootstrap; seed_sd: standard deviation across seeds of an ensemble's single"
-        " members."
-    )
+    row: dict = {"threshold_kind": kind, "family": family, "system": a, "against": b}
+    for metric in INTERVALS:  # the observed difference on test, not a mean of replicates
+        row[f"{metric}_delta"] = float(point.loc[a, metric] - point.loc[b, metric])
+    for metric in TESTED:
+        row[f"{metric}_p"] = paired_p_value(getattr(ra, metric), getattr(rb, metric))
+    return row

@@ -17,11 +17,12 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from icdtransfer.artifacts import THRESHOLD_KINDS, THRESHOLD_TEXT, read_trials, test_column
+from icdtransfer.artifacts import THRESHOLD_KINDS, read_trials, test_column
 from icdtransfer.config import ReportConfig
 from icdtransfer.data.corpus import Corpus
-from icdtransfer.report.aggregate import Report, caption, table2, table3
-from icdtransfer.report.paper import PAPER_NOTE
+from icdtransfer.report.aggregate import TESTED, Report
+from icdtransfer.report.bootstrap import format_p
+from icdtransfer.report.tables import caption2, caption3, table2, table3
 
 log = logging.getLogger(__name__)
 
@@ -106,32 +107,48 @@ def _figure(fig: go.Figure, div_id: str) -> str:
 
 
 def table2_figure(report: Report) -> go.Figure:
-    frame = table2(report, "tuned")
+    """The paper-comparable macro-F of every variant, single models and ensembles."""
+    frame = report.scores[(report.scores["threshold_kind"] == "tuned") & ~report.scores["baseline"]]
     fig = go.Figure()
-    for size, label in ((1, "single model"), (None, "ensemble")):
-        part = frame[frame["ensemble_size"] == 1] if size else frame[frame["ensemble_size"] > 1]
+    for label, part in (
+        ("single model (mean over seeds)", frame[frame["ensemble_size"] == 1]),
+        ("ensemble", frame[frame["ensemble_size"] > 1]),
+    ):
         if part.empty:
             continue
-        scores = report.scores[report.scores["threshold_kind"] == "tuned"].set_index("paper")
-        low = scores.loc[part["method"], "macro_f_low"].to_numpy() * 100
-        high = scores.loc[part["method"], "macro_f_high"].to_numpy() * 100
+        value = part["macro_f_all_labels"] * 100
         fig.add_bar(
             x=part["variant"],
-            y=part["macro_f"],
+            y=value,
             name=f"macro-F, {label}",
             error_y={
                 "type": "data",
                 "symmetric": False,
-                "array": high - part["macro_f"].to_numpy(),
-                "arrayminus": part["macro_f"].to_numpy() - low,
+                "array": part["macro_f_all_labels_high"] * 100 - value,
+                "arrayminus": value - part["macro_f_all_labels_low"] * 100,
             },
         )
     fig.update_layout(
-        title="Macro-F by transfer variant (tuned threshold, 95% CI)",
+        title="Macro-F over all codes (the paper's) by transfer variant (tuned threshold, 95% CI)",
         barmode="group",
         yaxis_title="macro-F (points)",
     )
     return fig
+
+
+def pvalue_table(report: Report) -> pd.DataFrame:
+    """The paired comparisons as printed: observed differences in points, Holm-adjusted p."""
+    frame = report.pvalues
+    out = frame[["threshold_kind", "family", "system", "against"]].copy()
+    for metric in TESTED:
+        out[f"{metric}_delta"] = frame[f"{metric}_delta"] * 100
+        out[f"{metric}_p_holm"] = [
+            format_p(p, bound, report.replicates)
+            for p, bound in zip(
+                frame[f"{metric}_p_holm"], frame[f"{metric}_p_holm_bound"], strict=True
+            )
+        ]
+    return out
 
 
 def decile_figure(report: Report) -> go.Figure:
@@ -140,19 +157,19 @@ def decile_figure(report: Report) -> go.Figure:
     for system, part in frame.groupby("system", sort=False):
         fig.add_scatter(
             x=part["decile"],
-            y=part["macro_f"] * 100,
+            y=part["macro_f_all_labels"] * 100,
             mode="lines+markers",
             name=system,
             error_y={
                 "type": "data",
                 "symmetric": False,
-                "array": (part["macro_f_high"] - part["macro_f"]) * 100,
-                "arrayminus": (part["macro_f"] - part["macro_f_low"]) * 100,
+                "array": (part["macro_f_all_labels_high"] - part["macro_f_all_labels"]) * 100,
+                "arrayminus": (part["macro_f_all_labels"] - part["macro_f_all_labels_low"]) * 100,
                 "visible": False,
             },
         )
     fig.update_layout(
-        title="Macro-F per label-frequency decile (1 = rarest 10% of codes)",
+        title="Macro-F over all codes of each label-frequency decile (1 = rarest 10% of codes)",
         xaxis={"title": "decile", "dtick": 1},
         yaxis_title="macro-F (points)",
     )
@@ -256,22 +273,24 @@ def write_dashboard(
     sections = [
         "<h1>icdtransfer: transfer-learning ablation</h1>",
         f"<p class='note'>Study <b>{html.escape(cfg.study)}</b>; systems evaluated on "
-        f"{stats['splits']['test']} test documents. {html.escape(caption('tuned', report.replicates))}</p>",
+        f"{stats['splits']['test']} test documents.</p>",
         "<h2>Overview</h2>",
         _table(overview, digits=2),
         "<h2>Table 2: layer-by-layer analysis</h2>",
     ]
     for kind in THRESHOLD_KINDS:
-        sections.append(f"<p class='note'>{html.escape(THRESHOLD_TEXT[kind])}</p>")
+        sections.append(f"<p class='note'>{html.escape(caption2(report, kind))}</p>")
         sections.append(_table(table2(report, kind)))
     sections.append(_figure(table2_figure(report), "fig-table2"))
     sections.append("<h2>Table 3: the paper's baselines against the CNNs</h2>")
-    sections.append(f"<p class='note'>{html.escape(PAPER_NOTE)}.</p>")
     for kind in THRESHOLD_KINDS:
-        sections.append(f"<p class='note'>{html.escape(THRESHOLD_TEXT[kind])}</p>")
+        sections.append(f"<p class='note'>{html.escape(caption3(report, kind))}</p>")
         sections.append(_table(table3(report, kind)))
-    pvals = report.pvalues.copy()
-    sections.append("<h2>Paired bootstrap comparisons</h2>" + _table(pvals, digits=3))
+    sections.append(
+        "<h2>Paired bootstrap comparisons</h2><p class='note'>Observed differences on test in"
+        " points; p-values Holm-adjusted within each family (one table's comparisons).</p>"
+        + _table(pvalue_table(report))
+    )
     sections.append(
         "<h2>Macro-F by code frequency</h2>" + _figure(decile_figure(report), "fig-deciles")
     )

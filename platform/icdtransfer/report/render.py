@@ -15,28 +15,20 @@ from icdtransfer.config import ReportConfig
 from icdtransfer.data.atomic import atomic_dir
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.evaluate.metrics import MACRO_CONVENTION
-from icdtransfer.report.aggregate import (
-    Report,
-    baseline_system,
-    build_report,
-    caption,
-    study_systems,
-    table2,
-    table3,
-    table3_caption,
-)
+from icdtransfer.report.aggregate import BEST, Report, build_report
+from icdtransfer.report.bootstrap import format_p
+from icdtransfer.report.systems import Gold, baseline_system, study_systems
+from icdtransfer.report.tables import caption2, caption3, table2, table3
 
 log = logging.getLogger(__name__)
 
 
 def markdown(frame: pd.DataFrame, title: str, note: str) -> str:
-    """A Markdown table (numbers to one decimal, p-values to three)."""
+    """A Markdown table (numbers to one decimal; p-values arrive as printed text)."""
 
     def cell(column: str, value: object) -> str:
         if isinstance(value, float):
-            if math.isnan(value):
-                return ""
-            return f"{value:.3f}" if column.endswith("_p_vs_scratch") else f"{value:.1f}"
+            return "" if math.isnan(value) else f"{value:.1f}"
         return str(value)
 
     lines = [
@@ -62,19 +54,39 @@ def summary(report: Report, study: str) -> dict:
         section: dict = {}
         for row in frame.itertuples():
             section[row.system] = {
-                "micro_f": row.micro_f,
-                "micro_f_ci": [row.micro_f_low, row.micro_f_high],
-                "macro_f": row.macro_f,
-                "macro_f_ci": [row.macro_f_low, row.macro_f_high],
+                "seeds": row.seeds,
+                **{
+                    key: value
+                    for metric in ("micro_f", "macro_f_all_labels", "macro_f")
+                    for key, value in (
+                        (metric, getattr(row, metric)),
+                        (
+                            f"{metric}_ci",
+                            [getattr(row, f"{metric}_low"), getattr(row, f"{metric}_high")],
+                        ),
+                    )
+                },
             }
-        best = report.pvalues[
-            (report.pvalues["threshold_kind"] == kind)
-            & (report.pvalues["comparison"].str.startswith("best"))
-        ]
+        section["table3_variant"] = {
+            "variant": report.choices[kind].variant,
+            "how": report.choices[kind].how,
+        }
+        pvalues = report.pvalues
+        best = pvalues[(pvalues["threshold_kind"] == kind) & (pvalues["family"] == BEST)]
         if not best.empty:
-            section["best_vs_second_best"] = best.iloc[0][
-                ["system", "against", "macro_f_delta", "macro_f_p"]
-            ].to_dict()
+            pair = best.iloc[0]
+            section["best_vs_second_best"] = {
+                "chosen_on": "validation macro-F",
+                "system": pair["system"],
+                "against": pair["against"],
+                "macro_f_all_labels_delta": pair["macro_f_all_labels_delta"],
+                "macro_f_delta": pair["macro_f_delta"],
+                "macro_f_p_holm": format_p(
+                    pair["macro_f_all_labels_p_holm"],
+                    pair["macro_f_all_labels_p_holm_bound"],
+                    report.replicates,
+                ),
+            }
         out[kind] = section
     return out
 
@@ -90,30 +102,31 @@ def run_report(
 
     corpus = Corpus.open(target_dir)
     results = Path(results_dir)
-    systems = study_systems(results / cfg.study)
+    systems = []
     for method, folder in baseline_dirs.items():
         if method != "lr" and not (Path(folder) / "probs_test.npy").exists():
             log.warning("no %s member in %s: left out of Table 3", method, folder)
             continue
         systems.append(baseline_system(Path(folder), method))
-    report = build_report(systems, corpus, cfg.bootstrap, cfg.seed)
+    systems.extend(study_systems(results / cfg.study))
+    report = build_report(systems, Gold.of(corpus), cfg.bootstrap, cfg.seed, cfg.table3_variant)
     with atomic_dir(cfg.out_dir) as tmp:
         tables = tmp / "tables"
         tables.mkdir()
         markdowns = {}
         for kind in THRESHOLD_KINDS:
-            for name, builder, title, note in (
-                ("table2", table2, "Table 2: layer-by-layer transfer variants", caption),
+            for name, builder, note, title in (
+                ("table2", table2, caption2, "Table 2: layer-by-layer transfer variants"),
                 (
                     "table3",
                     table3,
-                    "Table 3: the paper's baselines, CNN without transfer, best transfer variant",
-                    table3_caption,
+                    caption3,
+                    "Table 3: the paper's baselines, CNN without transfer, a transfer variant",
                 ),
             ):
                 frame = builder(report, kind)
                 frame.to_csv(tables / f"{name}_{kind}.csv", index=False)
-                text = markdown(frame, f"{title} ({kind} threshold)", note(kind, cfg.bootstrap))
+                text = markdown(frame, f"{title} ({kind} threshold)", note(report, kind))
                 (tables / f"{name}_{kind}.md").write_text(text, encoding="utf-8")
                 markdowns[(name, kind)] = text
         report.scores.to_csv(tables / "systems.csv", index=False)
@@ -125,7 +138,9 @@ def run_report(
         tuned = report.deciles[report.deciles["threshold_kind"] == "tuned"]
         for system, part in tuned.groupby("system", sort=False):
             name = re.sub(r"[^A-Za-z0-9]+", "_", system).strip("_")  # "LR + L2R" -> LR_L2R
-            part[["decile", "macro_f"]].to_csv(curves / f"{name}.csv", index=False)
+            part[["decile", "macro_f_all_labels", "macro_f"]].to_csv(
+                curves / f"{name}.csv", index=False
+            )
         report.frequency.to_csv(tmp / "frequency.csv", index=False)
         result = summary(report, cfg.study)
         (tmp / "summary.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

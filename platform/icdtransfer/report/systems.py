@@ -1,0 +1,101 @@
+"""The systems a report compares, rebuilt from stored probabilities, and the gold labels.
+
+A grid study over variant x ensemble_size gives one system per finished trial:
+
+* a **single-model** system (`ensemble_size` 1) holds every seed the study trained for that
+  member configuration (the ensembles' members are single models too): its row is the mean
+  over those seeds, not one seed picked out;
+* an **ensemble** (AVG) system holds its members; its row is their averaged probabilities.
+
+Baselines (the paper's Table 3: LR, LR + L2R, LR + L2R + NERC) are one model each.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from icdtransfer.artifacts import average_members, read_probs, read_trials
+from icdtransfer.data.corpus import Corpus
+from icdtransfer.evaluate.metrics import dense
+from icdtransfer.model.transfer import VARIANTS
+
+Probs = tuple[np.ndarray, np.ndarray]  # (validation, test) probabilities, documents x labels
+# The paper's Table 3 baselines, in its order: method -> (system name, label in the tables)
+BASELINES = {
+    "lr": ("LR", "LR (tf-idf n-grams)"),
+    "lr_l2r": ("LR + L2R", "LR + L2R (LR and kNN scores, LightGBM lambdarank)"),
+    "lr_l2r_nerc": ("LR + L2R + NERC", "LR + L2R + NERC (also dictionary NERC codes)"),
+}
+
+
+@dataclass
+class System:
+    name: str  # e.g. "tune_all x3", "LR"
+    variant: str  # a VARIANTS name, or a BASELINES method
+    paper: str  # the paper's name for the row
+    ensemble_size: int
+    members: list[Probs]  # one per seed (a baseline: its one model)
+    seeds: list[int] = field(default_factory=list)
+    baseline: bool = False
+
+    def scored(self) -> list[Probs]:
+        """What the row scores: each single model (the row is their mean), or the ensemble's
+        averaged probabilities (the paper's Gamma-model average)."""
+        if self.ensemble_size == 1:
+            return self.members
+        validation, test = average_members(self.members)
+        return [(validation, test)]
+
+
+@dataclass
+class Gold:
+    """True labels of the evaluation splits and the label table's training frequencies."""
+
+    validation: np.ndarray  # bool, documents x labels
+    test: np.ndarray
+    train_frequency: np.ndarray
+    codes: list[str]
+
+    @classmethod
+    def of(cls, corpus: Corpus) -> Gold:
+        return cls(
+            dense(corpus.labels[corpus.split("validation")]),
+            dense(corpus.labels[corpus.split("test")]),
+            corpus.label_table["train_frequency"].to_numpy(),
+            list(corpus.label_table["code"]),  # codes only: reports hold no text
+        )
+
+
+def study_systems(results: Path) -> list[System]:
+    """One system per finished trial of a grid study over variant x ensemble_size."""
+    trials = read_trials(results / "trials.parquet")
+    trials = trials[trials["status"] == "TERMINATED"]
+    seeds_of = trials["seeds"].map(lambda s: json.loads(s) if isinstance(s, str) else list(s))
+    trained: dict[str, set[int]] = {}  # member key -> every seed the study trained for it
+    for key, seeds in zip(trials["member_key"], seeds_of, strict=True):
+        trained.setdefault(key, set()).update(int(s) for s in seeds)
+    systems = []
+    for row, seeds in zip(trials.itertuples(), seeds_of, strict=True):
+        size = int(row.ensemble_size)
+        used = sorted(trained[row.member_key]) if size == 1 else [int(s) for s in seeds]
+        folder = results / "members" / row.member_key
+        systems.append(
+            System(
+                name=f"{row.variant} x{size}" if size > 1 else row.variant,
+                variant=row.variant,
+                paper=VARIANTS[row.variant].paper + (" AVG" if size > 1 else ""),
+                ensemble_size=size,
+                members=[read_probs(folder / f"seed{s}") for s in used],
+                seeds=used,
+            )
+        )
+    return systems
+
+
+def baseline_system(folder: Path, method: str = "lr") -> System:
+    name, label = BASELINES[method]
+    return System(name, method, label, 1, [read_probs(folder)], baseline=True)
