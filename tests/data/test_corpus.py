@@ -12,8 +12,8 @@ import pytest
 
 from icdtransfer.data.corpus import Corpus, filter_labels
 from icdtransfer.data.emr import ReadStats, read_notes
-from icdtransfer.data.synthesize import synthesize
 from icdtransfer.data.splits import TEST, TRAIN, VALIDATION
+from icdtransfer.data.synthesize import synthesize
 from icdtransfer.data.tokenizer import raw_tokens
 
 
