@@ -71,6 +71,9 @@ def main() -> None:
     parser.add_argument("--eps", type=float, default=loop.ADADELTA_EPS)
     parser.add_argument("--adam-batch", type=int, default=None)
     args = parser.parse_args()
+    for path in (args.target,):
+        if not Path(path).exists():
+            raise SystemExit(f"{path} does not exist: run `make repro` first (or pass its path)")
     loop.ADADELTA_EPS = args.eps
     defaults = load_params(REPO / "params.yaml").train_target
     paper = load_params(REPO / "presets" / "paper.yaml").train_target

@@ -77,6 +77,8 @@ def test_deciles_by_hand() -> None:
     deciles = decile_macro_f(y, pred, freq)
     assert deciles[0] == 1.0 and deciles[-1] == 1.0  # labels 3 and 7 are right
     assert deciles[1] is None  # no positive among labels 1 and 10
+    over_all = decile_macro_f(y, pred, freq, "all")  # the paper's convention, per decile
+    assert over_all[0] == 0.5 and over_all[1] == 0.0 and over_all[-1] == 1.0  # 1 of 2, 0 of 2
 
 
 def test_threshold_precision_at_k_and_evaluate() -> None:
