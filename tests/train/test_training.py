@@ -121,16 +121,21 @@ def test_early_stopping_after_patience_epochs(tiny: dict) -> None:
 
 
 def test_bf16_and_fp32_reach_similar_metrics(tiny: dict) -> None:
-    """Stated tolerance: validation micro-F within 0.05 after the same training."""
+    """Stated tolerance: validation micro-F within 0.05 after the same training, on average
+    over four seeds. One run of this 40-note task moves by up to 0.15 with any change of
+    rounding (measured over five seeds, before and after the J_CE loss), in either direction."""
     corpus = Corpus.open(tiny["target"])
-    results = {}
-    for precision in ("fp32", "bf16"):
-        result = fit(tiny_model(corpus), corpus, settings(epochs=8, precision=precision))
-        curve = [h.val_micro_f for h in result.state.history]
-        results[precision] = max(curve)
-        assert curve[-1] > curve[0] + 0.1
-    assert results["fp32"] > 0.65  # the keyword task is learnt
-    assert abs(results["fp32"] - results["bf16"]) <= 0.05
+    results: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    for seed in range(4):
+        for precision in results:
+            model = tiny_model(corpus, seed)
+            result = fit(model, corpus, settings(epochs=8, precision=precision, seed=seed + 3))
+            curve = [h.val_micro_f for h in result.state.history]
+            results[precision].append(max(curve))
+            assert curve[-1] > curve[0] + 0.1
+    fp32, bf16 = (float(np.mean(v)) for v in results.values())
+    assert fp32 > 0.65  # the keyword task is learnt
+    assert abs(fp32 - bf16) <= 0.05, results
 
 
 def test_ensemble_averages_member_probabilities(
