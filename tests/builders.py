@@ -92,6 +92,32 @@ def tiny_target_jsonl(path: Path, n: int = 160, seed: int = 0) -> Path:
     return write_jsonl(path, records)
 
 
+def keyword_codes_jsonl(
+    path: Path, n: int = 1500, codes: int = 30, rate: float = 0.2, seed: int = 0
+) -> Path:
+    """Short notes of filler words with many codes (verbatim `none` codes c00, c01, ...), each
+    present with probability `rate` and exactly when its keyword kw00, kw01, ... is: a task
+    with enough labels that a loss averaged over them starves AdaDelta."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    records = []
+    for i in range(n):
+        words = list(rng.choice(WORDS, size=int(rng.integers(15, 30))))
+        present = [j for j in range(codes) if rng.random() < rate] or [0]
+        for j in present:
+            words.insert(int(rng.integers(len(words))), f"kw{j:02d}")
+        records.append(
+            {
+                "id": f"k{i}",
+                "text": " ".join(words),
+                "codes": [f"c{j:02d}" for j in present],
+                "patient_id": f"p{i}",
+            }
+        )
+    return write_jsonl(path, records)
+
+
 def tiny_medline(path: Path, n: int = 200, seed: int = 1) -> Path:
     """Abstracts that use the same keywords, labelled with MeSH-like descriptors."""
     import numpy as np
