@@ -20,6 +20,7 @@ from icdtransfer.baseline.l2r import train_l2r
 from icdtransfer.baseline.lr import train_baseline
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.evaluate.metrics import dense, scores_at, tune_threshold
+from icdtransfer.report.aggregate import BEST, TABLE2, TABLE3
 from icdtransfer.report.bootstrap import draws, interval, replicate_scores
 from icdtransfer.report.render import run_report
 
@@ -162,7 +163,7 @@ def test_outputs_say_threshold_and_convention(reported: dict) -> None:
     for column in ("macro_f_all_labels_p", "macro_f_all_labels_p_holm", "micro_f_p_holm"):
         assert ((pvalues[column] >= 0) & (pvalues[column] <= 1)).all()
     assert (pvalues["macro_f_all_labels_p_holm"] >= pvalues["macro_f_all_labels_p"]).all()
-    assert {"table2: vs scratch", "table3: vs LR", "best vs second best"} <= set(pvalues["family"])
+    assert {TABLE2, TABLE3, BEST} <= set(pvalues["family"])
     assert summary["tuned"]["best_vs_second_best"]["chosen_on"] == "validation macro-F"
 
 
