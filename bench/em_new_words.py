@@ -4,7 +4,7 @@
         [--target data/prepared/target] [--variants frozen tune_conv] [--seed 1]
 
 Trains each fixed-embedding variant (`frozen` = EM[x] CV[x], `tune_conv` = EM[x] CV[v]) twice
-with params.yaml's model and train_target sections and studies/table2.yaml's overrides
+with params.yaml's encoder, head and train_target sections and studies/table2.yaml's overrides
 (8 epochs, 1,000 tokens), one seed, from the stage-1 model `make repro` trains:
 
 * baseline: the previous treatment, rows of EMR words outside the stage-1 vocabulary left at
@@ -23,31 +23,30 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from icdtransfer.config import load_params
+from icdtransfer.artifacts import Scores
+from icdtransfer.config import MemberConfig, load_params
 from icdtransfer.model import transfer
 from icdtransfer.train.stages import train_target
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run(args: argparse.Namespace, variant: str, unknown_rows: bool, scratch: Path) -> dict:
+def run(args: argparse.Namespace, variant: str, unknown_rows: bool, scratch: Path) -> Scores:
     params = load_params(REPO / "params.yaml")
-    model = replace(params.model, max_tokens=1000)  # studies/table2.yaml's train overrides
-    cfg = replace(
-        params.train_target,
-        epochs=8,
-        pretrained=args.pretrained,
-        checkpoint_dir=str(scratch / f"ckpt-{unknown_rows}"),
+    head = replace(params.head, max_tokens=1000)  # studies/table2.yaml's train overrides
+    cfg = replace(params.train_target, epochs=8, pretrained=args.pretrained)
+    member = MemberConfig(
+        variant=variant, seed=args.seed, checkpoint_dir=str(scratch / f"ckpt-{unknown_rows}")
     )
     original = transfer.read_new_words_as_unknown
     if not unknown_rows:
         transfer.read_new_words_as_unknown = lambda *a, **k: 0
     try:
         out = scratch / f"{variant}-{unknown_rows}"
-        metrics = train_target(model, cfg, args.target, variant, args.seed, out_dir=str(out))
+        metrics = train_target(params.encoder, head, cfg, args.target, member, out_dir=str(out))
     finally:
         transfer.read_new_words_as_unknown = original
-    return metrics["tuned"]
+    return metrics.tuned
 
 
 def main() -> None:
@@ -68,11 +67,11 @@ def main() -> None:
                 s = run(args, variant, unknown_rows, Path(folder))
                 scores[unknown_rows] = s
                 print(
-                    f"{variant}, seed {args.seed}, {label}: micro_f {100 * s['micro_f']:.1f}, "
-                    f"macro_f_all_labels {100 * s['macro_f_all_labels']:.1f}, "
-                    f"macro_f {100 * s['macro_f']:.1f}"
+                    f"{variant}, seed {args.seed}, {label}: micro_f {100 * s.micro_f:.1f}, "
+                    f"macro_f_all_labels {100 * s.macro_f_all_labels:.1f}, "
+                    f"macro_f {100 * s.macro_f:.1f}"
                 )
-            ratios.append(scores[True]["macro_f_all_labels"] / scores[False]["macro_f_all_labels"])
+            ratios.append(scores[True].macro_f_all_labels / scores[False].macro_f_all_labels)
     print(f"ratio: {sum(ratios) / len(ratios):.2f}")
 
 

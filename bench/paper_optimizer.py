@@ -56,10 +56,10 @@ def best_macro_f(
         min_length=5,
     )
     start = time.perf_counter()
-    history = loop.fit(model, corpus, settings).history
-    curve = ", ".join(f"{h['val_macro_f']:.3f}" for h in history)
+    history = loop.fit(model, corpus, settings).state.history
+    curve = ", ".join(f"{h.val_macro_f:.3f}" for h in history)
     print(f"  {optimizer} lr {lr} batch {batch}: {time.perf_counter() - start:.0f} s; {curve}")
-    return max(h["val_macro_f"] for h in history)
+    return max(h.val_macro_f for h in history)
 
 
 def main() -> None:

@@ -78,7 +78,7 @@ def test_paper_preset_optimiser_trains_like_adam(keyword_corpus: Corpus) -> None
         )
         if name == "adam":  # what a model that learned nothing scores (a tuned threshold)
             probs = predict(model, corpus, val, 50, 80, 3, torch.device("cpu"), False)
-            untrained = scores_at(y_val, probs >= tune_threshold(y_val, probs))["macro_f"]
+            untrained = scores_at(y_val, probs >= tune_threshold(y_val, probs)).macro_f
         settings = loop_settings(
             optimizer=optimizer,
             learning_rate=lr,
@@ -90,8 +90,8 @@ def test_paper_preset_optimiser_trains_like_adam(keyword_corpus: Corpus) -> None
             word_dropout=0.0,
             min_length=3,
         )
-        history = fit(model, corpus, settings).history
-        best[name] = max(h["val_macro_f"] for h in history)
+        history = fit(model, corpus, settings).state.history
+        best[name] = max(h.val_macro_f for h in history)
     assert paper.optimizer == "adadelta" and paper.batch_size == 50
     assert best["adam"] > untrained + 0.15, (best, untrained)  # Adam learned the keywords
     assert best["preset"] >= 0.8 * best["adam"], best
