@@ -122,9 +122,9 @@ def test_single_model_row_is_the_mean_over_seeds(crossed) -> None:
     per_seed = [scores_at(g.test, test >= 0.5) for _, test in systems[2].members]
     assert row["seeds"].item() == 2
     for metric in ("micro_f", "macro_f", "macro_f_all_labels"):
-        assert row[metric].item() == pytest.approx(np.mean([s[metric] for s in per_seed]))
+        assert row[metric].item() == pytest.approx(np.mean([getattr(s, metric) for s in per_seed]))
     assert row["seed_sd_macro_f"].item() == pytest.approx(
-        np.std([s["macro_f"] for s in per_seed], ddof=1)
+        np.std([s.macro_f for s in per_seed], ddof=1)
     )
 
 
@@ -134,7 +134,7 @@ def test_single_model_interval_holds_seed_spread() -> None:
     one = System("scratch", "scratch", "scratch", 1, spread.members[1:], [2])
     both = report([spread], g).scores.query("threshold_kind == 'fixed'").iloc[0]
     alone = report([one], g).scores.query("threshold_kind == 'fixed'").iloc[0]
-    perfect, poor = 1.0, scores_at(g.test, spread.members[1][1] >= 0.5)["macro_f"]
+    perfect, poor = 1.0, scores_at(g.test, spread.members[1][1] >= 0.5).macro_f
     assert alone["macro_f"] == pytest.approx(poor)
     assert both["macro_f"] == pytest.approx((perfect + poor) / 2)
     # the interval reaches both seeds' scores: seed spread is in it, not only test-set noise
@@ -153,7 +153,7 @@ def test_replicates_average_over_a_fixed_label_set() -> None:
     assert reps.macro_f.tolist() == [0.5, 1.0]  # over labels 0, 1 (positive in the split)
     assert reps.macro_f_all_labels.tolist() == pytest.approx([1 / 3, 2 / 3])  # over all 3
     point = scores_at(y, pred)
-    assert (point["macro_f"], point["macro_f_all_labels"]) == (1.0, pytest.approx(2 / 3))
+    assert (point.macro_f, point.macro_f_all_labels) == (1.0, pytest.approx(2 / 3))
 
 
 def test_empty_decile_is_empty_in_estimate_and_interval(crossed) -> None:
