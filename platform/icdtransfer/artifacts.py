@@ -417,7 +417,11 @@ def metric_columns(metrics: Metrics) -> dict[str, Any]:
 @dataclass
 class TrialOutcome:
     """A finished trial's last report to Tune; its fields and metric columns become the
-    trial's row in trials.parquet (next to trial_id, status, error and config_* columns)."""
+    trial's row in trials.parquet (next to trial_id, status, error and config_* columns).
+
+    The convergence columns summarise the ensemble's members (docs/DESIGN.md section 4), one
+    list entry per seed in `seeds` order: `converged` is true when every member converged
+    (early stopping fired), `unconverged_members` counts those the epoch cap stopped."""
 
     variant: str
     ensemble_size: int
@@ -428,6 +432,24 @@ class TrialOutcome:
     data_from: Literal["driver folder", "object store"]
     trial_seconds: float
     metrics: Metrics
+    converged: bool
+    unconverged_members: int
+    member_best_epochs: list[int]
+    member_epochs_run: list[int]
+    epoch_cap: int
+    patience: int
+
+    @staticmethod
+    def convergence(trainings: Sequence[Training]) -> dict[str, Any]:
+        """The convergence fields of an ensemble whose members ended as `trainings`."""
+        return {
+            "converged": all(t.converged for t in trainings),
+            "unconverged_members": sum(not t.converged for t in trainings),
+            "member_best_epochs": [t.best_epoch for t in trainings],
+            "member_epochs_run": [t.epochs_run for t in trainings],
+            "epoch_cap": max(t.epoch_cap for t in trainings),
+            "patience": max(t.patience for t in trainings),
+        }
 
     def report(self) -> dict[str, Any]:
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -455,6 +477,8 @@ class MemberRow:
     epochs: int
     node: str
     train_seconds: float
+    study: str  # the study whose trial trained it (members are shared between studies)
+    trial_id: str
     training: Training
     metrics: Metrics
 

@@ -28,7 +28,7 @@ from icdtransfer.config import (
     load_params,
 )
 from icdtransfer.data.errors import InputError
-from icdtransfer.sweep import SweepInterrupted
+from icdtransfer.sweep import StudyBusy, SweepInterrupted
 
 log = logging.getLogger("icdtransfer")
 
@@ -130,9 +130,7 @@ def _predict(params: Params, args: argparse.Namespace) -> None:
 
 
 def _sweep(params: Params, args: argparse.Namespace) -> None:
-    from icdtransfer.sweep.runner import run_study
-
-    run_study(
+    sections = (
         args.study,
         params.sweep,
         params.encoder,
@@ -141,6 +139,14 @@ def _sweep(params: Params, args: argparse.Namespace) -> None:
         params.target.out_dir,
         params.ray,
     )
+    if args.status:
+        from icdtransfer.sweep.status import study_status
+
+        print(study_status(*sections))
+        return
+    from icdtransfer.sweep.runner import run_study
+
+    run_study(*sections, retry_errored=args.retry_errored)
 
 
 def _report(params: Params, args: argparse.Namespace) -> None:
@@ -185,6 +191,18 @@ def _option(cmd: argparse.ArgumentParser, flag: str, metavar: str, help_text: st
 
 def _sweep_args(cmd: argparse.ArgumentParser) -> None:
     _option(cmd, "--study", "NAME", "a study in sweep.studies_dir or a .yaml path", required=True)
+    cmd.add_argument(
+        "--retry-errored",
+        action="store_true",
+        help="resuming: run failed trials again, from their last checkpoint (default: a "
+        "failed trial stays failed)",
+    )
+    cmd.add_argument(
+        "--status",
+        action="store_true",
+        help="print the study's state (trials, members, lock, where it lives, whether the "
+        "next run resumes) and exit, running nothing",
+    )
 
 
 def _dashboard_args(cmd: argparse.ArgumentParser) -> None:
@@ -315,4 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     except SweepInterrupted as err:
         print(f"icdtransfer {args.command}: {err}", file=sys.stderr)
         return 130
+    except StudyBusy as err:
+        print(f"icdtransfer {args.command}: error: {err}", file=sys.stderr)
+        return 75  # EX_TEMPFAIL: try again once the other run has ended
     return 0

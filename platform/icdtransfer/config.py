@@ -275,7 +275,13 @@ class RayConfig:
     # Logical CPUs of a local instance; more than the cores, so trial drivers and Train
     # controllers (which mostly wait) do not starve the workers of scheduling slots.
     num_cpus: Size | None = 4
-    storage_path: str = ".ray_results"  # Train/Tune state for resuming; made absolute
+    # Train/Tune state for resuming, and the sweeps' member store: a folder (made absolute) or
+    # a URI (s3://bucket/prefix, anything pyarrow.fs opens)
+    storage_path: str = ".ray_results"
+    # With a URI storage_path: the head's working copy of the sweep state that is not Ray's
+    # (member store, Optuna database, lock), restored from the URI at start, pushed back as
+    # it changes. Unused for a local storage_path, which is its own working folder.
+    state_dir: str = ".sweep_state"
 
 
 @dataclass

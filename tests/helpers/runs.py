@@ -20,14 +20,15 @@ def write_params(params: Params, path: Path) -> Path:
     return path
 
 
-def run_sweep(params: Params, study: str) -> dict:
+def run_sweep(params: Params, study: str, retry_errored: bool = False) -> dict:
     """`icdtransfer sweep --study <study>` in this process (the CLI's own command function,
     so the same sections reach the sweep); returns the study's best.json."""
     from icdtransfer.cli import COMMANDS
     from icdtransfer.sweep.runner import study_path
     from icdtransfer.sweep.study import load_study
 
-    COMMANDS["sweep"][0](params, argparse.Namespace(study=study))
+    args = argparse.Namespace(study=study, status=False, retry_errored=retry_errored)
+    COMMANDS["sweep"][0](params, args)
     name = load_study(study_path(params.sweep.studies_dir, study)).name
     return json.loads((Path(params.sweep.results_dir) / name / "best.json").read_text())
 

@@ -71,7 +71,7 @@ def test_each_member_is_trained_once(ray_local, tiny_params, tmp_path: Path) -> 
     assert members["key"].nunique() == 1
     trials = pd.read_parquet(tmp_path / "reuse" / "trials.parquet")
     assert trials["members_trained_here"].sum() == 3
-    assert best["members_stored"] == 3
+    assert best["members_used"] == 3
 
 
 HUGE = 10**12
@@ -139,7 +139,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(
     # max_concurrent 1: once the third trial has started, two have finished
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        logs = list((tmp_path / "ray").glob("sweep-resume-*/members/trial_starts.jsonl"))
+        logs = list((tmp_path / "ray").glob("studies/resume/*/trial_starts.jsonl"))
         if logs and len(logs[0].read_text().splitlines()) >= 3:
             break
         time.sleep(0.2)
@@ -149,7 +149,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(
     assert not (tmp_path / "resume" / "trials.parquet").exists()  # no results from a stopped run
     finished = [
         p.parent.name
-        for p in (tmp_path / "ray").glob("sweep-resume-*/tune/*/result.json")
+        for p in (tmp_path / "ray").glob("studies/resume/*/tune/*/result.json")
         if '"final": true' in p.read_text()
     ]
     assert 2 <= len(finished) < 8

@@ -33,13 +33,13 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     clean_leftovers(final)
-    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(final), dir=final.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(final), dir=final.parent))
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = final.with_name(f".{final.name}.old-{_writer()}")
+    old = old_sibling(final)
     if final.exists():
         for entry in final.iterdir():
             if not (tmp / entry.name).exists():
@@ -59,7 +59,7 @@ def atomic_file(final: str | Path, mode: str = "w", durable: bool = False) -> It
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     clean_leftovers(final)
-    fd, name = tempfile.mkstemp(prefix=_tmp_prefix(final), dir=final.parent)
+    fd, name = tempfile.mkstemp(prefix=temp_prefix(final), dir=final.parent)
     encoding = None if "b" in mode else "utf-8"
     try:
         with os.fdopen(fd, mode, encoding=encoding) as handle:
@@ -128,8 +128,14 @@ def _writer() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def _tmp_prefix(final: Path) -> str:
+def temp_prefix(final: Path) -> str:
+    """The name prefix of this process' temporary siblings of `final` (for mkdtemp/mkstemp)."""
     return f".{final.name}.tmp-{_writer()}-"
+
+
+def old_sibling(final: Path) -> Path:
+    """Where this process moves `final` while replacing it (removed once replaced)."""
+    return final.with_name(f".{final.name}.old-{_writer()}")
 
 
 def _alive(pid: int) -> bool:

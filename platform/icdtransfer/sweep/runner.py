@@ -1,45 +1,60 @@
 """`icdtransfer sweep --study NAME`: a study file -> Ray Tune (+ Optuna, + ASHA) -> results/.
 
-Resumable state (Tune's experiment, the Optuna study database, stored members) lives in
-`<ray.storage_path>/sweep-<study>-<key>/`, where the key covers the study file and everything
-members depend on: running the same command again after an interruption restores the Tuner,
-keeps every finished trial and member, and runs only what is left. The outputs are written to
-`results/<study>/` at the end, whole or not at all:
+State under `ray.storage_path` (a folder or a URI; storage.py):
+
+    members/                      the member store, shared by every study (members.py)
+    studies/<name>/latest.json    the manifest of the study's last run (manifest.py)
+    studies/<name>/<key>/         the study's resumable state under its key:
+        manifest.json             what the key covers, component by component
+        tune/                     Ray Tune's experiment (trials, their checkpoints)
+        optuna.db                 the Optuna study (kind: optuna)
+        trial_starts.jsonl        one line per trial start (and where it resumed)
+
+Running the same command again after an interruption restores the Tuner, keeps every
+finished trial and stored member, resumes unfinished trials from their last checkpoint and
+runs only what is left; with `--retry-errored`, failed trials are retried too. A run under a
+new key (the study, the member settings, the corpus, the stage-1 model or the code changed)
+starts afresh and logs which components changed. One run of a study at a time holds its lock
+(lock.py). The outputs are written to `results/<study>/` at the end, whole or not at all:
 
     trials.parquet    one row per trial: config, status, validation and test metrics at both
-                      thresholds, decile macro-F, time, node
-    members.parquet   one row per trained member (key, seed, config, metrics, node, time)
-    members/          the members' files (model, probabilities, metrics)
+                      thresholds, decile macro-F, the members' convergence, time, node
+    members.parquet   one row per member the study's finished trials use (key, seed, config,
+                      convergence, metrics, node, time, the study and trial that trained it)
+    members/          those members' files (model, probabilities, metrics, member.json)
     search/           the Optuna study (optuna.db) or the grid (grid.json)
     best.json         the best finished trial by the study's metric (a DVC metric)
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
+import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from icdtransfer.artifacts import MODEL_FILE, TRIAL_COLUMNS, TrialStatus
 from icdtransfer.config import EncoderConfig, HeadConfig, RayConfig, SweepConfig, TrainTargetConfig
-from icdtransfer.data.atomic import atomic_dir
-from icdtransfer.data.corpus import Corpus
-from icdtransfer.data.ship import publish
-from icdtransfer.ray_env import absolute_storage, connect
+from icdtransfer.data.atomic import atomic_dir, atomic_file
+from icdtransfer.data.ship import digest_folder
 from icdtransfer.sweep import SweepInterrupted
-from icdtransfer.sweep.members import MemberStore
-from icdtransfer.sweep.study import Study, load_study, tune_space
-from icdtransfer.sweep.trial import TrialContext, sweep_trial
-from icdtransfer.train.stages import code_digest
+from icdtransfer.sweep.lock import study_lock
+from icdtransfer.sweep.manifest import Manifest
+from icdtransfer.sweep.members import STORE, TRIAL_LOG
+from icdtransfer.sweep.storage import StateRoot
+from icdtransfer.sweep.study import Study, load_study
+from icdtransfer.sweep.trial import CLOCK, FIRST_MEMBER_METRIC
 
 log = logging.getLogger(__name__)
 NAMESPACE = "icdtransfer"
+MANIFEST = "manifest.json"
+LATEST = "latest.json"
+EXPERIMENT = "tune"
 
 
 def study_path(studies_dir: str, name: str) -> Path:
@@ -48,25 +63,81 @@ def study_path(studies_dir: str, name: str) -> Path:
     return path if path.suffix in (".yaml", ".yml") else Path(studies_dir) / f"{name}.yaml"
 
 
-def work_key(study_file: Path, parts: list[Any], corpus_stats: dict, pretrained: str) -> str:
-    """What a sweep's resumable state belongs to: the study file, the sections members are
-    built from, the corpus, the stage-1 model and the code."""
-    text = json.dumps(
-        [
-            study_file.read_text(encoding="utf-8"),
-            [dataclasses.asdict(p) for p in parts],
-            corpus_stats,
-            pretrained,
-            code_digest(),  # other code: a fresh sweep, never a stale experiment resumed
-        ],
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
 def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.exists() else "missing"
+
+
+@dataclass
+class Plan:
+    """A study as a run (or `--status`) sees it before touching Ray: what it is, under which
+    key, and where its state lives."""
+
+    study: Study
+    manifest: Manifest
+    root: StateRoot
+    target_dir: str
+    pretrained: Path
+
+    @property
+    def home(self) -> str:  # relative to the root
+        return f"studies/{self.study.name}"
+
+    @property
+    def folder(self) -> str:  # the state of this key, relative to the root
+        return f"{self.home}/{self.manifest.key}"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root.local / self.home / "lock"
+
+
+def plan_study(
+    name: str,
+    sweep: SweepConfig,
+    encoder: EncoderConfig,
+    head: HeadConfig,
+    train: TrainTargetConfig,
+    target_dir: str,
+    ray_cfg: RayConfig,
+) -> Plan:
+    from icdtransfer.train.stages import code_digest
+
+    study = load_study(study_path(sweep.studies_dir, name))
+    target_dir = str(Path(target_dir).resolve())
+    pretrained = Path(train.pretrained).resolve()
+    manifest = Manifest.build(
+        study,
+        encoder,
+        head,
+        train,
+        corpus=digest_folder(Path(target_dir)),
+        stage1=file_digest(pretrained / MODEL_FILE),
+        code=code_digest(),
+    )
+    root = StateRoot.open(ray_cfg.storage_path, ray_cfg.state_dir)
+    return Plan(study, manifest, root, target_dir, pretrained)
+
+
+def previous_manifest(plan: Plan) -> Manifest | None:
+    """The manifest of the study's last run, from the authoritative copy of the state."""
+    text = plan.root.read_text(f"{plan.home}/{LATEST}")
+    return Manifest.from_json(json.loads(text)) if text else None
+
+
+def explain_resume(plan: Plan, before: Manifest | None) -> str:
+    """One line: does this run resume the study's state, and if not, why not."""
+    key = plan.manifest.key
+    if before is None:
+        return f"study {plan.study.name}: no earlier run; starting under key {key}"
+    if before.key == key:
+        return f"study {plan.study.name}: resuming its state under key {key}"
+    changed = "; ".join(plan.manifest.changes(before)) or "the key's definition"
+    resumable = plan.root.exists(f"{plan.folder}/{MANIFEST}")
+    action = f"resuming the state under key {key}" if resumable else f"starting key {key}"
+    return (
+        f"study {plan.study.name}: not resuming the last run's state (key {before.key}), "
+        f"because it changed: {changed}; {action}"
+    )
 
 
 def run_study(
@@ -77,25 +148,54 @@ def run_study(
     train: TrainTargetConfig,
     target_dir: str,
     ray_cfg: RayConfig,
+    retry_errored: bool = False,
 ) -> dict:
     """Run (or resume) one study over stage 2 (members built from `encoder`, `head` and
-    `train`, with the study's overrides, on the corpus in `target_dir`); returns the best
-    trial's row."""
+    `train`, with the study's overrides, on the corpus in `target_dir`) under the study's
+    lock; returns the best trial's row."""
+    plan = plan_study(name, sweep, encoder, head, train, target_dir, ray_cfg)
+    with study_lock(plan.lock_path, plan.study.name):
+        return _run(plan, sweep, encoder, head, train, ray_cfg, retry_errored)
+
+
+def _run(
+    plan: Plan,
+    sweep: SweepConfig,
+    encoder: EncoderConfig,
+    head: HeadConfig,
+    train: TrainTargetConfig,
+    ray_cfg: RayConfig,
+    retry_errored: bool,
+) -> dict:
     import ray
     from ray import tune
 
-    study_file = study_path(sweep.studies_dir, name)
-    study = load_study(study_file)
-    target_dir = str(Path(target_dir).resolve())
-    corpus = Corpus.open(target_dir)
-    pretrained = Path(train.pretrained).resolve()
-    pretrained_digest = file_digest(pretrained / MODEL_FILE)
-    storage = absolute_storage(ray_cfg.storage_path)
-    key = work_key(study_file, [encoder, head, train], corpus.stats, pretrained_digest)
-    experiment = f"sweep-{study.name}-{key}"
-    work = Path(storage) / experiment
+    from icdtransfer.data.ship import publish
+    from icdtransfer.ray_env import connect
+    from icdtransfer.sweep.members import MemberStore
+    from icdtransfer.sweep.search import PushState, StudySearch, activate
+    from icdtransfer.sweep.study import tune_space
+    from icdtransfer.sweep.trial import TrialContext, sweep_trial
+
+    study, root, folder = plan.study, plan.root, plan.folder
+    before = previous_manifest(plan)
+    log.info(explain_resume(plan, before))
+    if before is not None and before.key == plan.manifest.key:
+        for change in plan.manifest.runtime_changes(before):
+            log.warning("study %s: %s ignored: a resumed study keeps it", study.name, change)
+    for rel in (f"{folder}/{MANIFEST}", f"{folder}/optuna.db", f"{folder}/{TRIAL_LOG}"):
+        root.pull(rel)
+    if not (root.local / folder / MANIFEST).exists():
+        _write_json(root, f"{folder}/{MANIFEST}", plan.manifest.to_json())
+    _write_json(root, f"{plan.home}/{LATEST}", plan.manifest.to_json())
+
     connect(ray_cfg)
-    store_name = f"members-{experiment}"
+    # Reports differ by design (first-member epochs for ASHA, one final report for the
+    # search), so Tune's check that every report holds every metric is off; Tune's warning
+    # that per-epoch checkpoints force frequent experiment-state syncs is expected too.
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    store_name = f"members-{study.name}-{plan.manifest.key}"
     store = (
         ray.remote(MemberStore)
         .options(
@@ -107,15 +207,16 @@ def run_study(
                 node_id=ray.get_runtime_context().get_node_id(), soft=False
             ),
         )
-        .remote(str(work / "members"))
+        .remote(root, f"{folder}/{TRIAL_LOG}")
     )
     ctx = TrialContext(
+        study=study.name,
         store=store_name,
         namespace=NAMESPACE,
         # the corpus and the stage-1 model travel through the object store (data/ship.py)
-        target=publish(target_dir),
-        pretrained=publish(pretrained) if pretrained.is_dir() else None,
-        pretrained_digest=pretrained_digest,
+        target=publish(plan.target_dir),
+        pretrained=publish(plan.pretrained) if plan.pretrained.is_dir() else None,
+        pretrained_digest=plan.manifest.stage1,
         encoder=encoder,
         head=head,
         train=train,
@@ -127,29 +228,35 @@ def run_study(
         tune.with_parameters(sweep_trial, ctx=ctx),
         {"cpu": study.resources.cpu, "gpu": study.resources.gpu},
     )
-    experiment_dir = str(work / "tune")
-    if tune.Tuner.can_restore(experiment_dir):
-        log.info("resuming study %s from %s", study.name, experiment_dir)
+    activate(study.name, root, folder)
+    storage_path, filesystem = root.tune_storage(folder)
+    experiment = f"{storage_path}/{EXPERIMENT}"
+    if tune.Tuner.can_restore(experiment, storage_filesystem=filesystem):
+        log.info("resuming study %s from %s", study.name, root.where(f"{folder}/{EXPERIMENT}"))
         tuner = tune.Tuner.restore(
-            experiment_dir, trainable=trainable, resume_errored=False, restart_errored=False
+            experiment,
+            trainable=trainable,
+            resume_errored=retry_errored,
+            storage_filesystem=filesystem,
         )
     else:
         tuner = tune.Tuner(
             trainable,
             param_space=tune_space(study),
             tune_config=tune.TuneConfig(
-                metric=study.metric,
-                mode=study.mode,
                 num_samples=study.num_samples,
-                search_alg=_searcher(study, work),
-                scheduler=_scheduler(study),
+                search_alg=StudySearch(study) if study.kind == "optuna" else None,
+                scheduler=_scheduler(study, train),
                 max_concurrent_trials=study.max_concurrent,
                 reuse_actors=True,  # a finished trial's process runs the next: no re-import
             ),
             run_config=tune.RunConfig(
-                name="tune",
-                storage_path=str(work),
+                name=EXPERIMENT,
+                storage_path=storage_path,
+                storage_filesystem=filesystem,
                 failure_config=tune.FailureConfig(max_failures=study.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                callbacks=[PushState(study.name)],
                 verbose=1,
             ),
         )
@@ -158,37 +265,75 @@ def run_study(
     if results.num_terminated + results.num_errors < max(len(results), expected):
         raise SweepInterrupted(
             f"study {study.name}: {results.num_terminated + results.num_errors} of {expected} "
-            f"trials finished; run the same command again to resume from {experiment_dir}"
+            f"trials finished; run the same command again to resume from "
+            f"{root.where(folder)}"
         )
-    trials = _trial_table(results, study)
-    members = pd.DataFrame(ray.get(store.rows.remote()))
+    trials = _trial_table(results)
+    used = _members_used(trials)
+    members = pd.DataFrame(ray.get(store.rows.remote(used)))
     counts = ray.get(store.counts.remote())
     best = _best(trials, study)
-    best["members_stored"] = counts["stored"]
-    out = Path(sweep.results_dir) / study.name
-    with atomic_dir(out) as tmp:
-        trials.to_parquet(tmp / "trials.parquet", index=False)
-        members.to_parquet(tmp / "members.parquet", index=False)
-        shutil.copytree(
-            work / "members", tmp / "members", ignore=shutil.ignore_patterns(".*", "*.jsonl")
-        )
-        (tmp / "search").mkdir()
-        if study.kind == "optuna":
-            shutil.copyfile(work / "optuna.db", tmp / "search" / "optuna.db")
-        else:
-            (tmp / "search" / "grid.json").write_text(json.dumps(study.space, indent=2) + "\n")
-        shutil.copyfile(work / "members" / "trial_starts.jsonl", tmp / "trial_starts.jsonl")
-        (tmp / "best.json").write_text(json.dumps(best, indent=2, default=str) + "\n")
+    best["members_used"] = len(members)
+    best["unconverged_members"] = (
+        int((~members["converged"].astype(bool)).sum()) if len(members) else 0
+    )
+    _write_results(Path(sweep.results_dir) / study.name, plan, trials, members, used, best)
+    root.push(folder)
     log.info(
-        "study %s: %d trials (%d failed), %d members; best %s = %.4f",
+        "study %s: %d trials (%d not finished), %d members (%d trained in this run); best %s = "
+        "%.4f",
         study.name,
         len(trials),
         int((trials["status"] != "TERMINATED").sum()),
-        counts["stored"],
+        len(members),
+        counts["trained_this_run"],
         study.metric,
         best.get(study.metric, float("nan")),
     )
+    if best["unconverged_members"]:
+        log.warning(
+            "study %s: %d of its %d members reached the epoch cap still improving (not "
+            "converged): see the `converged` columns of members.parquet and trials.parquet",
+            study.name,
+            best["unconverged_members"],
+            len(members),
+        )
     return best
+
+
+def _write_json(root: StateRoot, rel: str, data: dict) -> None:
+    with atomic_file(root.local / rel) as handle:
+        handle.write(json.dumps(data, indent=2, default=str) + "\n")
+    root.push(rel)
+
+
+def _write_results(
+    out: Path,
+    plan: Plan,
+    trials: pd.DataFrame,
+    members: pd.DataFrame,
+    used: list[tuple[str, int]],
+    best: dict,
+) -> None:
+    """results/<study>/, whole or not at all (module docstring)."""
+    local = plan.root.local
+    with atomic_dir(out) as tmp:
+        trials.to_parquet(tmp / "trials.parquet", index=False)
+        members.to_parquet(tmp / "members.parquet", index=False)
+        (tmp / "members").mkdir()
+        for key, seed in used:  # a copy: each study's results stand on their own
+            shutil.copytree(
+                local / STORE / key / f"seed{seed}",
+                tmp / "members" / key / f"seed{seed}",
+                ignore=shutil.ignore_patterns(".*"),
+            )
+        (tmp / "search").mkdir()
+        if plan.study.kind == "optuna":
+            shutil.copyfile(local / plan.folder / "optuna.db", tmp / "search" / "optuna.db")
+        else:
+            (tmp / "search" / "grid.json").write_text(json.dumps(plan.study.space, indent=2) + "\n")
+        shutil.copyfile(local / plan.folder / TRIAL_LOG, tmp / "trial_starts.jsonl")
+        (tmp / "best.json").write_text(json.dumps(best, indent=2, default=str) + "\n")
 
 
 def _grid_size(study: Study) -> int:
@@ -199,57 +344,53 @@ def _grid_size(study: Study) -> int:
     return size
 
 
-def _searcher(study: Study, work: Path):
-    if study.kind != "optuna":
-        return None
-    import optuna
-    from ray.tune.search.optuna import OptunaSearch
-
-    work.mkdir(parents=True, exist_ok=True)
-    storage = optuna.storages.RDBStorage(f"sqlite:///{work / 'optuna.db'}")
-    return OptunaSearch(
-        metric=study.metric,
-        mode=study.mode,
-        seed=study.search_seed,
-        storage=storage,
-        study_name=study.name,
-    )
-
-
-def _scheduler(study: Study):
+def _scheduler(study: Study, train: TrainTargetConfig):
     if study.scheduler != "asha":
         return None
-    from ray.tune.schedulers import ASHAScheduler
+    from icdtransfer.sweep.search import asha
 
-    # One time step per reported member epoch (and one for the final ensemble report).
-    return ASHAScheduler(
-        time_attr="training_iteration", max_t=10_000, grace_period=2, reduction_factor=2
-    )
+    return asha(study, study.epoch_cap(train.epochs))
 
 
-def _trial_table(results, study: Study) -> pd.DataFrame:
+def _members_used(trials: pd.DataFrame) -> list[tuple[str, int]]:
+    """(key, seed) of every member a finished trial's ensemble averaged, in trial order."""
+    used: dict[tuple[str, int], None] = {}
+    if "member_key" not in trials:
+        return []
+    for row in trials[trials["status"] == "TERMINATED"].itertuples():
+        for seed in json.loads(row.seeds):
+            used[(row.member_key, int(seed))] = None
+    return list(used)
+
+
+def trial_status(metrics: dict, error: object) -> TrialStatus:
+    """A trial that has ended: failed, finished (it made its final report), or stopped by
+    the scheduler (ASHA) before it."""
+    if error is not None:
+        return "ERROR"
+    return "TERMINATED" if metrics.get("final") else "EARLY_STOPPED"
+
+
+def _trial_table(results) -> pd.DataFrame:
     """One row per trial: its config, status, final metrics, time and node."""
     rows = []
     for result in results:
         metrics = dict(result.metrics or {})
         config = result.config or {}
-        final = bool(metrics.get("final"))
-        # Every trial has ended (run_study checked): without a final report and without an
-        # error, the scheduler (ASHA) stopped it early.
-        status: TrialStatus = (
-            "ERROR" if result.error is not None else ("TERMINATED" if final else "EARLY_STOPPED")
-        )
         row = {
             "trial_id": metrics.get("trial_id") or Path(result.path).name,
-            "status": status,
+            "status": trial_status(metrics, result.error),
             "error": None if result.error is None else type(result.error).__name__,
         }
         row.update({f"config_{k}": v for k, v in config.items()})
-        keep = [k for k in metrics if k.startswith(("test_", "val_")) or k in TRIAL_COLUMNS]
-        row.update({k: metrics[k] for k in keep})
+        if metrics.get("final"):
+            keep = [k for k in metrics if k.startswith(("test_", "val_")) or k in TRIAL_COLUMNS]
+            row.update({k: metrics[k] for k in keep if k != FIRST_MEMBER_METRIC})
+        elif row["status"] == "EARLY_STOPPED":  # where ASHA stopped it, on the trial clock
+            row["stopped_at_member_epoch"] = metrics.get(CLOCK)
         rows.append(row)
     frame = pd.DataFrame(rows)
-    for column in frame.columns:  # lists (deciles, seeds) are stored as JSON text
+    for column in frame.columns:  # lists (deciles, seeds, epochs) are stored as JSON text
         if frame[column].map(lambda v: isinstance(v, list | dict)).any():
             frame[column] = frame[column].map(lambda v: json.dumps(v) if v is not None else None)
     return frame

@@ -19,6 +19,9 @@ Format (documented in studies/README.md):
       word_dropout: {uniform: [0.0, 0.5]}   # optuna only: uniform, loguniform, int
       adaptation_size: {value: 256}     # fixed
     train: {max_tokens: 1000}   # fixed head/train_target overrides for every member
+    convergence:                # the rule every member trains by (docs/DESIGN.md section 4)
+      patience: 3               #   stop after 3 epochs without a better validation macro-F
+      max_epochs: 40            #   a safety cap; a member that reaches it did not converge
 
 Like config.py, an unknown key, a wrong type or a value outside its range is an error that
 names the key; `train` overrides and searched values are checked against the ranges of the
@@ -75,6 +78,17 @@ class Resources:
 
 
 @dataclass
+class Convergence:
+    """The rule every member of a study trains by: early stopping after `patience` epochs
+    without a better validation macro-F. `max_epochs` is a safety cap, not a budget: a member
+    that reaches it has not converged, and says so (member.json, members.parquet,
+    trials.parquet). Every variant gets the same rule, not the same number of epochs."""
+
+    patience: Size
+    max_epochs: Size
+
+
+@dataclass
 class Study:
     name: str
     kind: Literal["grid", "optuna"]
@@ -89,6 +103,15 @@ class Study:
     seeds: list[Seed] = field(default_factory=lambda: [1, 2, 3])
     search_seed: Seed = 0
     train: dict[str, Any] = field(default_factory=dict)
+    convergence: Convergence | None = None
+
+    def epoch_cap(self, default: int) -> int:
+        """The most epochs any member of the study may run (ASHA's max_t)."""
+        spec = self.space.get("epochs")
+        if spec is None:
+            return int(self.train.get("epochs", default))
+        values = spec if isinstance(spec, list) else next(iter(spec.values()))
+        return int(max(values)) if isinstance(values, list) else int(values)
 
     @property
     def max_ensemble(self) -> int:
@@ -152,6 +175,27 @@ def validate(study: Study, where: str) -> None:
         study.train[key] = check_field(_section(key), key, value, where, f"train.{key}")
     if "variant" not in study.space:
         raise ConfigError(f"{where}: space.variant is missing: which variant(s) members train")
+    if study.convergence is not None:
+        _apply_convergence(study, study.convergence, where)
+
+
+def _apply_convergence(study: Study, rule: Convergence, where: str) -> None:
+    """The convergence policy is the one place a study sets patience and the epoch cap."""
+    for clash in ("train.epochs", "train.patience", "space.epochs"):
+        section, key = clash.split(".")
+        if key in getattr(study, section):
+            raise ConfigError(
+                f"{where}: {clash} and convergence both set the training rule; keep "
+                "convergence (patience, max_epochs), so every member trains by one rule"
+            )
+    if rule.max_epochs <= rule.patience:
+        raise ConfigError(
+            f"{where}: convergence.max_epochs ({rule.max_epochs}) must be greater than "
+            f"convergence.patience ({rule.patience}): a member converges only after "
+            "`patience` epochs without improvement"
+        )
+    study.train["epochs"] = rule.max_epochs
+    study.train["patience"] = rule.patience
 
 
 def _section(key: str) -> type:

@@ -1,14 +1,28 @@
 """One sweep trial: get (train or reuse) the members of its ensemble, then evaluate it.
 
 A trial's config holds the searched dimensions (variant, adaptation_size, word_dropout,
-ensemble_size, learning_rate, epochs). Members are trained with the project's training loop;
-while one trains, each epoch's validation macro-F is reported (ASHA can stop the trial
-there), and the final report is the ensemble's metrics (`TrialOutcome`).
+ensemble_size, learning_rate, epochs). What it tells Tune is one quantity on one clock:
+
+* for early stopping (ASHA), each epoch of its **first** member (seed `seeds[0]`), as
+  `val_macro_f_first_member` at `member_epoch`. A first member that is already stored
+  (another trial or study trained it) replays its stored validation curve epoch by epoch, so
+  it meets the same rungs as one trained here. The first member is obtained before the others,
+  so a trial ASHA stops never trains them;
+* for the search (Optuna, best.json), one final report: the ensemble's scores under the
+  study's metric (`TrialOutcome`), with the members' convergence.
+
+Every epoch of a member trained here is reported with a Tune checkpoint (the training loop's
+snapshot and the trial's progress). A trial restarted on another node (spot preemption, a lost
+node) takes back its own claim on that member at once and resumes it after its last
+checkpointed epoch; a member that another trial stored meanwhile is reused instead. Epochs of
+later members are reported with their checkpoints too, but without the early-stopping metric,
+which ASHA and Optuna therefore never see.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import socket
 import tempfile
 import threading
@@ -19,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from icdtransfer.artifacts import (
-    MemberInfo,
     MemberRow,
+    Training,
     TrialOutcome,
     average_members,
     member_name,
@@ -28,16 +42,21 @@ from icdtransfer.artifacts import (
 from icdtransfer.config import EncoderConfig, HeadConfig, MemberConfig, TrainTargetConfig
 from icdtransfer.data.ship import Shipped, local_copy
 from icdtransfer.sweep.members import member_key, read_member_files
-from icdtransfer.train.state import EpochRecord
+from icdtransfer.train.state import EpochRecord, Snapshot
 
 HEARTBEAT_S = 5.0
 POLL_S = 2.0
+FIRST_MEMBER_METRIC = "val_macro_f_first_member"  # ASHA's metric ...
+CLOCK = "member_epoch"  # ... and its time attribute: epochs of the first member
+SNAPSHOT_FILE = "snapshot.pt"
+PROGRESS_FILE = "progress.json"
 
 
 @dataclass
 class TrialContext:
     """What every trial of a study shares (built once by the runner, sent to each trial)."""
 
+    study: str
     store: str  # the member store actor's name
     namespace: str
     target: Shipped  # the stage-2 corpus
@@ -46,9 +65,19 @@ class TrialContext:
     encoder: EncoderConfig
     head: HeadConfig
     train: TrainTargetConfig
-    fixed: dict[str, Any]  # the study's `train:` overrides
+    fixed: dict[str, Any]  # the study's `train:` overrides (convergence policy included)
     seeds: list[int]
     cpus: float
+
+
+@dataclass
+class Progress:
+    """What a trial's Tune checkpoint records besides the loop's snapshot: the member whose
+    snapshot it holds, and how many epochs of the first member Tune has seen."""
+
+    key: str
+    seed: int | None = None
+    first_reported: int = 0
 
 
 def member_configs(ctx: TrialContext, config: dict) -> tuple[HeadConfig, TrainTargetConfig]:
@@ -68,9 +97,75 @@ def node_name() -> str:
     return f"{socket.gethostname()}:{ray.get_runtime_context().get_node_id()[:8]}"
 
 
-def _heartbeat(store: Any, key: str, seed: int, trial_id: str, stop: threading.Event) -> None:
-    while not stop.wait(HEARTBEAT_S):
-        store.heartbeat.remote(key, seed, trial_id)
+class Reporter:
+    """The trial's reports to Tune (see module docstring), and its Tune checkpoints."""
+
+    def __init__(self, progress: Progress, first_seed: int) -> None:
+        self.progress = progress
+        self.first_seed = first_seed
+
+    def metrics(self, seed: int, epoch: int, val_macro_f: float) -> dict[str, Any]:
+        out: dict[str, Any] = {"member_seed": seed, "seed_epoch": epoch, "final": False}
+        if seed == self.first_seed:
+            out.update({FIRST_MEMBER_METRIC: val_macro_f, CLOCK: epoch})
+        return out
+
+    def replay(self, curve: list[float]) -> None:
+        """The stored first member's validation curve, from the first epoch Tune has not seen."""
+        from ray import tune
+
+        for epoch, value in enumerate(curve, start=1):
+            if epoch > self.progress.first_reported:
+                tune.report({**self.metrics(self.first_seed, epoch, value), "replayed": True})
+                self.progress.first_reported = epoch
+
+    def checkpoint(self, seed: int, snapshot: Snapshot, record: EpochRecord) -> None:
+        """Report an epoch of a member trained here, with the loop's snapshot as checkpoint."""
+        from ray import tune
+
+        if seed == self.first_seed:
+            self.progress.first_reported = record.epoch
+        self.progress.seed = seed
+        with tempfile.TemporaryDirectory(prefix="icdtransfer-ckpt-") as folder:
+            snapshot.save(Path(folder) / SNAPSHOT_FILE)
+            (Path(folder) / PROGRESS_FILE).write_text(json.dumps(dataclasses.asdict(self.progress)))
+            tune.report(
+                {**self.metrics(seed, record.epoch, record.val_macro_f), "replayed": False},
+                checkpoint=tune.Checkpoint.from_directory(folder),
+            )
+
+
+def restored(key: str) -> tuple[Progress, Snapshot | None]:
+    """The trial's progress and member snapshot from its last Tune checkpoint (a restarted
+    trial), or a fresh start."""
+    from ray import tune
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return Progress(key), None
+    with checkpoint.as_directory() as folder:
+        progress = Progress(**json.loads((Path(folder) / PROGRESS_FILE).read_text()))
+        if progress.key != key:
+            return Progress(key), None
+        snapshot = Snapshot.load(Path(folder) / SNAPSHOT_FILE) if progress.seed else None
+    return progress, snapshot
+
+
+@dataclass
+class TrialCheckpointer:
+    """The training loop's Checkpointer in a trial: it resumes from the trial's restored
+    snapshot when that was of this member, and hands every epoch to the Reporter."""
+
+    seed: int
+    reporter: Reporter
+    snapshot: Snapshot | None
+
+    def load(self) -> Snapshot | None:
+        return self.snapshot
+
+    def save(self, snapshot: Snapshot | None, record: EpochRecord) -> None:
+        if snapshot is not None:
+            self.reporter.checkpoint(self.seed, snapshot, record)
 
 
 def train_member(
@@ -79,9 +174,11 @@ def train_member(
     train: TrainTargetConfig,
     variant: str,
     seed: int,
-    report: Any,
+    checkpointer: TrialCheckpointer,
+    trial_id: str,
 ) -> tuple[dict[str, bytes], MemberRow]:
     """Train one member in a scratch folder on this node; returns its files and index row."""
+    from icdtransfer.artifacts import MemberInfo
     from icdtransfer.train.stages import train_target
 
     with tempfile.TemporaryDirectory(prefix="icdtransfer-member-") as scratch:
@@ -91,7 +188,7 @@ def train_member(
         folder = Path(scratch) / member_name(variant, seed)
         start = time.perf_counter()
         metrics = train_target(
-            ctx.encoder, head, train, str(local_copy(ctx.target)), member, on_epoch=report
+            ctx.encoder, head, train, str(local_copy(ctx.target)), member, checkpointer=checkpointer
         )
         info = MemberInfo.read(folder)
         files = read_member_files(folder)
@@ -104,10 +201,44 @@ def train_member(
         epochs=train.epochs,
         node=node_name(),
         train_seconds=round(time.perf_counter() - start, 1),
+        study=ctx.study,
+        trial_id=trial_id,
         training=info.training,
         metrics=metrics,
     )
     return files, row
+
+
+class Claims:
+    """This trial's dealings with the member store for one member key."""
+
+    def __init__(self, store: Any, key: str, trial_id: str) -> None:
+        self.store, self.key, self.trial_id = store, key, trial_id
+
+    def claim(self, seed: int) -> str:
+        import ray
+
+        return ray.get(self.store.claim.remote(self.key, seed, self.trial_id))
+
+    def train(self, seed: int, work: Any) -> None:
+        """Run `work()` -> (files, row) under the claim, heartbeating; store the result."""
+        import ray
+
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(HEARTBEAT_S):
+                self.store.heartbeat.remote(self.key, seed, self.trial_id)
+
+        threading.Thread(target=beat, daemon=True).start()
+        try:
+            files, row = work()
+        except BaseException:  # also SystemExit: Tune stopping the trial (ASHA)
+            ray.get(self.store.release.remote(self.key, seed, self.trial_id))
+            raise
+        finally:
+            stop.set()
+        ray.get(self.store.put.remote(self.key, seed, files, row.row()))
 
 
 def sweep_trial(config: dict, ctx: TrialContext) -> None:
@@ -122,57 +253,52 @@ def sweep_trial(config: dict, ctx: TrialContext) -> None:
     torch.set_num_threads(max(1, int(ctx.cpus)))
     store = ray.get_actor(ctx.store, namespace=ctx.namespace)
     trial_id = tune.get_context().get_trial_id()
-    ray.get(store.log_start.remote(trial_id, uuid.uuid4().hex, node_name()))
     start = time.perf_counter()
     head, train = member_configs(ctx, config)
     variant = config["variant"]
     size = int(config.get("ensemble_size", 1))
     target_dir = local_copy(ctx.target)
-    corpus = Corpus.open(target_dir)
     key = member_key(
-        ctx.encoder, head, train, variant, corpus.stats, ctx.pretrained_digest, code_digest()
+        ctx.encoder, head, train, variant, ctx.target.digest, ctx.pretrained_digest, code_digest()
     )
     seeds = list(ctx.seeds[:size])
+    progress, snapshot = restored(key)
+    resumed = {"seed": progress.seed, "epoch": snapshot.loop.epoch} if snapshot else None
+    ray.get(store.log_start.remote(trial_id, uuid.uuid4().hex, node_name(), resumed))
+    reporter = Reporter(progress, seeds[0])
+    claims = Claims(store, key, trial_id)
+    trained = 0
 
-    def report_epoch(record: EpochRecord) -> None:
-        tune.report(
-            {
-                "val_macro_f": record.val_macro_f,
-                "val_micro_f": record.val_micro_f,
-                "member_epoch": record.epoch,
-                "final": False,
-            }
+    def obtain(seed: int) -> bool:
+        """Reuse or train member `seed`; False while another trial trains it."""
+        nonlocal trained
+        state = claims.claim(seed)
+        if state == "busy":
+            return False
+        if state == "done":
+            if seed == seeds[0]:
+                reporter.replay(ray.get(store.info.remote(key, seed)).training.validation_curve)
+            return True
+        mine = snapshot if progress.seed == seed else None
+        checkpointer = TrialCheckpointer(seed, reporter, mine)
+        claims.train(
+            seed,
+            lambda: train_member(ctx, head, train, variant, seed, checkpointer, trial_id),
         )
+        trained += 1
+        return True
 
-    pending, trained = list(seeds), 0
+    while not obtain(seeds[0]):  # the first member first: ASHA judges the trial on it
+        time.sleep(POLL_S)
+    pending = seeds[1:]
     while pending:
-        progressed = False
-        for seed in list(pending):
-            state = ray.get(store.claim.remote(key, seed, trial_id))
-            if state == "busy":
-                continue
-            if state == "yours":
-                stop = threading.Event()
-                beat = threading.Thread(
-                    target=_heartbeat, args=(store, key, seed, trial_id, stop), daemon=True
-                )
-                beat.start()
-                try:
-                    files, row = train_member(ctx, head, train, variant, seed, report_epoch)
-                except BaseException:
-                    ray.get(store.release.remote(key, seed, trial_id))
-                    raise
-                finally:
-                    stop.set()
-                ray.get(store.put.remote(key, seed, files, {**row.row(), "trial_id": trial_id}))
-                trained += 1
-            pending.remove(seed)
-            progressed = True
-        if pending and not progressed:
+        pending = [seed for seed in pending if not obtain(seed)]
+        if pending:
             time.sleep(POLL_S)
     validation, test = average_members(
         [ray.get(store.probabilities.remote(key, seed)) for seed in seeds]
     )
+    trainings: list[Training] = [ray.get(store.info.remote(key, seed)).training for seed in seeds]
     outcome = TrialOutcome(
         variant=variant,
         ensemble_size=size,
@@ -182,6 +308,7 @@ def sweep_trial(config: dict, ctx: TrialContext) -> None:
         node=node_name(),
         data_from="driver folder" if str(target_dir) == ctx.target.path else "object store",
         trial_seconds=round(time.perf_counter() - start, 1),
-        metrics=corpus.evaluate(validation, test),
+        metrics=Corpus.open(target_dir).evaluate(validation, test),
+        **TrialOutcome.convergence(trainings),
     )
     tune.report(outcome.report())

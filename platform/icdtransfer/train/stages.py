@@ -9,7 +9,6 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,7 +41,7 @@ from icdtransfer.model.transfer import build_target_model, variant
 from icdtransfer.train.hardware import resolve_device, use_bf16
 from icdtransfer.train.loop import FitResult, LoopSettings, fit, predict
 from icdtransfer.train.member import load_model_file, write_member
-from icdtransfer.train.state import EpochRecord, FileCheckpointer
+from icdtransfer.train.state import Checkpointer, FileCheckpointer
 
 log = logging.getLogger(__name__)
 
@@ -135,10 +134,13 @@ def train_target(
     target_dir: str,
     member: MemberConfig,
     out_dir: str | None = None,
-    on_epoch: Callable[[EpochRecord], None] | None = None,
+    checkpointer: Checkpointer | None = None,
 ) -> Metrics:
     """Stage 2: one member, i.e. one transfer variant trained with one seed, written to
-    `out_dir` (default: <member.out_dir>/<variant>-seed<seed>)."""
+    `out_dir` (default: <member.out_dir>/<variant>-seed<seed>).
+
+    Each epoch is checkpointed to a file under member.checkpoint_dir, or to `checkpointer`
+    (a sweep trial's Tune checkpoints, which also report each epoch to Tune)."""
     spec = variant(member.variant)
     corpus = Corpus.open(target_dir)
     meta = model_meta(
@@ -166,8 +168,8 @@ def train_target(
     pretrained_key = _digest(Path(cfg.pretrained) / MODEL_FILE) if spec.transfer else None
     key = run_key(encoder, head, settings, spec.name, corpus.stats, pretrained_key)
     start = time.perf_counter()
-    checkpoint = FileCheckpointer(Path(member.checkpoint_dir) / f"{key}.pt")
-    result = fit(model, corpus, settings, checkpoint, on_epoch=on_epoch)
+    checkpoint = checkpointer or FileCheckpointer(Path(member.checkpoint_dir) / f"{key}.pt")
+    result = fit(model, corpus, settings, checkpoint)
     info = member_info(
         "train_target",
         corpus,
@@ -183,7 +185,8 @@ def train_target(
     )
     out = out_dir or str(Path(member.out_dir) / member_name(spec.name, member.seed))
     metrics = evaluate_and_write(out, meta, result, corpus, settings, info)
-    checkpoint.remove()
+    if isinstance(checkpoint, FileCheckpointer):  # finished: nothing left to resume
+        checkpoint.remove()
     log.info(
         "%s (%s), seed %d: test micro-F %.4f, macro-F %.4f (threshold %s)",
         spec.name,

@@ -1,0 +1,152 @@
+"""What judges a study's trials: Optuna (the search), ASHA (early stopping), and the callback
+that pushes the search's state to a URI storage_path as it changes.
+
+One quantity on one clock for each (sweep/trial.py): ASHA sees the first member's validation
+macro-F by its epoch (`val_macro_f_first_member` at `member_epoch`); Optuna sees only the
+final report, the ensemble's score under the study's metric. A trial ASHA stopped has no
+final report and is told to Optuna as PRUNED, without a value; a finished one as COMPLETE
+with its ensemble's score.
+
+Tune pickles its searcher, scheduler and callbacks into the experiment and a resumed run gets
+those objects back, perhaps on another head whose working folder lies elsewhere. So none of
+them holds a path: the study's Optuna database and working folder are looked up by study
+name in the process that runs the study (`activate`).
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+from ray.tune.search.optuna import OptunaSearch
+
+from icdtransfer.data.atomic import temp_prefix
+from icdtransfer.sweep.storage import StateRoot
+from icdtransfer.sweep.study import Study
+from icdtransfer.sweep.trial import CLOCK, FIRST_MEMBER_METRIC
+
+log = logging.getLogger(__name__)
+DATABASE = "optuna.db"  # in the study's state folder
+
+_ACTIVE: dict[str, tuple[StateRoot, str]] = {}  # study name -> (storage root, state folder)
+
+
+def activate(study: str, root: StateRoot, folder: str) -> None:
+    """Name the storage root and state folder of `study` for this process' Tune objects."""
+    _ACTIVE[study] = (root, folder)
+
+
+def _active(study: str) -> tuple[StateRoot, str]:
+    if study not in _ACTIVE:
+        raise RuntimeError(f"study {study}: no run of it is active in this process")
+    return _ACTIVE[study]
+
+
+def database_url(study: str) -> str:
+    root, folder = _active(study)
+    path = root.local / folder / DATABASE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+class StudySearch(OptunaSearch):
+    """Ray's OptunaSearch, told only final results, and with its Optuna study kept in the
+    SQLite file of the study's working folder (module docstring)."""
+
+    def __init__(self, study: Study) -> None:
+        import optuna
+
+        self._icd_study = study.name
+        super().__init__(
+            metric=study.metric,
+            mode=study.mode,
+            seed=study.search_seed,
+            storage=optuna.storages.RDBStorage(database_url(study.name)),
+            study_name=study.name,
+        )
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        # Intermediate reports are first-member epochs, for ASHA: not the study's metric.
+        if self.metric in result:
+            super().on_trial_result(trial_id, result)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        study = state.pop("_ot_study")
+        del state["_storage"]
+        state["_sampler_kept"] = study.sampler if study is not None else None
+        state["_ot_trials"] = {k: t._trial_id for k, t in self._ot_trials.items()}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        import optuna
+
+        sampler = state.pop("_sampler_kept")
+        trial_ids = state.pop("_ot_trials")
+        self.__dict__.update(state)
+        self._storage = optuna.storages.RDBStorage(database_url(self._icd_study))
+        self._ot_study, self._ot_trials = None, {}
+        if sampler is not None:
+            self._ot_study = optuna.load_study(
+                study_name=self._study_name, storage=self._storage, sampler=sampler
+            )
+            self._ot_trials = {
+                k: optuna.trial.Trial(self._ot_study, i) for k, i in trial_ids.items()
+            }
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as handle:
+            pickle.dump(self.__getstate__(), handle)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as handle:
+            self.__setstate__(pickle.load(handle))
+
+
+def asha(study: Study, epoch_cap: int):
+    """ASHA on the first member's epochs. Its rungs are at 2, 4, 8, ... epochs; a first member
+    that reaches the cap is not stopped for it (stop_last_trials=False): the cap is the
+    members' safety limit, and the trial still needs its other members."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(
+        time_attr=CLOCK,
+        metric=FIRST_MEMBER_METRIC,
+        mode="max",
+        max_t=epoch_cap,
+        grace_period=min(2, epoch_cap),
+        reduction_factor=2,
+        stop_last_trials=False,
+    )
+
+
+class PushState(tune.Callback):
+    """After each trial ends, push the Optuna database of the study's working folder to a URI
+    storage_path (a consistent SQLite snapshot, taken with SQLite's backup API)."""
+
+    def __init__(self, study: str) -> None:
+        self.study = study
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        push_database(*_active(self.study))
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        push_database(*_active(self.study))
+
+
+def push_database(root: StateRoot, folder: str) -> None:
+    source = root.local / folder / DATABASE
+    if root.uri is None or not source.exists():
+        return
+    snapshot = source.with_name(temp_prefix(source) + "snapshot")
+    try:
+        with closing(sqlite3.connect(source)) as live, closing(sqlite3.connect(snapshot)) as copy:
+            live.backup(copy)
+        root.push(f"{folder}/{DATABASE}", snapshot)
+    finally:
+        Path(snapshot).unlink(missing_ok=True)
