@@ -121,6 +121,31 @@ def test_table2_is_the_papers_grid() -> None:
             "name: x\nkind: grid\nspace: {variant: [scratch]}\nmax_concurrent: 0\n",
             "max_concurrent must be >= 1, got 0",
         ),
+        # the convergence policy is the one place that sets the training rule
+        (
+            "name: x\nkind: grid\nspace: {variant: [scratch]}\n"
+            "convergence: {patience: 3, max_epochs: 3}\n",
+            "convergence.max_epochs (3) must be greater than convergence.patience (3)",
+        ),
+        (
+            "name: x\nkind: grid\nspace: {variant: [scratch]}\ntrain: {epochs: 9}\n"
+            "convergence: {patience: 3, max_epochs: 30}\n",
+            "train.epochs and convergence both set the training rule",
+        ),
+        (
+            "name: x\nkind: grid\nspace: {variant: [scratch], epochs: [4, 8]}\n"
+            "convergence: {patience: 3, max_epochs: 30}\n",
+            "space.epochs and convergence both set the training rule",
+        ),
+        (
+            "name: x\nkind: grid\nspace: {variant: [scratch]}\nconvergence: {patience: 0, "
+            "max_epochs: 30}\n",
+            "convergence.patience must be >= 1, got 0",
+        ),
+        (
+            "name: x\nkind: grid\nspace: {variant: [scratch]}\nconvergence: {max_epochs: 30}\n",
+            "missing key convergence.patience",
+        ),
     ],
 )
 def test_malformed_study_names_the_key(tmp_path: Path, text: str, message: str) -> None:
@@ -129,3 +154,22 @@ def test_malformed_study_names_the_key(tmp_path: Path, text: str, message: str) 
     with pytest.raises(ConfigError) as err:
         load_study(path)
     assert str(path) in str(err.value) and message in str(err.value)
+
+
+def test_convergence_policy_sets_every_members_rule_and_the_cap(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "name: c\nkind: grid\nspace: {variant: [scratch, tune_all]}\n"
+        "train: {max_tokens: 200}\nconvergence: {patience: 4, max_epochs: 50}\n"
+    )
+    study = load_study(path)
+    assert study.train == {"max_tokens": 200, "epochs": 50, "patience": 4}
+    assert study.epoch_cap(default=12) == 50
+    path.write_text("name: c\nkind: grid\nspace: {variant: [scratch], epochs: [3, 9]}\n")
+    assert load_study(path).epoch_cap(default=12) == 9  # searched epochs: the largest
+
+
+def test_the_ablation_study_runs_by_the_convergence_policy() -> None:
+    study = load_study(REPO / "studies" / "sweep.yaml")
+    assert study.convergence is not None and study.scheduler == "asha"
+    assert study.train["epochs"] == study.convergence.max_epochs

@@ -140,6 +140,23 @@ def explain_resume(plan: Plan, before: Manifest | None) -> str:
     )
 
 
+def begin(plan: Plan) -> str:
+    """Restore the study's working copy from the storage, record this run's manifest there,
+    and say whether (and if not, why not) it resumes."""
+    root, folder = plan.root, plan.folder
+    before = previous_manifest(plan)
+    explanation = explain_resume(plan, before)
+    if before is not None and before.key == plan.manifest.key:
+        for change in plan.manifest.runtime_changes(before):
+            log.warning("study %s: %s ignored: a resumed study keeps it", plan.study.name, change)
+    for rel in (f"{folder}/{MANIFEST}", f"{folder}/optuna.db", f"{folder}/{TRIAL_LOG}"):
+        root.pull(rel)
+    if not (root.local / folder / MANIFEST).exists():
+        _write_json(root, f"{folder}/{MANIFEST}", plan.manifest.to_json())
+    _write_json(root, f"{plan.home}/{LATEST}", plan.manifest.to_json())
+    return explanation
+
+
 def run_study(
     name: str,
     sweep: SweepConfig,
@@ -178,17 +195,7 @@ def _run(
     from icdtransfer.sweep.trial import TrialContext, sweep_trial
 
     study, root, folder = plan.study, plan.root, plan.folder
-    before = previous_manifest(plan)
-    log.info(explain_resume(plan, before))
-    if before is not None and before.key == plan.manifest.key:
-        for change in plan.manifest.runtime_changes(before):
-            log.warning("study %s: %s ignored: a resumed study keeps it", study.name, change)
-    for rel in (f"{folder}/{MANIFEST}", f"{folder}/optuna.db", f"{folder}/{TRIAL_LOG}"):
-        root.pull(rel)
-    if not (root.local / folder / MANIFEST).exists():
-        _write_json(root, f"{folder}/{MANIFEST}", plan.manifest.to_json())
-    _write_json(root, f"{plan.home}/{LATEST}", plan.manifest.to_json())
-
+    log.info(begin(plan))
     connect(ray_cfg)
     # Reports differ by design (first-member epochs for ASHA, one final report for the
     # search), so Tune's check that every report holds every metric is off; Tune's warning

@@ -105,20 +105,22 @@ class StateRoot:
         tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(target), dir=target.parent))
         try:
             if info.type == pafs.FileType.Directory:
-                pafs.copy_files(
-                    self.remote(rel),
-                    str(tmp / "x"),
-                    source_filesystem=fs,
-                    destination_filesystem=pafs.LocalFileSystem(),
-                )
-                _replace(tmp / "x", target)
+                base = self.remote(rel)
+                (tmp / "x").mkdir()
+                for entry in fs.get_file_info(pafs.FileSelector(base, recursive=True)):
+                    if entry.type == pafs.FileType.File:
+                        self._download(entry.path, tmp / "x" / entry.path[len(base) + 1 :])
             else:
-                with fs.open_input_stream(self.remote(rel)) as src, open(tmp / "x", "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-                _replace(tmp / "x", target)
+                self._download(self.remote(rel), tmp / "x")
+            _replace(tmp / "x", target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return True
+
+    def _download(self, remote: str, local: Path) -> None:
+        local.parent.mkdir(parents=True, exist_ok=True)
+        with self.filesystem()[0].open_input_stream(remote) as src, open(local, "wb") as dst:
+            shutil.copyfileobj(src, dst)
 
     def push(self, rel: str, source: Path | None = None) -> None:
         """Copy the working copy of `rel` (a file or a folder; or `source`, a snapshot of it)
