@@ -56,7 +56,8 @@ def database_url(study: str) -> str:
 
 class StudySearch(OptunaSearch):
     """Ray's OptunaSearch, told only final results, and with its Optuna study kept in the
-    SQLite file of the study's working folder (module docstring)."""
+    SQLite file of the study's working folder (module docstring). Each Optuna trial has the
+    Tune trial's id as its user attribute `trial_id` (trials.parquet's key)."""
 
     def __init__(self, study: Study) -> None:
         import optuna
@@ -69,6 +70,12 @@ class StudySearch(OptunaSearch):
             storage=optuna.storages.RDBStorage(database_url(study.name)),
             study_name=study.name,
         )
+
+    def suggest(self, trial_id: str) -> dict | None:
+        config = super().suggest(trial_id)
+        if trial_id in self._ot_trials:  # joins the Optuna study to trials.parquet
+            self._ot_trials[trial_id].set_user_attr("trial_id", trial_id)
+        return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         # Intermediate reports are first-member epochs, for ASHA: not the study's metric.
