@@ -115,14 +115,16 @@ def test_sweep_survives_losing_a_node(cluster, tiny_params, tmp_path: Path) -> N
     starts = None
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        logs = list((tmp_path / "ray").glob("sweep-loss-*/members/trial_starts.jsonl"))
+        logs = list((tmp_path / "ray").glob("studies/loss/*/trial_starts.jsonl"))
         if logs:
             starts = [json.loads(line) for line in logs[0].read_text().splitlines()]
-            if any(worker_node in s["node"] for s in starts):
+            there = [s["trial_id"] for s in starts if worker_node in s["node"]]
+            # a trial on the worker has a Tune checkpoint (an epoch) to resume from
+            tune_dir = logs[0].parent / "tune"
+            if any(next(tune_dir.glob(f"*{t}*/checkpoint_*"), None) for t in there):
                 break
         time.sleep(0.5)
-    assert proc.poll() is None and starts, "no trial started on the worker node in time"
-    time.sleep(3)  # let the trials there get going
+    assert proc.poll() is None and starts, "no trial checkpointed on the worker node in time"
     removed_at = time.time()
     cluster.remove_node(worker)
     proc.wait(timeout=900)
@@ -138,9 +140,13 @@ def test_sweep_survives_losing_a_node(cluster, tiny_params, tmp_path: Path) -> N
     restarted = [t for t, nodes in per_trial.items() if worker_node in nodes[0] and len(nodes) >= 2]
     assert restarted, f"no trial was running on the removed node: {per_trial.to_dict()}"
     final = trials.set_index("trial_id")["node"]
+    resumed = runs.groupby("trial_id")["resumed"].agg(list)
     for trial in restarted:
         assert worker_node not in per_trial[trial][-1]
         assert worker_node not in final[trial]  # its result came from the head
+    # a moved trial resumed its member after its last checkpointed epoch, not from epoch 1
+    at = [r[-1]["epoch"] for t, r in resumed.items() if t in restarted and r[-1]]
+    assert at and min(at) >= 1, resumed.to_dict()
     # trials that had finished on the lost node before it went keep their results, unrun
     for trial, nodes in per_trial.items():
         if worker_node in final[trial]:
@@ -149,7 +155,8 @@ def test_sweep_survives_losing_a_node(cluster, tiny_params, tmp_path: Path) -> N
     moved_after = float(back["time"].min() - removed_at)
     print(
         f"node removed; its trials restarted on the head {moved_after:.1f} s later; sweep "
-        f"finished {recovery:.0f} s after the loss; trials moved: {restarted}"
+        f"finished {recovery:.0f} s after the loss; trials moved: {restarted}, resumed "
+        f"after epochs {at}"
     )
 
 

@@ -190,7 +190,7 @@ def _run(
     from icdtransfer.data.ship import publish
     from icdtransfer.ray_env import connect
     from icdtransfer.sweep.members import MemberStore
-    from icdtransfer.sweep.search import PushState, StudySearch, activate
+    from icdtransfer.sweep.search import StudySearch, activate
     from icdtransfer.sweep.study import tune_space
     from icdtransfer.sweep.trial import TrialContext, sweep_trial
 
@@ -263,7 +263,6 @@ def _run(
                 storage_filesystem=filesystem,
                 failure_config=tune.FailureConfig(max_failures=study.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                callbacks=[PushState(study.name)],
                 verbose=1,
             ),
         )

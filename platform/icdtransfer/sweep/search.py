@@ -1,5 +1,4 @@
-"""What judges a study's trials: Optuna (the search), ASHA (early stopping), and the callback
-that pushes the search's state to a URI storage_path as it changes.
+"""What judges a study's trials: Optuna (the search) and ASHA (early stopping).
 
 One quantity on one clock for each (sweep/trial.py): ASHA sees the first member's validation
 macro-F by its epoch (`val_macro_f_first_member` at `member_epoch`); Optuna sees only the
@@ -7,10 +6,12 @@ final report, the ensemble's score under the study's metric. A trial ASHA stoppe
 final report and is told to Optuna as PRUNED, without a value; a finished one as COMPLETE
 with its ensemble's score.
 
-Tune pickles its searcher, scheduler and callbacks into the experiment and a resumed run gets
-those objects back, perhaps on another head whose working folder lies elsewhere. So none of
-them holds a path: the study's Optuna database and working folder are looked up by study
-name in the process that runs the study (`activate`).
+The Optuna study lives in a SQLite file in the study's working folder, pushed to a URI
+storage_path whenever it changes (a trial asked for, a trial told), so a new head resumes the
+search where the old one left it. Tune pickles its searcher into the experiment and a resumed
+run gets that object back, perhaps on another head whose working folder lies elsewhere; so the
+searcher holds no path: the database is looked up by study name in the process that runs the
+study (`activate`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
 from icdtransfer.data.atomic import temp_prefix
@@ -75,7 +75,15 @@ class StudySearch(OptunaSearch):
         config = super().suggest(trial_id)
         if trial_id in self._ot_trials:  # joins the Optuna study to trials.parquet
             self._ot_trials[trial_id].set_user_attr("trial_id", trial_id)
+        if isinstance(config, dict):  # an Optuna trial was asked for (not None, not FINISHED)
+            push_database(*_active(self._icd_study))
         return config
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
+        super().on_trial_complete(trial_id, result, error)
+        push_database(*_active(self._icd_study))
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         # Intermediate reports are first-member epochs, for ASHA: not the study's metric.
@@ -111,8 +119,22 @@ class StudySearch(OptunaSearch):
             pickle.dump(self.__getstate__(), handle)
 
     def restore(self, checkpoint_path: str) -> None:
+        """Tune's saved searcher state, at a resumed run's start. The database may be newer
+        (it is pushed as it changes, Tune's state every few seconds): an Optuna trial that
+        this state does not know was asked for a Tune trial the resumed run never had, and
+        stays RUNNING forever unless it is closed, as FAIL."""
+        import optuna
+
         with open(checkpoint_path, "rb") as handle:
             self.__setstate__(pickle.load(handle))
+        if self._ot_study is None:
+            return
+        known = {t._trial_id for t in self._ot_trials.values()}
+        running = (optuna.trial.TrialState.RUNNING,)
+        for trial in self._ot_study.get_trials(deepcopy=False, states=running):
+            if trial._trial_id not in known:
+                log.warning("Optuna trial %d has no Tune trial: closed as FAIL", trial.number)
+                self._ot_study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
 
 
 def asha(study: Study, epoch_cap: int):
@@ -130,20 +152,6 @@ def asha(study: Study, epoch_cap: int):
         reduction_factor=2,
         stop_last_trials=False,
     )
-
-
-class PushState(tune.Callback):
-    """After each trial ends, push the Optuna database of the study's working folder to a URI
-    storage_path (a consistent SQLite snapshot, taken with SQLite's backup API)."""
-
-    def __init__(self, study: str) -> None:
-        self.study = study
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        push_database(*_active(self.study))
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        push_database(*_active(self.study))
 
 
 def push_database(root: StateRoot, folder: str) -> None:
