@@ -88,8 +88,8 @@ def _trials(plan: Plan) -> tuple[Counter | None, list[tuple[str, int]]]:
     used: list[tuple[str, int]] = []
     for trial in analysis.trials:
         status = trial.status
-        if status == "TERMINATED" or status == "ERROR":
-            status = trial_status(trial.last_result or {}, trial.error_file)
+        if status == "TERMINATED":  # finished or stopped by ASHA (Trial.error_file would
+            status = trial_status(trial.last_result or {}, None)  # need a Ray session)
         counts[status] += 1
         result = trial.last_result or {}
         if result.get("final"):
