@@ -20,6 +20,20 @@ def write_params(params: Params, path: Path) -> Path:
     return path
 
 
+def study_args(params: Params, study: str) -> tuple:
+    """What `icdtransfer sweep --study <study>` hands plan_study, run_study and study_status:
+    the study and the params sections it reads (cli.py's `_sweep`)."""
+    return (
+        study,
+        params.sweep,
+        params.encoder,
+        params.head,
+        params.train_target,
+        params.target.out_dir,
+        params.ray,
+    )
+
+
 def run_sweep(params: Params, study: str, retry_errored: bool = False) -> dict:
     """`icdtransfer sweep --study <study>` in this process (the CLI's own command function,
     so the same sections reach the sweep); returns the study's best.json."""

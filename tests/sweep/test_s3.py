@@ -18,7 +18,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from helpers.runs import write_params
+from helpers.runs import study_args, write_params
 from icdtransfer.sweep.status import study_status
 
 pytestmark = pytest.mark.slow
@@ -40,15 +40,7 @@ train: {epochs: 8, patience: 8, max_tokens: 300}  # long enough to be killed mid
 
 def _terminated(params, study: str) -> int:
     """Finished trials in Tune's state as saved on S3 (what a new head would resume)."""
-    status = study_status(
-        study,
-        params.sweep,
-        params.encoder,
-        params.head,
-        params.train_target,
-        params.target.out_dir,
-        params.ray,
-    )
+    status = study_status(*study_args(params, study))
     found = re.search(r"(\d+) terminated", status)
     return int(found.group(1)) if found else 0
 

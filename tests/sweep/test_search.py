@@ -11,7 +11,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from helpers.runs import run_sweep
+from helpers.runs import run_sweep, study_args
 from icdtransfer.sweep.status import study_status
 from icdtransfer.sweep.trial import CLOCK, FIRST_MEMBER_METRIC
 
@@ -136,15 +136,7 @@ def test_members_are_shared_between_studies(ray_local, tiny_params, tmp_path: Pa
 
 
 def _status(params, study: str) -> str:
-    return study_status(
-        study,
-        params.sweep,
-        params.encoder,
-        params.head,
-        params.train_target,
-        params.target.out_dir,
-        params.ray,
-    )
+    return study_status(*study_args(params, study))
 
 
 def test_status_and_retrying_failed_trials(ray_local, tiny_params, tmp_path: Path) -> None:
