@@ -331,6 +331,7 @@ class Training:
     epoch_cap: int
     patience: int
     validation_curve: list[float]  # validation macro-F per epoch (history.json has the rest)
+    min_delta: float = 0.0  # the least gain that counted as an improvement
 
 
 @dataclass
@@ -372,9 +373,12 @@ class MemberInfo:
     def from_json(cls, data: dict[str, Any]) -> MemberInfo:
         names = {f.name for f in dataclasses.fields(cls)} - {"training", "details"}
         training_names = {f.name for f in dataclasses.fields(Training)}
+        required = {
+            f.name for f in dataclasses.fields(Training) if f.default is dataclasses.MISSING
+        }
         training = None
-        if training_names <= set(data):
-            training = Training(**{k: data[k] for k in training_names})
+        if required <= set(data):  # members written before min_delta have its default
+            training = Training(**{k: data[k] for k in training_names if k in data})
         known = {k: v for k, v in data.items() if k in names}
         if not isinstance(known.get("model"), str | None):
             del known["model"]  # members written before the encoder/head split

@@ -195,6 +195,8 @@ class TrainConfig:
     batch_size: Size = 16  # paper: 50
     epochs: Size = 6  # a safety cap: a run converges when early stopping fires
     patience: Size = 2  # epochs without a better validation macro-F before stopping
+    # "better": above the best so far by more than min_delta (0: any gain counts)
+    min_delta: Annotated[float, Range(ge=0, lt=1)] = 0.0
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the hardware has it
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bucket: bool = True  # batch documents of similar length together

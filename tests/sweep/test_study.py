@@ -143,6 +143,11 @@ def test_table2_is_the_papers_grid() -> None:
             "convergence.patience must be >= 1, got 0",
         ),
         (
+            "name: x\nkind: grid\nspace: {variant: [scratch]}\n"
+            "convergence: {patience: 3, max_epochs: 30, min_delta: 1.5}\n",
+            "convergence.min_delta must be in [0, 1), got 1.5",
+        ),
+        (
             "name: x\nkind: grid\nspace: {variant: [scratch]}\nconvergence: {max_epochs: 30}\n",
             "missing key convergence.patience",
         ),
@@ -160,10 +165,10 @@ def test_convergence_policy_sets_every_members_rule_and_the_cap(tmp_path: Path) 
     path = tmp_path / "c.yaml"
     path.write_text(
         "name: c\nkind: grid\nspace: {variant: [scratch, tune_all]}\n"
-        "train: {max_tokens: 200}\nconvergence: {patience: 4, max_epochs: 50}\n"
+        "train: {max_tokens: 200}\nconvergence: {patience: 4, max_epochs: 50, min_delta: 0.002}\n"
     )
     study = load_study(path)
-    assert study.train == {"max_tokens": 200, "epochs": 50, "patience": 4}
+    assert study.train == {"max_tokens": 200, "epochs": 50, "patience": 4, "min_delta": 0.002}
     assert study.epoch_cap(default=12) == 50
     path.write_text("name: c\nkind: grid\nspace: {variant: [scratch], epochs: [3, 9]}\n")
     assert load_study(path).epoch_cap(default=12) == 9  # searched epochs: the largest

@@ -22,6 +22,7 @@ Format (documented in studies/README.md):
     convergence:                # the rule every member trains by (docs/DESIGN.md section 4)
       patience: 3               #   stop after 3 epochs without a better validation macro-F
       max_epochs: 40            #   a safety cap; a member that reaches it did not converge
+      min_delta: 0.0            #   a better macro-F beats the best by more than this
 
 Like config.py, an unknown key, a wrong type or a value outside its range is an error that
 names the key; `train` overrides and searched values are checked against the ranges of the
@@ -59,6 +60,7 @@ DIMENSIONS = (
 TRAIN_KEYS = (
     "epochs",
     "patience",
+    "min_delta",
     "learning_rate",
     "batch_size",
     "optimizer",
@@ -80,12 +82,14 @@ class Resources:
 @dataclass
 class Convergence:
     """The rule every member of a study trains by: early stopping after `patience` epochs
-    without a better validation macro-F. `max_epochs` is a safety cap, not a budget: a member
+    without a better validation macro-F (better: by more than `min_delta`). `max_epochs` is a
+    safety cap, not a budget: a member
     that reaches it has not converged, and says so (member.json, members.parquet,
     trials.parquet). Every variant gets the same rule, not the same number of epochs."""
 
     patience: Size
     max_epochs: Size
+    min_delta: Annotated[float, Range(ge=0, lt=1)] = 0.0
 
 
 @dataclass
@@ -181,12 +185,13 @@ def validate(study: Study, where: str) -> None:
 
 def _apply_convergence(study: Study, rule: Convergence, where: str) -> None:
     """The convergence policy is the one place a study sets patience and the epoch cap."""
-    for clash in ("train.epochs", "train.patience", "space.epochs"):
+    for clash in ("train.epochs", "train.patience", "train.min_delta", "space.epochs"):
         section, key = clash.split(".")
         if key in getattr(study, section):
             raise ConfigError(
                 f"{where}: {clash} and convergence both set the training rule; keep "
-                "convergence (patience, max_epochs), so every member trains by one rule"
+                "convergence (patience, max_epochs, min_delta), so every member trains by "
+                "one rule"
             )
     if rule.max_epochs <= rule.patience:
         raise ConfigError(
@@ -196,6 +201,7 @@ def _apply_convergence(study: Study, rule: Convergence, where: str) -> None:
         )
     study.train["epochs"] = rule.max_epochs
     study.train["patience"] = rule.patience
+    study.train["min_delta"] = rule.min_delta
 
 
 def _section(key: str) -> type:

@@ -56,6 +56,7 @@ class LoopSettings:
     max_tokens: int
     word_dropout: float
     min_length: int  # the widest filter
+    min_delta: float = 0.0  # an epoch improves on the best by more than this (early stopping)
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,7 @@ def fit(
                 val_threshold=threshold,
                 workers=world if ddp else None,
             )
-            if state.record(record):
+            if state.record(record, settings.min_delta):
                 best = copy.deepcopy(raw_model.state_dict())
             log.info(
                 "epoch %d: loss %.4f, val macro-F %.4f, micro-F %.4f, %.0f docs/s",

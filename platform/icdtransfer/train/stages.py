@@ -55,6 +55,7 @@ def loop_settings(
         batch_size=cfg.batch_size,
         epochs=cfg.epochs,
         patience=cfg.patience,
+        min_delta=cfg.min_delta,
         seed=seed,
         precision=cfg.precision,
         device=cfg.device,
@@ -228,7 +229,7 @@ def member_info(
         train_seconds=round(time.perf_counter() - start, 1),
         settings=dataclasses.asdict(settings),
         corpus=str(corpus.path),
-        training=result.state.training(settings.epochs, settings.patience),
+        training=result.state.training(settings.epochs, settings.patience, settings.min_delta),
         **details,
     )
 

@@ -54,9 +54,10 @@ class LoopState:
         """Early stopping: `patience` epochs in a row without a better validation macro-F."""
         return self.epochs_without_improvement >= patience
 
-    def record(self, record: EpochRecord) -> bool:
-        """Add a finished epoch; returns whether it is the best so far."""
-        improved = record.val_macro_f > self.best_f
+    def record(self, record: EpochRecord, min_delta: float = 0.0) -> bool:
+        """Add a finished epoch; returns whether it is the new best: above the best so far by
+        more than `min_delta` (a smaller gain counts as an epoch without improvement)."""
+        improved = record.val_macro_f > self.best_f + min_delta
         if improved:
             self.best_f, self.best_epoch = record.val_macro_f, record.epoch
             self.epochs_without_improvement = 0
@@ -66,7 +67,7 @@ class LoopState:
         self.history.append(record)
         return improved
 
-    def training(self, epoch_cap: int, patience: int) -> Training:
+    def training(self, epoch_cap: int, patience: int, min_delta: float = 0.0) -> Training:
         """How the run ended (docs/DESIGN.md section 4): converged when early stopping fired,
         also where it fired at the cap's epoch; otherwise the cap ended it."""
         converged = self.stopped(patience)
@@ -78,6 +79,7 @@ class LoopState:
             epoch_cap=epoch_cap,
             patience=patience,
             validation_curve=[r.val_macro_f for r in self.history],
+            min_delta=min_delta,
         )
 
     def to_json(self) -> dict[str, Any]:
