@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from icdtransfer.artifacts import EncoderShape, ModelMeta
+from icdtransfer.model.conv_pool import conv_max_pool
 
 
 class CNNEncoder(nn.Module):
@@ -22,7 +23,8 @@ class CNNEncoder(nn.Module):
     Windows that reach into padding are excluded from the max, so a document's features do not
     depend on how much its batch was padded; a document shorter than a filter width gives 0
     for that width. ReLU is monotonic, so max-then-ReLU equals ReLU-then-max: the ReLU runs
-    on the pooled [B, F] values instead of the whole [B, F, T] feature map.
+    on the pooled [B, F] values instead of the whole [B, F, T] feature map. The max-pool's
+    backward touches only the winning windows (model/conv_pool.py).
     """
 
     def __init__(self, shape: EncoderShape) -> None:
@@ -34,24 +36,11 @@ class CNNEncoder(nn.Module):
         )
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        x = self.embedding(tokens).transpose(1, 2)  # [B, E, T]
-        if torch.is_autocast_enabled(x.device.type):
-            # cast once for all widths (autocast would cast the input again for every conv)
-            x = x.to(torch.get_autocast_dtype(x.device.type))
-        x = x.contiguous()
-        steps = torch.arange(tokens.shape[1], device=tokens.device)
-        padded = bool((lengths < tokens.shape[1]).any())
-        pooled = []
-        for conv, width in zip(self.convs, self.shape.widths, strict=True):
-            h = conv(x)  # [B, F, T - w + 1]
-            if padded or tokens.shape[1] < width:
-                invalid = steps[: h.shape[2]][None, :] > (lengths[:, None] - width)
-                h = h.masked_fill(invalid[:, None, :], float("-inf"))
-            if h.shape[2] == 0:
-                pooled.append(h.new_zeros(h.shape[:2]))
-            else:
-                pooled.append(torch.relu(h.amax(dim=2)))
-        return torch.cat(pooled, dim=1)
+        device = tokens.device.type
+        dtype = self.embedding.weight.dtype
+        if torch.is_autocast_enabled(device):
+            dtype = torch.get_autocast_dtype(device)  # cast once for all widths
+        return torch.relu(conv_max_pool(tokens, lengths, self.embedding, self.convs, dtype))
 
 
 class SourceModel(nn.Module):

@@ -1,0 +1,132 @@
+"""The encoder's fused max-pool against the textbook formulation it replaced (issue 11).
+
+Tolerances: fp32 forward and gradients rtol=1e-5, atol=1e-6 (the two differ only in summation
+order); bf16 forward identical (the same convolution), bf16 gradients rtol=atol=2e-2 on the
+filters whose maximum is unique (at a tie, amax shares the gradient and max gives it to the
+first window: both are subgradients).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from icdtransfer.model.cnn import CNNEncoder, EncoderShape
+from icdtransfer.model.conv_pool import reference_features
+
+WIDTHS = (3, 4, 5)
+
+
+def batch(repeats: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Six documents padded to 40 tokens: full, padded, exactly one width-5 window, shorter
+    than widths 4 and 5, a single token, and (with `repeats`) a repeated phrase (tied windows)."""
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([40, 23, 5, 3, 1, 30])
+    tokens = torch.randint(1, 200, (6, 40), generator=g)
+    if repeats:
+        tokens[5, :30] = torch.tensor([7, 8, 9, 10, 11] * 6)
+    tokens[torch.arange(40)[None, :] >= lengths[:, None]] = 0
+    return tokens, lengths
+
+
+def encoder(seed: int = 0) -> CNNEncoder:
+    torch.manual_seed(seed)
+    return CNNEncoder(EncoderShape(200, 12, 8, WIDTHS))
+
+
+def forward_backward(model: CNNEncoder, fn, bf16: bool = False, repeats: bool = True):  # noqa: ANN001
+    model.zero_grad(set_to_none=True)
+    tokens, lengths = batch(repeats)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        out = fn(model, tokens, lengths)
+    weights = torch.linspace(-1.0, 1.0, out.numel()).view_as(out)  # every feature matters
+    (out.float() * weights).sum().backward()
+    return out.float().detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def fused(model: CNNEncoder, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    return model(tokens, lengths)
+
+
+def textbook(model: CNNEncoder, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    return reference_features(tokens, lengths, model.embedding, model.convs, WIDTHS)
+
+
+def test_fp32_forward_and_gradients_match_the_textbook_formulation() -> None:
+    model = encoder()
+    ours, ours_grads = forward_backward(model, fused)
+    ref, ref_grads = forward_backward(model, textbook)
+    assert_close(ours, ref, rtol=1e-5, atol=1e-6)
+    assert set(ours_grads) == set(ref_grads)
+    for name, grad in ref_grads.items():
+        assert grad.abs().sum() > 0, name  # the comparison is not between zeros
+        assert_close(ours_grads[name], grad, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_semantics_padding_excluded_and_short_documents_give_zero() -> None:
+    model = encoder()
+    tokens, lengths = batch()
+    with torch.no_grad():
+        features = model(tokens, lengths)
+        wider = model(torch.nn.functional.pad(tokens, (0, 25)), lengths)  # more padding
+    assert torch.equal(features, wider)
+    per_width = features.view(len(lengths), len(WIDTHS), -1)
+    assert torch.equal(per_width[3, 1:], torch.zeros_like(per_width[3, 1:]))  # 3 tokens: w4, w5
+    assert torch.equal(per_width[4], torch.zeros_like(per_width[4]))  # one token: every width
+    assert per_width[2].abs().sum() > 0  # exactly one window of width 5 still counts
+    assert (per_width[0] > 0).any()
+
+
+def test_gradient_only_where_a_window_won() -> None:
+    model = encoder()
+    tokens, lengths = batch()
+    model(tokens[4:5], lengths[4:5]).sum().backward()  # a one-token document: no window at all
+    for name, param in model.named_parameters():
+        assert param.grad is None or not param.grad.any(), name
+
+
+def test_frozen_encoder_gets_no_gradients_and_the_rest_still_does() -> None:
+    model = encoder()
+    model.embedding.weight.requires_grad_(False)
+    tokens, lengths = batch()
+    model(tokens, lengths).sum().backward()
+    assert model.embedding.weight.grad is None
+    assert all(conv.weight.grad is not None and conv.weight.grad.any() for conv in model.convs)
+
+
+def test_bf16_forward_identical_and_gradients_match_where_the_maximum_is_unique() -> None:
+    model = encoder()
+    ours, ours_grads = forward_backward(model, fused, bf16=True, repeats=False)
+    ref, ref_grads = forward_backward(model, textbook, bf16=True, repeats=False)
+    assert torch.equal(ours, ref)
+    tokens, lengths = batch(repeats=False)
+    x = model.embedding(tokens).transpose(1, 2).to(torch.bfloat16).contiguous()
+    for i, (conv, width) in enumerate(zip(model.convs, WIDTHS, strict=True)):
+        with torch.no_grad():
+            h = torch.nn.functional.conv1d(x, conv.weight.bfloat16(), conv.bias.bfloat16())
+        valid = torch.arange(h.shape[2])[None, :] <= (lengths[:, None] - width)
+        h = h.masked_fill(~valid[:, None, :], float("-inf"))
+        unique = ((h == h.amax(2, keepdim=True)).sum(2) == 1) | (lengths[:, None] < width)
+        filters = unique.all(0)
+        assert filters.sum() >= 4  # enough filters compared to mean something
+        name = f"convs.{i}.weight"
+        assert_close(
+            ours_grads[name][filters], ref_grads[name][filters], rtol=2e-2, atol=2e-2, msg=name
+        )
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_training_step_runs_and_updates_every_trained_parameter(bf16: bool) -> None:
+    model = encoder()
+    head = torch.nn.Linear(model.shape.features, 3)
+    tokens, lengths = batch()
+    optimizer = torch.optim.Adam([*model.parameters(), *head.parameters()], lr=0.01)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss = head(model(tokens, lengths)).float().pow(2).mean()
+    loss.backward()
+    optimizer.step()
+    for name, param in model.named_parameters():
+        assert not torch.equal(param, before[name]), name
+    assert torch.equal(model.embedding.weight[0], before["embedding.weight"][0])  # padding row
