@@ -39,9 +39,9 @@ from icdtransfer.data.emr import ReadStats, read_jsonl
 from icdtransfer.data.errors import InputError
 from icdtransfer.data.tokenizer import raw_tokens
 from icdtransfer.data.vocab import Vocabulary
-from icdtransfer.train.hardware import bf16_supported
 from icdtransfer.train.loop import predict as model_probabilities
 from icdtransfer.train.member import load_model
+from icdtransfer.train.precision import use_bf16
 
 
 @dataclass
@@ -94,9 +94,10 @@ def member_probabilities(
         return linear.predict_proba(vectorizer.transform(texts))
     model, meta = load_model(member)
     cpu = torch.device("cpu")
+    bf16 = use_bf16("auto", cpu, model)
     docs = np.arange(len(notes))
     return model_probabilities(
-        model, encoded, docs, batch_size, meta.max_tokens, meta.min_length, cpu, bf16_supported(cpu)
+        model, encoded, docs, batch_size, meta.max_tokens, meta.min_length, cpu, bf16
     )
 
 

@@ -2,20 +2,38 @@
 
 Speed without changing the science: documents of similar length share a batch (less padding),
 and word dropout removes tokens before the batch is padded, so dropped words cost nothing.
+
+The work is split so that the host never holds a GPU back (bench/input_pipeline.py):
+
+* host (`host_batches`): the batch order, and per batch the truncated documents copied back to
+  back into one flat int32 array, with the labels' (row, code) pairs: memory copies, no
+  per-token Python;
+* device (`materialize`): word dropout, padding and multi-hot labels as tensor operations on
+  whatever device the flat batch sits on. On CUDA a background thread (`_prefetch`) builds the
+  host batches, pins them, copies them with non_blocking=True on a side stream and materializes
+  them there, PREFETCH batches ahead of the training step. Worker processes are not used: one
+  host thread delivers several times what an H100 consumes (the bench measures it).
+
+Randomness: the batch order comes from the epoch's numpy generator; word dropout from a torch
+generator seeded per batch from that same generator. Both are fixed by (seed, epoch), so a
+resumed run draws what an uninterrupted one does (the masks differ between CPU and CUDA, whose
+generators differ).
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 from icdtransfer.artifacts import CorpusLike
 
 POOL = 50  # batches' worth of documents sorted together when bucketing
+PREFETCH = 3  # batches materialized ahead of the training step on CUDA
 
 
 @dataclass
@@ -32,6 +50,31 @@ class Batch:
             self.lengths.to(device, non_blocking=non_blocking),
             None if self.labels is None else self.labels.to(device, non_blocking=non_blocking),
             self.index,
+        )
+
+
+@dataclass
+class HostBatch:
+    """A batch as the host builds it: truncated documents back to back, nothing padded."""
+
+    tokens: torch.Tensor  # [N] int32, the documents' tokens concatenated
+    lengths: torch.Tensor  # [B] int64, truncated lengths
+    label_rows: torch.Tensor | None  # [K] int64: batch row of each (row, code) pair
+    label_cols: torch.Tensor | None  # [K] int64: code index of each pair
+    n_labels: int
+    index: np.ndarray  # corpus document indices
+    dropout_seed: int | None  # seeds this batch's word dropout; None when evaluating
+
+    def moved(self, move) -> HostBatch:  # noqa: ANN001 - a tensor -> tensor function
+        rows, cols = self.label_rows, self.label_cols
+        return HostBatch(
+            move(self.tokens),
+            move(self.lengths),
+            None if rows is None else move(rows),
+            None if cols is None else move(cols),
+            self.n_labels,
+            self.index,
+            self.dropout_seed,
         )
 
 
@@ -59,51 +102,89 @@ def batch_order(
     return batches
 
 
-@dataclass(frozen=True)
-class DocumentCut:
-    """How a document enters a batch: truncated at `max_tokens`, words dropped at rate
-    `word_dropout` (training only), padded to at least `min_length` (the widest filter)."""
-
-    max_tokens: int
-    word_dropout: float
-    min_length: int
-
-
-def collate(
+def host_batch(
     corpus: CorpusLike,
     docs: np.ndarray,
-    cut: DocumentCut,
-    rng: np.random.Generator | None,
+    max_tokens: int,
     with_labels: bool = True,
-    pin: bool = False,
-) -> Batch:
-    """Truncate each document, drop words (training only: rng given), then pad to the
-    longest remaining document."""
-    seqs = []
-    for i in docs:
-        seq = np.asarray(corpus.document(int(i))[: cut.max_tokens])
-        if rng is not None and cut.word_dropout > 0 and len(seq):
-            keep = rng.random(len(seq)) >= cut.word_dropout
-            seq = seq[keep] if keep.any() else seq[:1]
-        seqs.append(seq)
-    width = max(cut.min_length, max((len(s) for s in seqs), default=0))
-    tokens = np.zeros((len(seqs), width), dtype=np.int64)
-    for row, seq in enumerate(seqs):
-        tokens[row, : len(seq)] = seq
+    dropout_seed: int | None = None,
+) -> HostBatch:
+    """Each document cut at max_tokens, all of them back to back (one copy per document)."""
+    seqs = [corpus.document(int(i))[:max_tokens] for i in docs]
+    flat = np.concatenate(seqs).astype(np.int32, copy=False) if seqs else np.zeros(0, np.int32)
     lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
-    labels = None
+    rows = cols = None
+    n_labels = 0
     if with_labels:
-        labels = torch.from_numpy(multi_hot(corpus.labels, docs))
-    batch = Batch(torch.from_numpy(tokens), torch.from_numpy(lengths), labels, docs)
-    if pin:
-        batch.tokens, batch.lengths = batch.tokens.pin_memory(), batch.lengths.pin_memory()
-        if batch.labels is not None:
-            batch.labels = batch.labels.pin_memory()
-    return batch
+        picked = corpus.labels[docs]  # CSR rows of this batch
+        n_labels = corpus.labels.shape[1]
+        counts = np.diff(picked.indptr)
+        rows = torch.from_numpy(np.repeat(np.arange(len(docs), dtype=np.int64), counts))
+        cols = torch.from_numpy(picked.indices.astype(np.int64))
+    return HostBatch(
+        torch.from_numpy(flat),
+        torch.from_numpy(lengths),
+        rows,
+        cols,
+        n_labels,
+        docs,
+        dropout_seed,
+    )
 
 
-def multi_hot(labels: sp.csr_matrix, docs: np.ndarray) -> np.ndarray:
-    return np.asarray(labels[docs].toarray(), dtype=np.float32)
+def materialize(host: HostBatch, word_dropout: float, min_length: int) -> Batch:
+    """Word dropout (when the batch has a dropout seed), padding to the longest remaining
+    document (at least `min_length`, the widest filter) and multi-hot labels, all as tensor
+    operations on the device `host` sits on. A document that loses every word keeps its first."""
+    device = host.tokens.device
+    lengths, tokens = host.lengths, host.tokens
+    size, n = len(lengths), tokens.numel()
+    doc = torch.repeat_interleave(torch.arange(size, device=device), lengths, output_size=n)
+    starts = torch.cumsum(lengths, 0) - lengths
+    offset = torch.arange(n, device=device) - starts[doc]  # position within its document
+    if host.dropout_seed is not None and word_dropout > 0 and n:
+        generator = torch.Generator(device=device)
+        generator.manual_seed(host.dropout_seed)
+        keep = torch.rand(n, generator=generator, device=device) >= word_dropout
+        kept = torch.zeros(size, dtype=torch.long, device=device).index_add_(0, doc, keep.long())
+        emptied = (kept == 0) & (lengths > 0)
+        keep |= (offset == 0) & emptied[doc]
+        before = torch.cumsum(keep, 0) - keep.long()  # kept tokens before each token
+        offset = before - before[starts.clamp(max=n - 1)][doc]
+        lengths = kept + emptied.long()
+        tokens, doc, offset = tokens[keep], doc[keep], offset[keep]
+    width = max(min_length, int(lengths.max()) if size else 0)
+    padded = torch.zeros((size, width), dtype=torch.long, device=device)
+    padded[doc, offset] = tokens.long()
+    labels = None
+    if host.label_rows is not None:
+        labels = torch.zeros((size, host.n_labels), dtype=torch.float32, device=device)
+        labels[host.label_rows, host.label_cols] = 1.0
+    return Batch(padded, lengths, labels, host.index)
+
+
+def host_batches(
+    corpus: CorpusLike,
+    docs: np.ndarray,
+    batch_size: int,
+    max_tokens: int,
+    rng: np.random.Generator | None,
+    bucket: bool = True,
+    with_labels: bool = True,
+    rank: int = 0,
+    world_size: int = 1,
+) -> Iterator[HostBatch]:
+    """The host half of `iterate`: one pass of flat batches (a dropout seed each when `rng`)."""
+    lengths = truncated_lengths(corpus, docs, max_tokens)
+    batches = batch_order(docs, lengths, batch_size, rng, bucket)
+    seeds = None if rng is None else rng.integers(0, 2**62, size=len(batches))
+    for number, batch in enumerate(batches):
+        if world_size > 1:
+            if len(batch) < world_size:
+                continue
+            batch = batch[rank::world_size]
+        seed = None if seeds is None else int(seeds[number]) + rank
+        yield host_batch(corpus, batch, max_tokens, with_labels, seed)
 
 
 def iterate(
@@ -116,21 +197,70 @@ def iterate(
     rng: np.random.Generator | None,
     bucket: bool = True,
     with_labels: bool = True,
-    pin: bool = False,
     rank: int = 0,
     world_size: int = 1,
+    device: torch.device | None = None,
 ) -> Iterator[Batch]:
-    """One pass over `docs` (training when rng is given: shuffled, word dropout on).
+    """One pass over `docs` (training when rng is given: shuffled, word dropout on), as batches
+    on `device` (the CPU by default).
 
     Data parallel: every rank draws the same global batches (same rng) and takes its slice,
     batch[rank::world_size]; a global batch smaller than world_size (only ever the last one)
     is skipped on every rank, so all ranks take the same number of steps.
     """
-    cut = DocumentCut(max_tokens, word_dropout, min_length)
-    lengths = truncated_lengths(corpus, docs, max_tokens)
-    for batch in batch_order(docs, lengths, batch_size, rng, bucket):
-        if world_size > 1:
-            if len(batch) < world_size:
-                continue
-            batch = batch[rank::world_size]
-        yield collate(corpus, batch, cut, rng, with_labels, pin)
+    device = device or torch.device("cpu")
+    hosts = host_batches(
+        corpus, docs, batch_size, max_tokens, rng, bucket, with_labels, rank, world_size
+    )
+    if device.type == "cuda":
+        yield from _prefetch(hosts, device, word_dropout, min_length)
+        return
+    for host in hosts:
+        yield materialize(host.moved(lambda t: t.to(device)), word_dropout, min_length)
+
+
+def _prefetch(
+    hosts: Iterator[HostBatch], device: torch.device, word_dropout: float, min_length: int
+) -> Iterator[Batch]:
+    """CUDA: a thread builds, pins, copies (non-blocking, side stream) and materializes batches
+    PREFETCH ahead; the training stream waits on each batch's event before using it."""
+    ready: queue.Queue = queue.Queue(maxsize=PREFETCH)
+    stop = threading.Event()
+    stream = torch.cuda.Stream(device)
+
+    def produce() -> None:
+        try:
+            with torch.cuda.stream(stream):
+                for host in hosts:
+                    if stop.is_set():
+                        return
+                    pinned = host.moved(lambda t: t.pin_memory())
+                    on_device = pinned.moved(lambda t: t.to(device, non_blocking=True))
+                    batch = materialize(on_device, word_dropout, min_length)
+                    done = torch.cuda.Event()
+                    done.record(stream)
+                    ready.put((batch, done))
+            ready.put(None)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+            ready.put(exc)
+
+    worker = threading.Thread(target=produce, name="batch-prefetch", daemon=True)
+    worker.start()
+    try:
+        while (item := ready.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            batch, done = item
+            current = torch.cuda.current_stream(device)
+            current.wait_event(done)
+            for tensor in (batch.tokens, batch.lengths, batch.labels):
+                if tensor is not None:  # made on the side stream, used on this one
+                    tensor.record_stream(current)
+            yield batch
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                ready.get_nowait()
+            except queue.Empty:
+                worker.join(timeout=0.05)

@@ -1,4 +1,4 @@
-"""Which device trains, and whether bf16 autocast pays off on it."""
+"""Which device trains, and what its CPU can do in bf16 (train/precision.py decides)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def cpu_has_bf16() -> bool:
-    """Whether this CPU has AVX512-BF16 or AMX, the instructions that make bf16 matmuls and
-    convolutions faster than fp32.
+    """Whether this CPU has AVX512-BF16 or AMX, native bf16 arithmetic (whether that makes
+    bf16 faster than fp32 here is measured: train/precision.py).
 
     torch 2.13 answers this only through private functions (`torch.cpu._is_*_supported`;
     the public `torch.backends.cpu.get_cpu_capability()` names AVX512 but not BF16 or AMX).
@@ -27,14 +27,6 @@ def cpu_has_bf16() -> bool:
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
-def bf16_supported(device: torch.device) -> bool:
-    """bf16 autocast pays off on GPUs that have it and on CPUs with AVX512-BF16 or AMX."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return cpu_has_bf16()
-
-
-def use_bf16(precision: str, device: torch.device) -> bool:
-    if precision == "bf16":
-        return True
-    return precision == "auto" and bf16_supported(device)
+def cpu_has_amx() -> bool:
+    """AMX tiles (bf16 matmuls several times faster than fp32); same private API as above."""
+    return bool(torch.cpu._is_amx_tile_supported())

@@ -28,7 +28,8 @@ from icdtransfer.data.corpus import Corpus
 from icdtransfer.evaluate.metrics import dense, scores_at, tune_threshold
 from icdtransfer.progress import progress
 from icdtransfer.train.batches import iterate
-from icdtransfer.train.hardware import resolve_device, use_bf16
+from icdtransfer.train.hardware import resolve_device
+from icdtransfer.train.precision import use_bf16
 from icdtransfer.train.state import (
     Checkpointer,
     EpochRecord,
@@ -127,7 +128,7 @@ def fit(
     rank, world = (ddp.rank, ddp.world_size) if ddp else (0, 1)
     master = rank == 0
     device = ddp.device if ddp else resolve_device(settings.device)
-    bf16 = use_bf16(settings.precision, device)
+    bf16 = use_bf16(settings.precision, device, model)
     checkpointer = checkpointer or NoCheckpoints()
     saved = checkpointer.load()
     state, best = LoopState(), copy.deepcopy(model.state_dict())
@@ -215,7 +216,7 @@ def train_epoch(
         settings.min_length,
         rng,
         settings.bucket,
-        pin=device.type == "cuda",
+        device=device,
         rank=rank,
         world_size=world_size,
     )
@@ -278,7 +279,15 @@ def predict(
     out: np.ndarray | None = None
     position = {int(d): i for i, d in enumerate(docs)}
     for batch in iterate(
-        corpus, docs, batch_size, max_tokens, 0.0, min_length, None, bucket=True, with_labels=False
+        corpus,
+        docs,
+        batch_size,
+        max_tokens,
+        0.0,
+        min_length,
+        None,
+        with_labels=False,
+        device=device,
     ):
         batch = batch.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):

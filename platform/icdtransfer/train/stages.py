@@ -38,9 +38,10 @@ from icdtransfer.data.corpus import Corpus
 from icdtransfer.data.vocab import Vocabulary
 from icdtransfer.model.cnn import build_model
 from icdtransfer.model.transfer import build_target_model, variant
-from icdtransfer.train.hardware import resolve_device, use_bf16
+from icdtransfer.train.hardware import resolve_device
 from icdtransfer.train.loop import FitResult, LoopSettings, fit, predict
 from icdtransfer.train.member import load_model_file, write_member
+from icdtransfer.train.precision import use_bf16
 from icdtransfer.train.state import Checkpointer, FileCheckpointer
 
 log = logging.getLogger(__name__)
@@ -247,7 +248,7 @@ def evaluate_and_write(
     model.load_state_dict(result.best_state)
     device = resolve_device(settings.device)
     model.to(device)
-    bf16 = use_bf16(settings.precision, device)
+    bf16 = use_bf16(settings.precision, device, model)
     probs = {
         split: predict(
             model,

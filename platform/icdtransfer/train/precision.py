@@ -1,0 +1,155 @@
+"""`precision: auto`: bf16 autocast where it is faster on the machine at hand, fp32 elsewhere.
+
+GPUs: bf16 where the GPU supports it (bf16 tensor cores, Ampere and later).
+
+CPUs: whether bf16 pays off depends on the chip, not on its flags. With AMX tiles bf16 runs
+several times faster than fp32. With AVX512-BF16 alone it can be slower (a Xeon in issue 11:
+129-138 against 184-223 GFLOP/s for the paper's convolutions) or faster (an AMD EPYC Zen 5,
+whose bf16 dot products run at twice its fp32 FMA rate, and where MKL's fp32 GEMM is slow). So
+`auto` times the model's own convolutions in both precisions, about 0.1-0.3 s, and takes bf16
+only when it is clearly faster (BF16_MARGIN). A CPU without native bf16 instructions would only
+emulate it: fp32 without a measurement. The measurement is cached per machine, CPU model, torch
+version, thread count and encoder shape in the user's cache folder, so a run pays for it once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from icdtransfer.artifacts import EncoderShape
+from icdtransfer.data.atomic import atomic_file
+from icdtransfer.model.cnn import CNNEncoder
+from icdtransfer.train.hardware import cpu_has_amx, cpu_has_bf16
+
+log = logging.getLogger(__name__)
+
+BF16_MARGIN = 1.1  # bf16 must be this much faster: it also costs precision
+PROBE_BATCH, PROBE_TOKENS, PROBE_REPEATS = 4, 512, 3
+_CHOSEN: dict[tuple, PrecisionChoice] = {}  # one decision (and one log line) per process
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    bf16: bool
+    reason: str
+
+    @property
+    def name(self) -> str:
+        return "bf16" if self.bf16 else "fp32"
+
+
+def use_bf16(precision: str, device: torch.device, model: nn.Module) -> bool:
+    """Whether to run `model` under bf16 autocast on `device` for `precision` (auto|bf16|fp32)."""
+    return choose(precision, device, encoder_shape(model)).bf16
+
+
+def encoder_shape(model: nn.Module) -> EncoderShape:
+    for module in model.modules():
+        if isinstance(module, CNNEncoder):
+            return module.shape
+    raise ValueError(f"{type(model).__name__} has no CNNEncoder: cannot time its convolutions")
+
+
+def choose(precision: str, device: torch.device, shape: EncoderShape) -> PrecisionChoice:
+    """The precision for this model on this device, decided (and logged) once per process."""
+    key = (precision, str(device), shape.embedding_dim, shape.filters, shape.widths)
+    if key not in _CHOSEN:
+        choice = _decide(precision, device, shape)
+        log.info("precision %s: %s on %s (%s)", precision, choice.name, device, choice.reason)
+        _CHOSEN[key] = choice
+    return _CHOSEN[key]
+
+
+def _decide(precision: str, device: torch.device, shape: EncoderShape) -> PrecisionChoice:
+    if precision in ("bf16", "fp32"):
+        return PrecisionChoice(precision == "bf16", f"precision: {precision} in the params")
+    if precision != "auto":
+        raise ValueError(f"unknown precision {precision!r} (auto, bf16 or fp32)")
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        if torch.cuda.is_bf16_supported():
+            return PrecisionChoice(True, f"{name} has bf16 support")
+        return PrecisionChoice(False, f"{name} has no bf16 support")
+    if device.type != "cpu":
+        return PrecisionChoice(False, f"no bf16 rule for {device.type} devices")
+    if not cpu_has_bf16():
+        return PrecisionChoice(False, "the CPU has neither AVX512-BF16 nor AMX: bf16 is emulated")
+    times = cached_cpu_timing(shape)
+    speedup = times["fp32_ms"] / times["bf16_ms"]
+    measured = (
+        f"{'AMX' if cpu_has_amx() else 'AVX512-BF16 without AMX'}; "
+        f"encoder forward {PROBE_BATCH}x{PROBE_TOKENS} tokens: fp32 {times['fp32_ms']:.1f} ms, "
+        f"bf16 {times['bf16_ms']:.1f} ms, bf16 {speedup:.2f}x"
+    )
+    if speedup >= BF16_MARGIN:
+        return PrecisionChoice(True, f"{measured} >= {BF16_MARGIN}x")
+    return PrecisionChoice(False, f"{measured} < {BF16_MARGIN}x")
+
+
+def cached_cpu_timing(shape: EncoderShape) -> dict[str, float]:
+    """measure_cpu(shape), from the cache when this machine has measured it before."""
+    key = " | ".join(
+        [
+            platform.node(),
+            cpu_model(),
+            f"torch {torch.__version__}",
+            f"{torch.get_num_threads()} threads",
+            f"E={shape.embedding_dim} F={shape.filters} widths={list(shape.widths)}",
+        ]
+    )
+    path = cache_path()
+    cache: dict = {}
+    with contextlib.suppress(OSError, ValueError):
+        cache = json.loads(path.read_text(encoding="utf-8"))
+    if key in cache:
+        return cache[key]
+    cache[key] = measure_cpu(shape)
+    with contextlib.suppress(OSError):  # a read-only home only costs the next run a measurement
+        with atomic_file(path) as handle:
+            json.dump(cache, handle, indent=1, sort_keys=True)
+    return cache[key]
+
+
+def cache_path() -> Path:
+    """$XDG_CACHE_HOME/icdtransfer/precision.json (~/.cache by default)."""
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "icdtransfer" / "precision.json"
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def measure_cpu(shape: EncoderShape) -> dict[str, float]:
+    """Best-of-PROBE_REPEATS milliseconds of the encoder's forward pass (all widths) in fp32 and
+    under bf16 autocast, the two interleaved so that load from other processes hits both."""
+    with torch.random.fork_rng(devices=[]):  # leave the caller's random stream untouched
+        torch.manual_seed(0)
+        probe = EncoderShape(1_000, shape.embedding_dim, shape.filters, shape.widths)
+        encoder = CNNEncoder(probe).eval()
+        tokens = torch.randint(1, probe.vocab_size, (PROBE_BATCH, PROBE_TOKENS))
+    lengths = torch.full((PROBE_BATCH,), PROBE_TOKENS)
+    best = {"fp32_ms": float("inf"), "bf16_ms": float("inf")}
+    with torch.inference_mode():
+        for repeat in range(PROBE_REPEATS + 1):  # the first round warms up oneDNN's kernels
+            for name, bf16 in (("fp32_ms", False), ("bf16_ms", True)):
+                start = time.perf_counter()
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    encoder(tokens, lengths)
+                if repeat:
+                    best[name] = min(best[name], 1e3 * (time.perf_counter() - start))
+    return best
