@@ -25,19 +25,27 @@ class Notes:
         return self.tokens[self.offsets[i] : self.offsets[i + 1]]
 
 
-def synthetic_notes(n: int, seed: int = 0) -> Notes:
+def synthetic_notes(
+    n: int,
+    seed: int = 0,
+    mean_length: float = 5_303,
+    labels: int = LABELS,
+    codes_per_note: float = 7.4,
+    vocab: int = VOCAB,
+) -> Notes:
     """n notes, lengths lognormal around the paper's 5,303 words (most near the 6,000 cap),
-    7.4 codes each on average."""
+    7.4 codes each on average (other corpora: PubMed abstracts, 147 words, 12.62 MeSH terms)."""
     rng = np.random.default_rng(seed)
-    lengths = np.minimum(rng.lognormal(np.log(5_303) - 0.35**2 / 2, 0.35, size=n), 9_000)
-    lengths = lengths.astype(np.int64)
+    lengths = rng.lognormal(np.log(mean_length) - 0.35**2 / 2, 0.35, size=n)
+    lengths = np.clip(lengths, 1, 1.7 * mean_length).astype(np.int64)
     offsets = np.zeros(n + 1, dtype=np.int64)
     offsets[1:] = np.cumsum(lengths)
-    tokens = rng.integers(3, VOCAB, size=int(offsets[-1]), dtype=np.int32)
-    rows = [np.sort(rng.choice(LABELS, size=1 + rng.poisson(6.4), replace=False)) for _ in range(n)]
+    tokens = rng.integers(3, vocab, size=int(offsets[-1]), dtype=np.int32)
+    counts = 1 + rng.poisson(codes_per_note - 1, size=n)
+    rows = [np.sort(rng.choice(labels, size=k, replace=False)) for k in counts]
     indptr = np.zeros(n + 1, dtype=np.int64)
     indptr[1:] = np.cumsum([len(r) for r in rows])
     labels = sp.csr_matrix(
-        (np.ones(indptr[-1], np.uint8), np.concatenate(rows), indptr), shape=(n, LABELS)
+        (np.ones(indptr[-1], np.uint8), np.concatenate(rows), indptr), shape=(n, labels)
     )
     return Notes(tokens, offsets, labels)

@@ -1,31 +1,37 @@
 """Inference throughput at the paper's model size, project path vs fp32 eager.
 
-    .venv/bin/python bench/infer_throughput.py [--docs 96] [--batch 16]
+    .venv/bin/python bench/infer_throughput.py [--docs 96] [--batch 16] [--repeats 2]
 
 Same trained-shape model (E=300, 300 filters of widths 3/4/5, adaptation 512, 1,231 codes), same
 synthetic ~5,300-token notes, same weights:
 
 * fp32 eager (baseline, written here): torch.no_grad, batches in input order, each padded to
-  its longest note, fp32;
-* project: icdtransfer.train.loop.predict (inference_mode, length-bucketed batches, bf16
-  autocast where the CPU has AVX512-BF16/AMX), which `icdtransfer predict` also uses.
+  its longest note, fp32, the textbook encoder (full feature maps, masked_fill, amax);
+* project: icdtransfer.train.loop.predict (inference_mode, length-bucketed batches,
+  `precision: auto`), which `icdtransfer predict` also uses.
 
-Checks that both give the same top code for every note, prints docs/s for both; the last line
-is `ratio: <project / fp32 eager>` (goal: at least 2).
+Checks that both give the same top code for every note, prints docs/s for both, the project's
+achieved GFLOP/s (forward convolutions, bench/_kernels.py) and `efficiency:` = that rate over
+this machine's fp32 matmul peak measured in the same run; the last line is
+`ratio: <project / fp32 eager>` (goals: ratio >= 1.5, efficiency >= 0.6).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
 import torch
 
+from _kernels import conv_forward_flops, fp32_matmul_peak, textbook
 from _synthetic import LABELS, MAX_TOKENS, VOCAB, synthetic_notes
 from icdtransfer.model.cnn import EncoderShape, TargetModel
-from icdtransfer.train.hardware import bf16_supported
 from icdtransfer.train.loop import predict
+from icdtransfer.train.precision import choose
+
+SHAPE = EncoderShape(VOCAB, 300, 300, (3, 4, 5))
 
 
 def eager(model: TargetModel, notes, batch_size: int) -> np.ndarray:
@@ -50,31 +56,48 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
+    load = os.getloadavg()[0]
+    peak, peaks = fp32_matmul_peak()
     torch.manual_seed(0)
     notes = synthetic_notes(args.docs, seed=1)
-    model = TargetModel(EncoderShape(VOCAB, 300, 300, (3, 4, 5)), LABELS, 512, 0.5).eval()
-    bf16 = bf16_supported(torch.device("cpu"))
+    model = TargetModel(SHAPE, LABELS, 512, 0.5).eval()
+    baseline_model = textbook(model)
+    precision = choose("auto", torch.device("cpu"), SHAPE)
     docs = np.arange(args.docs)
     base_times, our_times = [], []
     for _ in range(args.repeats):
         start = time.perf_counter()
-        reference = eager(model, notes, args.batch)
+        reference = eager(baseline_model, notes, args.batch)
         base_times.append(time.perf_counter() - start)
         start = time.perf_counter()
-        ours = predict(model, notes, docs, args.batch, MAX_TOKENS, 5, torch.device("cpu"), bf16)
+        ours = predict(
+            model, notes, docs, args.batch, MAX_TOKENS, 5, torch.device("cpu"), precision.bf16
+        )
         our_times.append(time.perf_counter() - start)
     agree = float(np.mean(reference.argmax(1) == ours.argmax(1)))
     base, project = args.docs / min(base_times), args.docs / min(our_times)
+    lengths = np.minimum(np.diff(notes.offsets), MAX_TOKENS)
+    forward = conv_forward_flops(lengths, SHAPE.embedding_dim, SHAPE.filters, SHAPE.widths)
+    achieved = forward / min(our_times) / 1e9
     print(
-        f"notes: {args.docs}, mean length {np.diff(notes.offsets).mean():.0f} tokens, "
-        f"batch {args.batch}, torch threads {torch.get_num_threads()}"
+        f"notes: {args.docs}, mean length {np.diff(notes.offsets).mean():.0f} tokens "
+        f"({lengths.mean():.0f} after truncation), batch {args.batch}, torch threads "
+        f"{torch.get_num_threads()}, load average {load:.1f} -> {os.getloadavg()[0]:.1f} "
+        f"(2 cores shared)"
     )
+    print(f"fp32 matmul peak (2048^3, best of 5): {peak:.0f} GFLOP/s ({peaks})")
+    print(f"precision auto: {precision.name} ({precision.reason})")
     print(
         f"max |probability difference|: {np.abs(reference - ours).max():.4f}; "
         f"same top code for {agree:.0%} of notes"
     )
     print(f"fp32 eager: {base:.2f} docs/s")
-    print(f"icdtransfer predict ({'bf16' if bf16 else 'fp32'}, bucketed): {project:.2f} docs/s")
+    print(f"icdtransfer predict ({precision.name}, bucketed): {project:.2f} docs/s")
+    print(
+        f"FLOPs per note: {forward / args.docs / 1e9:.1f} G forward convolution; achieved "
+        f"{achieved:.0f} GFLOP/s (fp32 eager: {forward / min(base_times) / 1e9:.0f} GFLOP/s)"
+    )
+    print(f"efficiency: {achieved / peak:.2f}")
     print(f"ratio: {project / base:.2f}")
 
 

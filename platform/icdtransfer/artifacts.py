@@ -485,6 +485,7 @@ class MemberRow:
     trial_id: str
     training: Training
     metrics: Metrics
+    gpus: str = ""  # the GPU ids Ray gave the trial, e.g. "0" ("" on CPU)
 
     def row(self) -> dict[str, Any]:
         training = dataclasses.asdict(self.training)

@@ -97,6 +97,13 @@ def node_name() -> str:
     return f"{socket.gethostname()}:{ray.get_runtime_context().get_node_id()[:8]}"
 
 
+def gpu_ids() -> str:
+    """The GPUs Ray gave this trial, e.g. "0" ("" on CPU): one per trial with gpu: 1."""
+    import ray
+
+    return ",".join(str(g) for g in ray.get_gpu_ids())
+
+
 class Reporter:
     """The trial's reports to Tune (see module docstring), and its Tune checkpoints."""
 
@@ -205,6 +212,7 @@ def train_member(
         trial_id=trial_id,
         training=info.training,
         metrics=metrics,
+        gpus=gpu_ids(),
     )
     return files, row
 
