@@ -11,10 +11,11 @@ Measured on this CPU, device work excluded:
 
 * baseline: the per-document Python collate the project used before issue 11 (truncate, word
   dropout with numpy, pad, multi-hot labels; the whole batch built on the host);
-* project: the host half of icdtransfer.train.batches (batch order, each batch's truncated
-  documents copied back to back, label pairs), plus one more copy of every tensor standing in
-  for pinning (no CUDA here to pin with). Word dropout, padding and multi-hot labels are device
-  work (`materialize`), not counted; their rate on this CPU is printed for CPU training.
+* project: the host half of icdtransfer.train.batches (the epoch's batch order, each batch's
+  truncated documents copied back to back, the labels' CSR entries). With CUDA that one copy
+  goes straight into page-locked memory (torch's caching host allocator); this CPU-only torch
+  cannot pin, so it goes into ordinary memory. Word dropout, padding and multi-hot labels are
+  device work (`materialize`), not counted; their rate on this CPU is printed for CPU training.
 
 Needed: FLOPs per training note at paper scale (the executed count of bench/_kernels.py:
 forward convolutions at the lengths left after word dropout, plus the sparse max-pool
@@ -74,7 +75,6 @@ def project_rate(notes, docs: np.ndarray, batches: int, seed: int) -> tuple[floa
     for number, host in enumerate(host_batches(notes, docs, BATCH, MAX_TOKENS, rng)):
         if number == batches:
             break
-        host = host.moved(torch.clone)  # stands in for pin_memory()
         count += len(host.index)
         kept.append(host)
     return count / (time.perf_counter() - start), kept
@@ -110,10 +110,7 @@ def main() -> None:
         f"load average {load:.1f} -> {os.getloadavg()[0]:.1f} (2 cores shared)"
     )
     print(f"per-document Python collate (before issue 11): {max(base):,.0f} notes/s")
-    print(
-        "icdtransfer host batches (flat documents + labels + a pinning copy): "
-        f"{delivered:,.0f} notes/s"
-    )
+    print(f"icdtransfer host batches (flat documents + label entries): {delivered:,.0f} notes/s")
     print(
         f"device half (word dropout, padding, labels) run on this CPU instead: "
         f"{max(device_rates):,.0f} notes/s"

@@ -35,7 +35,6 @@ from _kernels import (
 )
 from _synthetic import LABELS, MAX_TOKENS, VOCAB, synthetic_notes
 from icdtransfer.model.cnn import EncoderShape, TargetModel
-from icdtransfer.train.batches import iterate
 from icdtransfer.train.loop import LoopSettings, make_optimizer, train_epoch
 from icdtransfer.train.precision import choose
 
@@ -68,22 +67,6 @@ def naive_epoch(model: TargetModel, notes, batch_size: int, seed: int) -> float:
     return len(order) / (time.perf_counter() - start)
 
 
-def seen_lengths(notes, docs: np.ndarray, settings: LoopSettings, epoch: int) -> np.ndarray:
-    """The lengths train_epoch's batches have (same generator, so the same word dropout)."""
-    rng = np.random.default_rng([settings.seed, epoch])
-    batches = iterate(
-        notes,
-        docs,
-        settings.batch_size,
-        settings.max_tokens,
-        settings.word_dropout,
-        settings.min_length,
-        rng,
-        settings.bucket,
-    )
-    return np.concatenate([b.lengths.numpy() for b in batches])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--docs", type=int, default=48)
@@ -111,19 +94,21 @@ def main() -> None:
     )
     precision = choose("auto", torch.device("cpu"), SHAPE)
     docs = np.arange(args.docs)
-    naive_rates, project_rates = [], []
+    naive_rates, project_rates, seen = [], [], []
     for epoch in range(args.epochs):
         naive_rates.append(naive_epoch(textbook(initial), notes, args.batch, epoch))
         model = TargetModel(SHAPE, LABELS, 512, 0.5)
         model.load_state_dict(initial.state_dict())
         optimizer = make_optimizer(model, "adam", 1e-3)
+        seen.append([])  # the lengths the encoder is given, for the FLOP count
+        model.encoder.register_forward_pre_hook(lambda _, args: seen[-1].append(args[1]))
         _, rate = train_epoch(
             model, notes, docs, optimizer, settings, epoch, torch.device("cpu"), precision.bf16
         )
         project_rates.append(rate)
     best = int(np.argmax(project_rates))
     naive, project = naive_rates[int(np.argmax(naive_rates))], project_rates[best]
-    lengths = seen_lengths(notes, docs, settings, best)
+    lengths = torch.cat(seen[best]).numpy()
     forward = conv_forward_flops(lengths, SHAPE.embedding_dim, SHAPE.filters, SHAPE.widths)
     backward = sparse_backward_flops(len(lengths), SHAPE.embedding_dim, SHAPE.filters, SHAPE.widths)
     seconds = args.docs / project

@@ -116,10 +116,12 @@ def test_decided_and_logged_once_per_run(
     assert len(lines) == 1 and lines[0].startswith("precision auto: fp32 on cpu (")
 
 
-def test_real_measurement_leaves_the_random_stream_alone() -> None:
+def test_real_measurement_leaves_the_random_stream_and_threads_alone() -> None:
     torch.manual_seed(5)
     expected = torch.rand(3)
     torch.manual_seed(5)
-    times = precision.measure_cpu(SHAPE)
+    threads = torch.get_num_threads()
+    times = precision.measure_cpu(SHAPE)  # times on one thread
+    assert torch.get_num_threads() == threads
     assert torch.equal(torch.rand(3), expected)
     assert times["fp32_ms"] > 0 and times["bf16_ms"] > 0

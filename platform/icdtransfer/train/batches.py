@@ -108,28 +108,26 @@ def host_batch(
     max_tokens: int,
     with_labels: bool = True,
     dropout_seed: int | None = None,
+    pin: bool = False,
 ) -> HostBatch:
-    """Each document cut at max_tokens, all of them back to back (one copy per document)."""
+    """Each document cut at max_tokens, all of them back to back: one copy per document,
+    straight into page-locked memory with `pin` (CUDA only), so copies to the GPU can overlap."""
     seqs = [corpus.document(int(i))[:max_tokens] for i in docs]
-    flat = np.concatenate(seqs).astype(np.int32, copy=False) if seqs else np.zeros(0, np.int32)
     lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+    flat = torch.empty(int(lengths.sum()), dtype=torch.int32, pin_memory=pin)
+    if seqs:
+        np.concatenate(seqs, out=flat.numpy(), casting="same_kind")
     rows = cols = None
     n_labels = 0
-    if with_labels:
-        picked = corpus.labels[docs]  # CSR rows of this batch
-        n_labels = corpus.labels.shape[1]
-        counts = np.diff(picked.indptr)
+    if with_labels:  # the CSR entries of these rows, without building a scipy submatrix
+        table = corpus.labels
+        starts = table.indptr[docs]
+        counts = table.indptr[docs + 1] - starts
+        first = np.repeat(starts - (np.cumsum(counts) - counts), counts)
+        cols = torch.from_numpy(table.indices[first + np.arange(counts.sum())].astype(np.int64))
         rows = torch.from_numpy(np.repeat(np.arange(len(docs), dtype=np.int64), counts))
-        cols = torch.from_numpy(picked.indices.astype(np.int64))
-    return HostBatch(
-        torch.from_numpy(flat),
-        torch.from_numpy(lengths),
-        rows,
-        cols,
-        n_labels,
-        docs,
-        dropout_seed,
-    )
+        n_labels = table.shape[1]
+    return HostBatch(flat, torch.from_numpy(lengths), rows, cols, n_labels, docs, dropout_seed)
 
 
 def materialize(host: HostBatch, word_dropout: float, min_length: int) -> Batch:
@@ -173,6 +171,7 @@ def host_batches(
     with_labels: bool = True,
     rank: int = 0,
     world_size: int = 1,
+    pin: bool = False,
 ) -> Iterator[HostBatch]:
     """The host half of `iterate`: one pass of flat batches (a dropout seed each when `rng`)."""
     lengths = truncated_lengths(corpus, docs, max_tokens)
@@ -184,7 +183,7 @@ def host_batches(
                 continue
             batch = batch[rank::world_size]
         seed = None if seeds is None else int(seeds[number]) + rank
-        yield host_batch(corpus, batch, max_tokens, with_labels, seed)
+        yield host_batch(corpus, batch, max_tokens, with_labels, seed, pin)
 
 
 def iterate(
@@ -209,10 +208,11 @@ def iterate(
     is skipped on every rank, so all ranks take the same number of steps.
     """
     device = device or torch.device("cpu")
+    cuda = device.type == "cuda"
     hosts = host_batches(
-        corpus, docs, batch_size, max_tokens, rng, bucket, with_labels, rank, world_size
+        corpus, docs, batch_size, max_tokens, rng, bucket, with_labels, rank, world_size, cuda
     )
-    if device.type == "cuda":
+    if cuda:
         yield from _prefetch(hosts, device, word_dropout, min_length)
         return
     for host in hosts:
@@ -222,7 +222,8 @@ def iterate(
 def _prefetch(
     hosts: Iterator[HostBatch], device: torch.device, word_dropout: float, min_length: int
 ) -> Iterator[Batch]:
-    """CUDA: a thread builds, pins, copies (non-blocking, side stream) and materializes batches
+    """CUDA: a thread builds batches (tokens straight into pinned memory; the small tensors are
+    pinned here), copies them non-blocking on a side stream and materializes them there,
     PREFETCH ahead; the training stream waits on each batch's event before using it."""
     ready: queue.Queue = queue.Queue(maxsize=PREFETCH)
     stop = threading.Event()
@@ -234,7 +235,7 @@ def _prefetch(
                 for host in hosts:
                     if stop.is_set():
                         return
-                    pinned = host.moved(lambda t: t.pin_memory())
+                    pinned = host.moved(lambda t: t if t.is_pinned() else t.pin_memory())
                     on_device = pinned.moved(lambda t: t.to(device, non_blocking=True))
                     batch = materialize(on_device, word_dropout, min_length)
                     done = torch.cuda.Event()

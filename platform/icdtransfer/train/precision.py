@@ -6,10 +6,10 @@ CPUs: whether bf16 pays off depends on the chip, not on its flags. With AMX tile
 several times faster than fp32. With AVX512-BF16 alone it can be slower (a Xeon in issue 11:
 129-138 against 184-223 GFLOP/s for the paper's convolutions) or faster (an AMD EPYC Zen 5,
 whose bf16 dot products run at twice its fp32 FMA rate, and where MKL's fp32 GEMM is slow). So
-`auto` times the model's own convolutions in both precisions, about 0.1-0.3 s, and takes bf16
+`auto` times the model's own convolutions in both precisions, about 0.2 s, and takes bf16
 only when it is clearly faster (BF16_MARGIN). A CPU without native bf16 instructions would only
 emulate it: fp32 without a measurement. The measurement is cached per machine, CPU model, torch
-version, thread count and encoder shape in the user's cache folder, so a run pays for it once.
+version and encoder shape in the user's cache folder, so a machine pays for it once.
 """
 
 from __future__ import annotations
@@ -26,15 +26,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from icdtransfer.artifacts import EncoderShape
 from icdtransfer.data.atomic import atomic_file
-from icdtransfer.model.cnn import CNNEncoder
-from icdtransfer.train.hardware import cpu_has_amx, cpu_has_bf16
+from icdtransfer.model.cnn import CNNEncoder, EncoderShape
 
 log = logging.getLogger(__name__)
 
 BF16_MARGIN = 1.1  # bf16 must be this much faster: it also costs precision
-PROBE_BATCH, PROBE_TOKENS, PROBE_REPEATS = 4, 512, 3
+PROBE_BATCH, PROBE_REPEATS = 4, 5
+PROBE_FLOP = 1e9  # per timed forward pass: ~5-10 ms on one core, long enough to time
 _CHOSEN: dict[tuple, PrecisionChoice] = {}  # one decision (and one log line) per process
 
 
@@ -87,13 +86,18 @@ def _decide(precision: str, device: torch.device, shape: EncoderShape) -> Precis
     times = cached_cpu_timing(shape)
     speedup = times["fp32_ms"] / times["bf16_ms"]
     measured = (
-        f"{'AMX' if cpu_has_amx() else 'AVX512-BF16 without AMX'}; "
-        f"encoder forward {PROBE_BATCH}x{PROBE_TOKENS} tokens: fp32 {times['fp32_ms']:.1f} ms, "
-        f"bf16 {times['bf16_ms']:.1f} ms, bf16 {speedup:.2f}x"
+        f"{'AMX' if torch.cpu._is_amx_tile_supported() else 'AVX512-BF16 without AMX'}; "
+        f"encoder forward {PROBE_BATCH}x{probe_tokens(shape)} tokens: "
+        f"fp32 {times['fp32_ms']:.1f} ms, bf16 {times['bf16_ms']:.1f} ms, bf16 {speedup:.2f}x"
     )
     if speedup >= BF16_MARGIN:
         return PrecisionChoice(True, f"{measured} >= {BF16_MARGIN}x")
     return PrecisionChoice(False, f"{measured} < {BF16_MARGIN}x")
+
+
+def cpu_has_bf16() -> bool:
+    """Native bf16 arithmetic: AVX512-BF16 dot products or AMX tiles."""
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 def cached_cpu_timing(shape: EncoderShape) -> dict[str, float]:
@@ -103,8 +107,8 @@ def cached_cpu_timing(shape: EncoderShape) -> dict[str, float]:
             platform.node(),
             cpu_model(),
             f"torch {torch.__version__}",
-            f"{torch.get_num_threads()} threads",
             f"E={shape.embedding_dim} F={shape.filters} widths={list(shape.widths)}",
+            f"probe {PROBE_BATCH}x{probe_tokens(shape)}",
         ]
     )
     path = cache_path()
@@ -134,16 +138,38 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def probe_tokens(shape: EncoderShape) -> int:
+    """Tokens per probe document: PROBE_FLOP of convolution per pass, 256-8,192 tokens."""
+    per_token = 2 * shape.embedding_dim * shape.filters * sum(shape.widths)
+    return int(min(max(PROBE_FLOP / (PROBE_BATCH * per_token), 256), 8_192))
+
+
 def measure_cpu(shape: EncoderShape) -> dict[str, float]:
     """Best-of-PROBE_REPEATS milliseconds of the encoder's forward pass (all widths) in fp32 and
-    under bf16 autocast, the two interleaved so that load from other processes hits both."""
+    under bf16 autocast on one thread, the two interleaved so that load from other processes
+    hits both. One thread: the ratio of the kernels' per-core speeds is what decides, and a
+    multi-threaded pass on a shared machine times the other processes as much as the kernel
+    (measured here: 2 threads under load swung the ratio from 2.2x to 0.6x)."""
+    length = probe_tokens(shape)
     with torch.random.fork_rng(devices=[]):  # leave the caller's random stream untouched
         torch.manual_seed(0)
         probe = EncoderShape(1_000, shape.embedding_dim, shape.filters, shape.widths)
         encoder = CNNEncoder(probe).eval()
-        tokens = torch.randint(1, probe.vocab_size, (PROBE_BATCH, PROBE_TOKENS))
-    lengths = torch.full((PROBE_BATCH,), PROBE_TOKENS)
+        tokens = torch.randint(1, probe.vocab_size, (PROBE_BATCH, length))
+    lengths = torch.full((PROBE_BATCH,), length)
     best = {"fp32_ms": float("inf"), "bf16_ms": float("inf")}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _time_passes(encoder, tokens, lengths, best)
+    finally:
+        torch.set_num_threads(threads)
+    return best
+
+
+def _time_passes(
+    encoder: CNNEncoder, tokens: torch.Tensor, lengths: torch.Tensor, best: dict[str, float]
+) -> None:
     with torch.inference_mode():
         for repeat in range(PROBE_REPEATS + 1):  # the first round warms up oneDNN's kernels
             for name, bf16 in (("fp32_ms", False), ("bf16_ms", True)):
@@ -152,4 +178,3 @@ def measure_cpu(shape: EncoderShape) -> dict[str, float]:
                     encoder(tokens, lengths)
                 if repeat:
                     best[name] = min(best[name], 1e3 * (time.perf_counter() - start))
-    return best
