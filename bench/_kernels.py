@@ -49,10 +49,10 @@ def best_seconds(run: Callable[[], object], repeats: int) -> float:
     return min(times)
 
 
-def fp32_matmul_peak(size: int = 2048, repeats: int = 5) -> tuple[float, str]:
-    """GFLOP/s of the fastest fp32 GEMM torch offers here, and which one: MKL's (torch.mm) or
-    oneDNN's (an mkldnn linear layer). On AMD CPUs MKL's fp32 GEMM runs at about half of
-    oneDNN's, so taking only torch.mm would flatter every efficiency figure."""
+def fp32_matmul_rates(size: int = 2048, repeats: int = 5) -> dict[str, float]:
+    """GFLOP/s of torch's fp32 GEMMs here: MKL's (torch.mm) and oneDNN's (an mkldnn linear
+    layer). On AMD CPUs MKL's fp32 GEMM runs at about half of oneDNN's, so taking only torch.mm
+    would flatter every efficiency figure."""
     torch.manual_seed(0)
     a, b = torch.randn(size, size), torch.randn(size, size)
     flops = 2.0 * size**3
@@ -64,8 +64,17 @@ def fp32_matmul_peak(size: int = 2048, repeats: int = 5) -> tuple[float, str]:
         x = a.to_mkldnn()
         with torch.no_grad():
             rates["oneDNN linear"] = flops / best_seconds(lambda: layer(x), repeats) / 1e9
-    name = max(rates, key=rates.get)
-    return rates[name], ", ".join(f"{k} {v:.0f}" for k, v in rates.items())
+    return rates
+
+
+def peak(*measurements: dict[str, float]) -> tuple[float, str]:
+    """The machine's fp32 matmul peak: the fastest GEMM in any of `measurements` (taken before
+    and after the timed runs, so a burst of load on this shared machine lowers it less), and a
+    description of what was measured."""
+    best = {k: max(m[k] for m in measurements) for k in measurements[0]}
+    rate = max(best.values())
+    parts = ", ".join(f"{k} {v:.0f}" for k, v in best.items())
+    return rate, f"{rate:.0f} GFLOP/s (2048^3, best of 5, before and after: {parts})"
 
 
 class TextbookEncoder(CNNEncoder):

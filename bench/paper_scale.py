@@ -1,7 +1,7 @@
 """Stage-1 and stage-2 epoch times at the paper's dimensions on this device, and the projected
 device-hours of the whole paper study.
 
-    .venv/bin/python bench/paper_scale.py [--batches 2] [--device auto]
+    .venv/bin/python bench/paper_scale.py [--batches 2] [--device auto] [--threads N]
 
 Dimensions from presets/paper.yaml (E=300, 300 filters of widths 3/4/5, adaptation 512, dropout
 0.5, AdaDelta, batch 50, word dropout 0.3, 6,000 EMR tokens, 400 abstract tokens, epochs) and
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _kernels import conv_forward_flops, fp32_matmul_peak, sparse_backward_flops
+from _kernels import conv_forward_flops, fp32_matmul_rates, peak, sparse_backward_flops
 from _synthetic import synthetic_notes
 from icdtransfer.config import load_params
 from icdtransfer.model.cnn import EncoderShape, SourceModel, TargetModel
@@ -75,7 +75,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batches", type=int, default=2, help="timed batches per measurement")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     params = load_params(REPO / "presets" / "paper.yaml")
     study = load_study(REPO / "studies" / "table2_paper.yaml")
     model_cfg, pre_cfg, target_cfg = params.model, params.pretrain, params.train_target
@@ -149,11 +152,11 @@ def main() -> None:
         f"load average {load:.1f} -> {os.getloadavg()[0]:.1f}"
     )
     if device.type == "cpu":
-        peak, _ = fp32_matmul_peak()
+        peak_rate, _ = peak(fp32_matmul_rates())
         print(
             f"CPU: EXTRAPOLATED from {args.batches} batches of {tgt.batch_size} per stage "
             f"(after one warm-up batch); stage-2 step {achieved:.0f} GFLOP/s executed, "
-            f"{achieved / peak:.2f} of the {peak:.0f} GFLOP/s fp32 matmul peak"
+            f"{achieved / peak_rate:.2f} of the {peak_rate:.0f} GFLOP/s fp32 matmul peak"
         )
     print(
         f"stage 1 ({ABSTRACTS:,} abstracts, {MESH:,} labels): {s1_train * 1e3:.2f} ms per "
