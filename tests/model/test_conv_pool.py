@@ -70,7 +70,7 @@ def test_semantics_padding_excluded_and_short_documents_give_zero() -> None:
     with torch.no_grad():
         features = model(tokens, lengths)
         wider = model(torch.nn.functional.pad(tokens, (0, 25)), lengths)  # more padding
-    assert torch.equal(features, wider)
+    assert_close(features, wider, rtol=0, atol=1e-6)  # kernels chosen by length may round apart
     per_width = features.view(len(lengths), len(WIDTHS), -1)
     assert torch.equal(per_width[3, 1:], torch.zeros_like(per_width[3, 1:]))  # 3 tokens: w4, w5
     assert torch.equal(per_width[4], torch.zeros_like(per_width[4]))  # one token: every width
