@@ -17,7 +17,9 @@ embedding gradients; under bf16, where ties between different windows are common
 valid subgradient.
 
 The forward is oneDNN's (or cuDNN's) conv1d on the [B, E, T] layout (a channels-last view
-measured slower on CPU: oneDNN reorders it per width), windows reaching into padding excluded.
+measured slower on CPU: oneDNN reorders it per width; so did one convolution of 3F filters of
+the widest width, zero-padded, and a GEMM over unfolded windows), windows reaching into padding
+excluded.
 """
 
 from __future__ import annotations
@@ -51,7 +53,11 @@ class _ConvMaxPool(torch.autograd.Function):
     def forward(ctx, tokens, lengths, dtype, padding_idx, table, *params):  # noqa: ANN001
         pooled, winners = [], []
         with torch.autocast(tokens.device.type, enabled=False):  # dtype is chosen explicitly
-            x = F.embedding(tokens, table).to(dtype).transpose(1, 2).contiguous()  # [B, E, T]
+            if table.shape[0] < tokens.numel():  # cast the smaller of table and lookup
+                x = F.embedding(tokens, table.to(dtype))
+            else:
+                x = F.embedding(tokens, table).to(dtype)
+            x = x.transpose(1, 2).contiguous()  # [B, E, T]
             for weight, bias in zip(params[::2], params[1::2], strict=True):
                 values, index = _pool_one_width(x, lengths, weight.to(dtype), bias.to(dtype))
                 pooled.append(values)
@@ -103,13 +109,13 @@ def _pool_one_width(
         return zeros, torch.zeros(zeros.shape, dtype=torch.long, device=x.device)
     h = F.conv1d(x, weight, bias)  # [B, F, T - w + 1]
     windows = lengths - width + 1  # valid windows per document
-    if h.device.type == "cpu":  # fill only the padded tails (bucketed batches have little)
-        for row, valid in enumerate(windows.tolist()):
-            if valid < h.shape[2]:
-                h[row, :, max(valid, 0) :] = NEG_INF
-    else:  # one kernel, no host synchronisation
-        steps = torch.arange(h.shape[2], device=h.device)
-        h.masked_fill_((steps[None, :] >= windows[:, None])[:, None, :], NEG_INF)
+    # Only the columns past the shortest document can hold padding windows: in a bucketed
+    # batch a short tail. On the GPU the whole map is masked instead of syncing for the start.
+    start = max(int(windows.min()), 0) if h.device.type == "cpu" else 0
+    if start < h.shape[2]:
+        steps = torch.arange(start, h.shape[2], device=h.device)
+        tail = (steps[None, :] >= windows[:, None])[:, None, :]
+        h[:, :, start:].masked_fill_(tail, NEG_INF)
     values, index = h.max(dim=2)
     return values.masked_fill_((windows <= 0)[:, None], 0.0), index
 
