@@ -138,22 +138,23 @@ def materialize(host: HostBatch, word_dropout: float, min_length: int) -> Batch:
     lengths, tokens = host.lengths, host.tokens
     size, n = len(lengths), tokens.numel()
     doc = torch.repeat_interleave(torch.arange(size, device=device), lengths, output_size=n)
-    starts = torch.cumsum(lengths, 0) - lengths
-    offset = torch.arange(n, device=device) - starts[doc]  # position within its document
     if host.dropout_seed is not None and word_dropout > 0 and n:
         generator = torch.Generator(device=device)
         generator.manual_seed(host.dropout_seed)
         keep = torch.rand(n, generator=generator, device=device) >= word_dropout
         kept = torch.zeros(size, dtype=torch.long, device=device).index_add_(0, doc, keep.long())
         emptied = (kept == 0) & (lengths > 0)
-        keep |= (offset == 0) & emptied[doc]
-        before = torch.cumsum(keep, 0) - keep.long()  # kept tokens before each token
-        offset = before - before[starts.clamp(max=n - 1)][doc]
+        keep[(torch.cumsum(lengths, 0) - lengths)[emptied]] = True  # their first word stays
         lengths = kept + emptied.long()
-        tokens, doc, offset = tokens[keep], doc[keep], offset[keep]
+        chosen = keep.nonzero().squeeze(1)
+        tokens, doc = tokens.index_select(0, chosen), doc.index_select(0, chosen)
     width = max(min_length, int(lengths.max()) if size else 0)
-    padded = torch.zeros((size, width), dtype=torch.long, device=device)
-    padded[doc, offset] = tokens.long()
+    # token i of the (still document-ordered) flat batch goes to row doc[i], column i - first[doc]
+    shift = torch.arange(size, device=device) * width - (torch.cumsum(lengths, 0) - lengths)
+    where = torch.arange(len(tokens), device=device) + shift.index_select(0, doc)
+    padded = torch.zeros(size * width, dtype=torch.long, device=device)
+    padded.index_copy_(0, where, tokens.long())
+    padded = padded.view(size, width)
     labels = None
     if host.label_rows is not None:
         labels = torch.zeros((size, host.n_labels), dtype=torch.float32, device=device)
