@@ -1,6 +1,5 @@
 # The two commands a newcomer needs: `make repro` (the study) and `make test` (the tests).
-# Both create .venv if missing and install the exact pinned versions first; `make test` also
-# installs Chromium for the dashboard test, or says how to (requirements/system-packages.sh).
+# Both create .venv if missing and install the exact pinned versions first.
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -8,7 +7,7 @@ STAMP  := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: repro test bench lint install system-packages clean
+.PHONY: repro test bench lint install clean
 
 install: $(STAMP)
 
@@ -23,14 +22,13 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 repro: $(STAMP)
 	$(BIN)/dvc repro
 
-test: $(STAMP) system-packages
+test: $(STAMP)
 	$(BIN)/python -m pytest
 
-system-packages:
-	@bash requirements/system-packages.sh
-
+# OMP_WAIT_POLICY as `icdtransfer` sets it (platform/icdtransfer/train/threads.py), unless set.
 bench: $(STAMP)
-	@set -e; for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script; done
+	@set -e; for script in bench/*.py; do echo "== $$script"; \
+	  OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(BIN)/python $$script; done
 
 lint: $(STAMP)
 	$(BIN)/ruff check platform tests bench

@@ -87,7 +87,8 @@ def main() -> None:
         f"notes: {args.docs}, mean length {np.diff(notes.offsets).mean():.0f} tokens "
         f"({lengths.mean():.0f} after truncation), batch {args.batch}, torch threads "
         f"{torch.get_num_threads()}, load average {load:.1f} -> {os.getloadavg()[0]:.1f} "
-        f"(2 cores shared)"
+        f"(2 cores shared), "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}"
     )
     print(f"fp32 matmul peak: {peak_text}")
     print(f"precision auto: {precision.name} ({precision.reason})")

@@ -107,7 +107,8 @@ def main() -> None:
     print(
         f"corpus: {args.notes:,} synthetic notes, mean {np.diff(notes.offsets).mean():.0f} "
         f"tokens; {args.batches} batches of {BATCH} per repeat, best of {args.repeats}; "
-        f"load average {load:.1f} -> {os.getloadavg()[0]:.1f} (2 cores shared)"
+        f"load average {load:.1f} -> {os.getloadavg()[0]:.1f} (2 cores shared), "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}"
     )
     print(f"per-document Python collate (before issue 11): {max(base):,.0f} notes/s")
     print(f"icdtransfer host batches (flat documents + label entries): {delivered:,.0f} notes/s")

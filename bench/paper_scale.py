@@ -149,7 +149,8 @@ def main() -> None:
     precision = choose(tgt.precision, device, shape2)
     print(
         f"device: {where}; precision {precision.name} ({precision.reason}); "
-        f"load average {load:.1f} -> {os.getloadavg()[0]:.1f}"
+        f"load average {load:.1f} -> {os.getloadavg()[0]:.1f}, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}"
     )
     if device.type == "cpu":
         peak_rate, _ = peak(fp32_matmul_rates())

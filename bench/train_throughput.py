@@ -122,7 +122,8 @@ def main() -> None:
         f"notes: {args.docs}, mean length {np.diff(notes.offsets).mean():.0f} tokens, "
         f"{lengths.mean():.0f} after truncation and word dropout, batch {args.batch}, "
         f"torch threads {torch.get_num_threads()}, load average {load:.1f} -> "
-        f"{os.getloadavg()[0]:.1f} (2 cores shared)"
+        f"{os.getloadavg()[0]:.1f} (2 cores shared), "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}"
     )
     print(f"fp32 matmul peak: {peak_text}")
     print(f"precision auto: {precision.name} ({precision.reason})")

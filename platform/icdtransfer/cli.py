@@ -29,6 +29,7 @@ from icdtransfer.config import (
 )
 from icdtransfer.data.errors import InputError
 from icdtransfer.sweep import StudyBusy, SweepInterrupted
+from icdtransfer.train.threads import openmp_defaults
 
 log = logging.getLogger("icdtransfer")
 
@@ -313,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    openmp_defaults()  # before any command imports torch (train/threads.py)
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 
 from icdtransfer.config import RayConfig
+from icdtransfer.train.threads import openmp_defaults
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,12 @@ def connect(cfg: RayConfig) -> None:
     if ray.is_initialized():
         return
     # Workers start in this directory with the package importable (editable install).
-    env = {"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": HEALTH_CHECK_INTERVAL_S}}
+    env = {
+        "env_vars": {
+            "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": HEALTH_CHECK_INTERVAL_S,
+            **openmp_defaults(),  # workers of a cluster do not inherit this process's environment
+        }
+    }
     if cfg.address:
         ray.init(address=cfg.address, runtime_env=env, log_to_driver=True)
     else:
