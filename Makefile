@@ -1,5 +1,6 @@
 # The two commands a newcomer needs: `make repro` (the study) and `make test` (the tests).
-# Both create .venv if missing and install the exact pinned versions first.
+# Both create .venv if missing and install the exact pinned versions first; `make test` also
+# installs Chromium for the dashboard test, or says how to (requirements/system-packages.sh).
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -7,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: repro test bench lint install clean
+.PHONY: repro test bench lint install system-packages clean
 
 install: $(STAMP)
 
@@ -22,10 +23,13 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 repro: $(STAMP)
 	$(BIN)/dvc repro
 
-test: $(STAMP)
+test: $(STAMP) system-packages
 	$(BIN)/python -m pytest
 
-# OMP_WAIT_POLICY as `icdtransfer` sets it (platform/icdtransfer/train/threads.py), unless set.
+system-packages:
+	@bash requirements/system-packages.sh
+
+# OMP_WAIT_POLICY as `icdtransfer` sets it (platform/icdtransfer/cli.py), unless set.
 bench: $(STAMP)
 	@set -e; for script in bench/*.py; do echo "== $$script"; \
 	  OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(BIN)/python $$script; done

@@ -27,7 +27,8 @@ import torch
 
 from _kernels import conv_forward_flops, fp32_matmul_rates, peak, textbook
 from _synthetic import LABELS, MAX_TOKENS, VOCAB, synthetic_notes
-from icdtransfer.model.cnn import EncoderShape, TargetModel
+from icdtransfer.artifacts import EncoderShape
+from icdtransfer.model.cnn import TargetModel
 from icdtransfer.train.loop import predict
 from icdtransfer.train.precision import choose
 

@@ -35,10 +35,12 @@ import torch
 
 from _kernels import conv_forward_flops, fp32_matmul_rates, peak, sparse_backward_flops
 from _synthetic import synthetic_notes
+from icdtransfer.artifacts import EncoderShape
 from icdtransfer.config import load_params
-from icdtransfer.model.cnn import EncoderShape, SourceModel, TargetModel
+from icdtransfer.model.cnn import SourceModel, TargetModel
 from icdtransfer.sweep.study import load_study
-from icdtransfer.train.loop import make_optimizer, predict, resolve_device, train_epoch
+from icdtransfer.train.hardware import resolve_device
+from icdtransfer.train.loop import make_optimizer, predict, train_epoch
 from icdtransfer.train.precision import choose
 from icdtransfer.train.stages import loop_settings
 
@@ -53,9 +55,9 @@ def step_seconds(model, notes, settings, device, batches: int) -> tuple[float, f
     optimizer = make_optimizer(model, settings.optimizer, settings.learning_rate)
     bf16 = choose(settings.precision, device, model.encoder.shape).bf16
     size = settings.batch_size
-    train_epoch(model, notes, np.arange(size), optimizer, settings, 0, device, bf16, "warm-up")
+    train_epoch(model, notes, np.arange(size), optimizer, settings, 0, device, bf16)
     docs = np.arange(size, size * (batches + 1))
-    _, rate = train_epoch(model, notes, docs, optimizer, settings, 1, device, bf16, "timed")
+    _, rate = train_epoch(model, notes, docs, optimizer, settings, 1, device, bf16)
     return 1.0 / rate, float(np.minimum(np.diff(notes.offsets), settings.max_tokens).mean())
 
 
@@ -81,15 +83,16 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     params = load_params(REPO / "presets" / "paper.yaml")
     study = load_study(REPO / "studies" / "table2_paper.yaml")
-    model_cfg, pre_cfg, target_cfg = params.model, params.pretrain, params.train_target
+    enc, head = params.encoder, params.head
+    pre_cfg, target_cfg = params.pretrain, params.train_target
     device = resolve_device(args.device)
     load = os.getloadavg()[0]
     torch.manual_seed(0)
     n = target_cfg.batch_size * (args.batches + 1)
-    widths = tuple(model_cfg.widths)
+    widths = tuple(enc.widths)
 
     # stage 1
-    pre = loop_settings(pre_cfg, model_cfg, pre_cfg.max_tokens, 0.0)
+    pre = loop_settings(pre_cfg, enc, pre_cfg.max_tokens, 0.0, pre_cfg.seed)
     pre.device = str(device)
     abstracts = synthetic_notes(
         pre.batch_size * (args.batches + 1),
@@ -99,29 +102,29 @@ def main() -> None:
         MESH_PER_ABSTRACT,
         STAGE1_VOCAB,
     )
-    shape1 = EncoderShape(STAGE1_VOCAB, model_cfg.embedding_dim, model_cfg.filters, widths)
-    source = SourceModel(shape1, MESH, model_cfg.dropout).to(device)
+    shape1 = EncoderShape(STAGE1_VOCAB, enc.embedding_dim, enc.filters, widths)
+    source = SourceModel(shape1, MESH, pre_cfg.dropout).to(device)
     s1_train, _ = step_seconds(source, abstracts, pre, device, args.batches)
     s1_infer = inference_seconds(source, abstracts, pre, device, args.batches)
 
     # stage 2
-    tgt = loop_settings(target_cfg, model_cfg, model_cfg.max_tokens, model_cfg.word_dropout)
+    tgt = loop_settings(target_cfg, enc, head.max_tokens, head.word_dropout, params.member.seed)
     tgt.device = str(device)
     emrs = synthetic_notes(n, 2, EMR_WORDS, CODES, CODES_PER_EMR, STAGE2_VOCAB)
-    shape2 = EncoderShape(STAGE2_VOCAB, model_cfg.embedding_dim, model_cfg.filters, widths)
+    shape2 = EncoderShape(STAGE2_VOCAB, enc.embedding_dim, enc.filters, widths)
     per_variant = {}
     for frozen_copy in (False, True):
-        model = TargetModel(
-            shape2, CODES, model_cfg.adaptation_size, model_cfg.dropout, frozen_copy
-        ).to(device)
+        model = TargetModel(shape2, CODES, head.adaptation_size, head.dropout, frozen_copy).to(
+            device
+        )
         per_variant[frozen_copy] = (
             step_seconds(model, emrs, tgt, device, args.batches)[0],
             inference_seconds(model, emrs, tgt, device, args.batches),
         )
     truncated = np.minimum(np.diff(emrs.offsets), tgt.max_tokens)
-    kept = truncated * (1 - model_cfg.word_dropout)
-    flops = conv_forward_flops(kept, model_cfg.embedding_dim, model_cfg.filters, widths)
-    flops += sparse_backward_flops(len(kept), model_cfg.embedding_dim, model_cfg.filters, widths)
+    kept = truncated * (1 - head.word_dropout)
+    flops = conv_forward_flops(kept, enc.embedding_dim, enc.filters, widths)
+    flops += sparse_backward_flops(len(kept), enc.embedding_dim, enc.filters, widths)
     achieved = flops / len(kept) / per_variant[False][0] / 1e9
 
     # projection

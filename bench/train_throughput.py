@@ -35,7 +35,8 @@ from _kernels import (
     textbook,
 )
 from _synthetic import LABELS, MAX_TOKENS, VOCAB, synthetic_notes
-from icdtransfer.model.cnn import EncoderShape, TargetModel
+from icdtransfer.artifacts import EncoderShape
+from icdtransfer.model.cnn import TargetModel
 from icdtransfer.train.loop import LoopSettings, make_optimizer, train_epoch
 from icdtransfer.train.precision import choose
 

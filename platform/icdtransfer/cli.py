@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -29,9 +30,25 @@ from icdtransfer.config import (
 )
 from icdtransfer.data.errors import InputError
 from icdtransfer.sweep import StudyBusy, SweepInterrupted
-from icdtransfer.train.threads import openmp_defaults
 
 log = logging.getLogger("icdtransfer")
+
+# OpenMP's waiting policy, set before any command imports torch (OpenMP reads it when torch
+# loads it); a value the user set is kept, and Ray workers get what is in force (ray_env.py).
+# PyTorch's CPU kernels run in OpenMP parallel regions, between which libgomp's threads spin by
+# default. On shared cores (other processes, or this project's sweeps, which run more trial
+# processes than cores: ray.num_cpus) a spinning thread burns the time slice its partner needs
+# and every region waits for a descheduled thread: on a 2-core machine under a load of ~7,
+# train_epoch at the paper's size ran 4.4 notes/s by default and 14.3 with PASSIVE (one thread:
+# 14.3-15.2). A passive thread costs a wake-up of microseconds per region on free cores.
+OPENMP_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def openmp_defaults() -> dict[str, str]:
+    """Set OPENMP_DEFAULTS where the environment leaves them unset; returns the values in force."""
+    for name, value in OPENMP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    return {name: os.environ[name] for name in OPENMP_DEFAULTS}
 
 
 def _synthesize(params: Params, args: argparse.Namespace) -> None:
@@ -314,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    openmp_defaults()  # before any command imports torch (train/threads.py)
+    openmp_defaults()  # before any command imports torch
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -20,11 +20,11 @@ import os
 from pathlib import Path
 
 from icdtransfer.config import RayConfig
-from icdtransfer.train.threads import openmp_defaults
 
 log = logging.getLogger(__name__)
 
 HEALTH_CHECK_INTERVAL_S = "0.2"
+OPENMP_VARIABLES = ("OMP_WAIT_POLICY",)
 # Set in this process before Ray starts, unless the user set them.
 PROCESS_DEFAULTS = {
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": HEALTH_CHECK_INTERVAL_S,
@@ -68,7 +68,8 @@ def connect(cfg: RayConfig) -> None:
     env = {
         "env_vars": {
             "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": HEALTH_CHECK_INTERVAL_S,
-            **openmp_defaults(),  # workers of a cluster do not inherit this process's environment
+            # OMP_WAIT_POLICY as the CLI set it (cli.py): a cluster's workers do not inherit it
+            **{k: os.environ[k] for k in OPENMP_VARIABLES if k in os.environ},
         }
     }
     if cfg.address:

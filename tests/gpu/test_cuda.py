@@ -16,11 +16,13 @@ import pandas as pd
 import pytest
 import torch
 
+from helpers.runs import run_sweep
+from icdtransfer.artifacts import MemberInfo, read_probs
 from icdtransfer.config import RayConfig
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.train.batches import iterate
 from icdtransfer.train.loop import predict
-from icdtransfer.train.member import load_model, read_probs
+from icdtransfer.train.member import load_model
 from icdtransfer.train.precision import choose, encoder_shape
 from icdtransfer.train.stages import pretrain, train_target
 
@@ -38,7 +40,7 @@ CUDA = torch.device("cuda")
 @pytest.fixture(scope="module")
 def pretrained(tiny: dict) -> Path:
     if not (Path(tiny["pretrain"].out_dir) / "model.pt").exists():
-        pretrain(tiny["model"], tiny["pretrain"], tiny["source"])
+        pretrain(tiny["encoder"], tiny["pretrain"], tiny["source"])
     return Path(tiny["pretrain"].out_dir)
 
 
@@ -55,21 +57,17 @@ def test_cuda_batches_equal_cpu_batches_without_dropout(tiny: dict) -> None:
 def test_stage2_trains_and_predicts_on_cuda_in_bf16(
     tiny: dict, pretrained: Path, tmp_path: Path
 ) -> None:
-    cfg = replace(
-        tiny["train_target"],
-        device="cuda",
-        precision="auto",
-        epochs=6,
-        checkpoint_dir=str(tmp_path / "ck"),
+    cfg = replace(tiny["train_target"], device="cuda", precision="auto", epochs=6)
+    member = replace(
+        tiny["member"], variant="tune_all", seed=1, checkpoint_dir=str(tmp_path / "ck")
     )
     metrics = train_target(
-        tiny["model"], cfg, tiny["target"], "tune_all", seed=1, out_dir=str(tmp_path / "m")
+        tiny["encoder"], tiny["head"], cfg, tiny["target"], member, out_dir=str(tmp_path / "m")
     )
     model, _ = load_model(tmp_path / "m")
     assert choose("auto", CUDA, encoder_shape(model)).bf16  # every GPU this targets has bf16
-    info = json.loads((tmp_path / "m" / "member.json").read_text())
-    assert info["settings"]["device"] == "cuda"
-    assert metrics["validation"]["tuned"]["micro_f"] > 0.5  # the keyword task is learnt
+    assert MemberInfo.read(tmp_path / "m").settings["device"] == "cuda"
+    assert metrics.validation["tuned"].micro_f > 0.5  # the keyword task is learnt
     corpus = Corpus.open(tiny["target"])
     test = corpus.split("test")
     on_gpu = predict(model.to(CUDA), corpus, test, 8, 60, 3, CUDA, True)
@@ -92,7 +90,7 @@ def test_ray_train_ddp_pretraining_with_nccl_on_all_gpus(
         out_dir=str(tmp_path / "ddp"),
         checkpoint_dir=str(tmp_path / "ck"),
     )
-    pretrain(tiny["model"], cfg, tiny["source"], RayConfig(storage_path=str(tmp_path / "ray")))
+    pretrain(tiny["encoder"], cfg, tiny["source"], RayConfig(storage_path=str(tmp_path / "ray")))
     history = json.loads((tmp_path / "ddp" / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]
     assert all(h["workers"] == gpus for h in history)
@@ -100,8 +98,6 @@ def test_ray_train_ddp_pretraining_with_nccl_on_all_gpus(
 
 
 def test_sweep_gives_each_trial_one_gpu(ray_local, tiny_params, tmp_path: Path) -> None:
-    from icdtransfer.sweep.runner import run_study
-
     study = tmp_path / "gpu_smoke.yaml"
     study.write_text(
         "name: gpu_smoke\nkind: grid\nmetric: val_macro_f\nmode: max\n"
@@ -110,7 +106,7 @@ def test_sweep_gives_each_trial_one_gpu(ray_local, tiny_params, tmp_path: Path) 
         "train: {epochs: 1}\n"
     )
     params = replace(tiny_params, sweep=replace(tiny_params.sweep, results_dir=str(tmp_path)))
-    run_study(params, str(study))
+    run_sweep(params, str(study))
     trials = pd.read_parquet(tmp_path / "gpu_smoke" / "trials.parquet")
     assert set(trials["status"]) == {"TERMINATED"} and len(trials) == 2
     members = pd.read_parquet(tmp_path / "gpu_smoke" / "members.parquet")

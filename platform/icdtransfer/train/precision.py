@@ -26,8 +26,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from icdtransfer.artifacts import EncoderShape
 from icdtransfer.data.atomic import atomic_file
-from icdtransfer.model.cnn import CNNEncoder, EncoderShape
+from icdtransfer.model.cnn import CNNEncoder
+from icdtransfer.train.hardware import cpu_has_amx, cpu_has_bf16
 
 log = logging.getLogger(__name__)
 
@@ -86,18 +88,13 @@ def _decide(precision: str, device: torch.device, shape: EncoderShape) -> Precis
     times = cached_cpu_timing(shape)
     speedup = times["fp32_ms"] / times["bf16_ms"]
     measured = (
-        f"{'AMX' if torch.cpu._is_amx_tile_supported() else 'AVX512-BF16 without AMX'}; "
+        f"{'AMX' if cpu_has_amx() else 'AVX512-BF16 without AMX'}; "
         f"encoder forward {PROBE_BATCH}x{probe_tokens(shape)} tokens: "
         f"fp32 {times['fp32_ms']:.1f} ms, bf16 {times['bf16_ms']:.1f} ms, bf16 {speedup:.2f}x"
     )
     if speedup >= BF16_MARGIN:
         return PrecisionChoice(True, f"{measured} >= {BF16_MARGIN}x")
     return PrecisionChoice(False, f"{measured} < {BF16_MARGIN}x")
-
-
-def cpu_has_bf16() -> bool:
-    """Native bf16 arithmetic: AVX512-BF16 dot products or AMX tiles."""
-    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 def cached_cpu_timing(shape: EncoderShape) -> dict[str, float]:

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from icdtransfer.train.threads import openmp_defaults
+from icdtransfer.cli import openmp_defaults
 
 
 def test_passive_unless_the_user_chose(monkeypatch: pytest.MonkeyPatch) -> None:
