@@ -100,13 +100,16 @@ def tiny(tmp_path_factory: pytest.TempPathFactory, params: Params) -> dict:
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """One local Ray instance for the in-process Ray tests (4 logical CPUs on 2 cores)."""
+    """One local Ray instance for the in-process Ray tests (4 logical CPUs on 2 cores; on a
+    machine with GPUs one more than there are GPUs, so that the GPU tests' one-GPU workers and
+    trials, one CPU each, can all start at once)."""
     import ray
+    import torch
 
     from icdtransfer.config import RayConfig
     from icdtransfer.ray_env import connect
 
-    connect(RayConfig(num_cpus=4))
+    connect(RayConfig(num_cpus=max(4, torch.cuda.device_count() + 1)))
     yield ray
     ray.shutdown()
 

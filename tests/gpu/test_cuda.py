@@ -1,8 +1,10 @@
 """The GPU paths: stage-2 training and inference on CUDA with bf16, Ray Train DDP pretraining
 with NCCL on every visible GPU, and a sweep with one GPU per trial.
 
-Run with `.venv/bin/pytest -m gpu tests/gpu`; skipped where CUDA is absent (this repository's
-CI machine and development machine have no GPU, so these have not run there).
+Run with `.venv/bin/pytest -m gpu tests/gpu` (a few minutes on one GPU); skipped, with the
+reason, where CUDA is absent. This repository's CI and development machines have no GPU: these
+tests have been read against the functions they call and run there with CUDA replaced by the
+CPU, not on a GPU.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pytest
 import torch
 
 from helpers.runs import run_sweep
-from icdtransfer.artifacts import MemberInfo, read_probs
+from icdtransfer.artifacts import read_probs
 from icdtransfer.config import RayConfig
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.train.batches import iterate
@@ -51,7 +53,24 @@ def test_cuda_batches_equal_cpu_batches_without_dropout(tiny: dict) -> None:
     for cpu, gpu in zip(iterate(*args), iterate(*args, device=CUDA), strict=True):
         assert gpu.tokens.is_cuda and gpu.labels.is_cuda
         assert torch.equal(cpu.tokens, gpu.tokens.cpu())
+        assert torch.equal(cpu.lengths, gpu.lengths.cpu())
         assert torch.equal(cpu.labels, gpu.labels.cpu())
+
+
+def test_cuda_word_dropout_is_fixed_by_seed_and_epoch(tiny: dict) -> None:
+    """What a resumed run relies on: the epoch's generator, made from (seed, epoch), fixes the
+    batches and their word-dropout masks on the GPU too (masks drawn on the device)."""
+    corpus = Corpus.open(tiny["target"])
+    docs = corpus.split("train")
+
+    def epoch(seed: int) -> list[list[int]]:
+        rng = np.random.default_rng([seed, 0])
+        batches = iterate(corpus, docs, 8, 60, 0.3, 3, rng, device=CUDA)
+        return [b.tokens.cpu().flatten().tolist() for b in batches]
+
+    first = epoch(1)
+    assert first == epoch(1)
+    assert first != epoch(2)
 
 
 def test_stage2_trains_and_predicts_on_cuda_in_bf16(
@@ -61,12 +80,13 @@ def test_stage2_trains_and_predicts_on_cuda_in_bf16(
     member = replace(
         tiny["member"], variant="tune_all", seed=1, checkpoint_dir=str(tmp_path / "ck")
     )
+    torch.cuda.reset_peak_memory_stats(CUDA)
     metrics = train_target(
         tiny["encoder"], tiny["head"], cfg, tiny["target"], member, out_dir=str(tmp_path / "m")
     )
+    assert torch.cuda.max_memory_allocated(CUDA) > 0  # the training ran on the GPU
     model, _ = load_model(tmp_path / "m")
     assert choose("auto", CUDA, encoder_shape(model)).bf16  # every GPU this targets has bf16
-    assert MemberInfo.read(tmp_path / "m").settings["device"] == "cuda"
     assert metrics.validation["tuned"].micro_f > 0.5  # the keyword task is learnt
     corpus = Corpus.open(tiny["target"])
     test = corpus.split("test")
