@@ -332,6 +332,7 @@ class Training:
     patience: int
     validation_curve: list[float]  # validation macro-F per epoch (history.json has the rest)
     min_delta: float = 0.0  # the least gain that counted as an improvement
+    min_epochs: int = 1  # early stopping could fire from this epoch on
 
 
 @dataclass
@@ -377,7 +378,7 @@ class MemberInfo:
             f.name for f in dataclasses.fields(Training) if f.default is dataclasses.MISSING
         }
         training = None
-        if required <= set(data):  # members written before min_delta have its default
+        if required <= set(data):  # members written before min_delta/min_epochs: defaults
             training = Training(**{k: data[k] for k in training_names if k in data})
         known = {k: v for k, v in data.items() if k in names}
         if not isinstance(known.get("model"), str | None):

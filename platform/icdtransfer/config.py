@@ -197,6 +197,9 @@ class TrainConfig:
     patience: Size = 2  # epochs without a better validation macro-F before stopping
     # "better": above the best so far by more than min_delta (0: any gain counts)
     min_delta: Annotated[float, Range(ge=0, lt=1)] = 0.0
+    # early stopping may end a run only from this epoch on: a plateau before learning has
+    # started (common in a model's first epochs) is not convergence
+    min_epochs: Size = 1
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where faster (precision.py)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bucket: bool = True  # batch documents of similar length together

@@ -29,6 +29,9 @@ search_seed: 3
 space:
   variant: [scratch, frozen]
   ensemble_size: [1, 2]
+points:  # a designed start: Optuna asks for these first, in order
+  - {{variant: frozen, ensemble_size: 2}}
+  - {{variant: scratch, ensemble_size: 1}}
 convergence: {{patience: 2, max_epochs: 6}}
 """
 
@@ -98,6 +101,11 @@ def test_asha_sees_first_member_epochs_and_optuna_the_ensemble(
         study_name="clock", storage=f"sqlite:///{out / 'search' / 'optuna.db'}"
     )
     by_trial = {t.user_attrs["trial_id"]: t for t in study.trials}
+    first = sorted(study.trials, key=lambda t: t.number)[:2]
+    assert [t.params for t in first] == [
+        {"variant": "frozen", "ensemble_size": 2},
+        {"variant": "scratch", "ensemble_size": 1},
+    ]
     assert set(by_trial) == set(trials["trial_id"])
     for trial in trials.itertuples():
         ot = by_trial[trial.trial_id]

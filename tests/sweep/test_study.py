@@ -151,6 +151,32 @@ def test_table2_is_the_papers_grid() -> None:
             "name: x\nkind: grid\nspace: {variant: [scratch]}\nconvergence: {max_epochs: 30}\n",
             "missing key convergence.patience",
         ),
+        (
+            "name: x\nkind: grid\nspace: {variant: [scratch]}\n"
+            "convergence: {patience: 3, max_epochs: 30, min_epochs: 31}\n",
+            "convergence.min_epochs (31) must not exceed convergence.max_epochs (30)",
+        ),
+        # points: an optuna study's designed trials, inside its space
+        (
+            "name: x\nkind: grid\nspace: {variant: [scratch]}\npoints: [{variant: scratch}]\n",
+            "points: only an optuna study takes points",
+        ),
+        (
+            "name: x\nkind: optuna\nnum_samples: 2\nspace: {variant: [scratch, tune_all], "
+            "word_dropout: {uniform: [0.0, 0.5]}}\npoints: [{variant: scratch}]\n",
+            "points[0] must set exactly the searched dimensions ['variant', 'word_dropout']",
+        ),
+        (
+            "name: x\nkind: optuna\nnum_samples: 2\nspace: {variant: [scratch, tune_all], "
+            "word_dropout: {uniform: [0.0, 0.5]}}\n"
+            "points: [{variant: scratch, word_dropout: 0.7}]\n",
+            "points[0].word_dropout = 0.7 is outside space.word_dropout",
+        ),
+        (
+            "name: x\nkind: optuna\nnum_samples: 1\nspace: {variant: [scratch, frozen]}\n"
+            "points: [{variant: scratch}, {variant: frozen}]\n",
+            "2 points but num_samples 1",
+        ),
     ],
 )
 def test_malformed_study_names_the_key(tmp_path: Path, text: str, message: str) -> None:
@@ -168,7 +194,13 @@ def test_convergence_policy_sets_every_members_rule_and_the_cap(tmp_path: Path) 
         "train: {max_tokens: 200}\nconvergence: {patience: 4, max_epochs: 50, min_delta: 0.002}\n"
     )
     study = load_study(path)
-    assert study.train == {"max_tokens": 200, "epochs": 50, "patience": 4, "min_delta": 0.002}
+    assert study.train == {
+        "max_tokens": 200,
+        "epochs": 50,
+        "patience": 4,
+        "min_delta": 0.002,
+        "min_epochs": 1,
+    }
     assert study.epoch_cap(default=12) == 50
     path.write_text("name: c\nkind: grid\nspace: {variant: [scratch], epochs: [3, 9]}\n")
     assert load_study(path).epoch_cap(default=12) == 9  # searched epochs: the largest

@@ -22,3 +22,16 @@ def test_gains_up_to_min_delta_are_epochs_without_improvement() -> None:
     # without min_delta each small gain is a new best; a gain above it is one either way
     assert _run(curve[:3], min_delta=0.0).best_epoch == 3
     assert _run(curve, min_delta=0.01).best_epoch == 4
+
+
+def test_early_stopping_waits_for_min_epochs() -> None:
+    # a plateau before learning starts: epochs 2-4 do not beat epoch 1
+    curve = [0.05, 0.04, 0.05, 0.03, 0.08]
+    state = _run(curve[:4], min_delta=0.0)
+    assert state.stopped(patience=3)  # the rule without a warm-up would stop here, at 4
+    assert not state.stopped(patience=3, min_epochs=5)
+    training = state.training(epoch_cap=10, patience=3, min_epochs=5)
+    assert not training.converged and training.min_epochs == 5
+    state = _run(curve + [0.07, 0.07, 0.06], min_delta=0.0)  # 3 epochs without a gain at 8
+    assert state.stopped(patience=3, min_epochs=5)
+    assert state.training(epoch_cap=10, patience=3, min_epochs=5).converged

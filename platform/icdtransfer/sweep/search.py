@@ -69,6 +69,7 @@ class StudySearch(OptunaSearch):
             seed=study.search_seed,
             storage=optuna.storages.RDBStorage(database_url(study.name)),
             study_name=study.name,
+            points_to_evaluate=[dict(p) for p in study.points] or None,
         )
 
     def suggest(self, trial_id: str) -> dict | None:

@@ -19,10 +19,16 @@ Format (documented in studies/README.md):
       word_dropout: {uniform: [0.0, 0.5]}   # optuna only: uniform, loguniform, int
       adaptation_size: {value: 256}     # fixed
     train: {max_tokens: 1000}   # fixed head/train_target overrides for every member
+    points:                     # optuna only: configurations evaluated first, in order
+      - {variant: scratch, ensemble_size: 1}   #   (Optuna's enqueued trials; a designed
+                                               #   ablation lists every point, num_samples
+                                               #   = the number of points)
     convergence:                # the rule every member trains by (docs/DESIGN.md section 4)
       patience: 3               #   stop after 3 epochs without a better validation macro-F
       max_epochs: 40            #   a safety cap; a member that reaches it did not converge
       min_delta: 0.0            #   a better macro-F beats the best by more than this
+      min_epochs: 5             #   early stopping may fire from epoch 5 on (not on a
+                                #   plateau before learning starts)
 
 Like config.py, an unknown key, a wrong type or a value outside its range is an error that
 names the key; `train` overrides and searched values are checked against the ranges of the
@@ -61,6 +67,7 @@ TRAIN_KEYS = (
     "epochs",
     "patience",
     "min_delta",
+    "min_epochs",
     "learning_rate",
     "batch_size",
     "optimizer",
@@ -82,14 +89,15 @@ class Resources:
 @dataclass
 class Convergence:
     """The rule every member of a study trains by: early stopping after `patience` epochs
-    without a better validation macro-F (better: by more than `min_delta`). `max_epochs` is a
-    safety cap, not a budget: a member
-    that reaches it has not converged, and says so (member.json, members.parquet,
-    trials.parquet). Every variant gets the same rule, not the same number of epochs."""
+    without a better validation macro-F (better: by more than `min_delta`), from epoch
+    `min_epochs` on. `max_epochs` is a safety cap, not a budget: a member that reaches it has
+    not converged, and says so (member.json, members.parquet, trials.parquet). Every variant
+    gets the same rule, not the same number of epochs."""
 
     patience: Size
     max_epochs: Size
     min_delta: Annotated[float, Range(ge=0, lt=1)] = 0.0
+    min_epochs: Size = 1
 
 
 @dataclass
@@ -108,6 +116,8 @@ class Study:
     search_seed: Seed = 0
     train: dict[str, Any] = field(default_factory=dict)
     convergence: Convergence | None = None
+    # optuna only: configurations (every searched dimension) evaluated first, in order
+    points: list[dict[str, Any]] = field(default_factory=list)
 
     def epoch_cap(self, default: int) -> int:
         """The most epochs any member of the study may run (ASHA's max_t)."""
@@ -181,17 +191,54 @@ def validate(study: Study, where: str) -> None:
         raise ConfigError(f"{where}: space.variant is missing: which variant(s) members train")
     if study.convergence is not None:
         _apply_convergence(study, study.convergence, where)
+    _check_points(study, where)
+
+
+def _check_points(study: Study, where: str) -> None:
+    """Points name exactly the searched dimensions (not the fixed ones), with values the
+    space allows: a list's members, or a number inside a distribution's range."""
+    if study.points and study.kind != "optuna":
+        raise ConfigError(f"{where}: points: only an optuna study takes points")
+    if len(study.points) > study.num_samples:
+        raise ConfigError(
+            f"{where}: {len(study.points)} points but num_samples {study.num_samples}: "
+            "every point is one trial"
+        )
+    searched = {k for k, s in study.space.items() if not (isinstance(s, dict) and "value" in s)}
+    for i, point in enumerate(study.points):
+        name = f"points[{i}]"
+        if not isinstance(point, dict) or set(point) != searched:
+            got = sorted(point) if isinstance(point, dict) else point
+            raise ConfigError(
+                f"{where}: {name} must set exactly the searched dimensions "
+                f"{sorted(searched)}, got {got}"
+            )
+        for key, value in point.items():
+            spec = study.space[key]
+            if isinstance(spec, list):
+                ok = value in spec
+            else:
+                kind, (low, high) = next(iter(spec.items()))
+                ok = isinstance(value, int | float) and low <= value <= high
+            if not ok:
+                raise ConfigError(f"{where}: {name}.{key} = {value!r} is outside space.{key}")
 
 
 def _apply_convergence(study: Study, rule: Convergence, where: str) -> None:
     """The convergence policy is the one place a study sets patience and the epoch cap."""
-    for clash in ("train.epochs", "train.patience", "train.min_delta", "space.epochs"):
+    for clash in (
+        "train.epochs",
+        "train.patience",
+        "train.min_delta",
+        "train.min_epochs",
+        "space.epochs",
+    ):
         section, key = clash.split(".")
         if key in getattr(study, section):
             raise ConfigError(
                 f"{where}: {clash} and convergence both set the training rule; keep "
-                "convergence (patience, max_epochs, min_delta), so every member trains by "
-                "one rule"
+                "convergence (patience, max_epochs, min_delta, min_epochs), so every member "
+                "trains by one rule"
             )
     if rule.max_epochs <= rule.patience:
         raise ConfigError(
@@ -199,9 +246,15 @@ def _apply_convergence(study: Study, rule: Convergence, where: str) -> None:
             f"convergence.patience ({rule.patience}): a member converges only after "
             "`patience` epochs without improvement"
         )
+    if rule.min_epochs > rule.max_epochs:
+        raise ConfigError(
+            f"{where}: convergence.min_epochs ({rule.min_epochs}) must not exceed "
+            f"convergence.max_epochs ({rule.max_epochs})"
+        )
     study.train["epochs"] = rule.max_epochs
     study.train["patience"] = rule.patience
     study.train["min_delta"] = rule.min_delta
+    study.train["min_epochs"] = rule.min_epochs
 
 
 def _section(key: str) -> type:

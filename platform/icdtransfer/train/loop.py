@@ -58,6 +58,7 @@ class LoopSettings:
     word_dropout: float
     min_length: int  # the widest filter
     min_delta: float = 0.0  # an epoch improves on the best by more than this (early stopping)
+    min_epochs: int = 1  # early stopping may fire only once this many epochs have run
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ def fit(
     val = corpus.split("validation")
     y_val = dense(corpus.labels[val]) if master else None
     for epoch in range(state.epoch, settings.epochs):
-        if state.stopped(settings.patience):
+        if state.stopped(settings.patience, settings.min_epochs):
             break
         loss, speed = train_epoch(
             model, corpus, train, optimizer, settings, epoch, device, bf16, rank, world

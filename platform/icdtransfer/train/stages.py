@@ -57,6 +57,7 @@ def loop_settings(
         epochs=cfg.epochs,
         patience=cfg.patience,
         min_delta=cfg.min_delta,
+        min_epochs=cfg.min_epochs,
         seed=seed,
         precision=cfg.precision,
         device=cfg.device,
@@ -230,7 +231,9 @@ def member_info(
         train_seconds=round(time.perf_counter() - start, 1),
         settings=dataclasses.asdict(settings),
         corpus=str(corpus.path),
-        training=result.state.training(settings.epochs, settings.patience, settings.min_delta),
+        training=result.state.training(
+            settings.epochs, settings.patience, settings.min_delta, settings.min_epochs
+        ),
         **details,
     )
 

@@ -50,9 +50,10 @@ class LoopState:
     epochs_without_improvement: int = 0
     history: list[EpochRecord] = field(default_factory=list)
 
-    def stopped(self, patience: int) -> bool:
-        """Early stopping: `patience` epochs in a row without a better validation macro-F."""
-        return self.epochs_without_improvement >= patience
+    def stopped(self, patience: int, min_epochs: int = 1) -> bool:
+        """Early stopping: `patience` epochs in a row without a better validation macro-F,
+        once at least `min_epochs` epochs have run."""
+        return self.epoch >= min_epochs and self.epochs_without_improvement >= patience
 
     def record(self, record: EpochRecord, min_delta: float = 0.0) -> bool:
         """Add a finished epoch; returns whether it is the new best: above the best so far by
@@ -67,10 +68,12 @@ class LoopState:
         self.history.append(record)
         return improved
 
-    def training(self, epoch_cap: int, patience: int, min_delta: float = 0.0) -> Training:
+    def training(
+        self, epoch_cap: int, patience: int, min_delta: float = 0.0, min_epochs: int = 1
+    ) -> Training:
         """How the run ended (docs/DESIGN.md section 4): converged when early stopping fired,
         also where it fired at the cap's epoch; otherwise the cap ended it."""
-        converged = self.stopped(patience)
+        converged = self.stopped(patience, min_epochs)
         return Training(
             converged=converged,
             stop_reason="early_stopping" if converged else "epoch_cap",
@@ -80,6 +83,7 @@ class LoopState:
             patience=patience,
             validation_curve=[r.val_macro_f for r in self.history],
             min_delta=min_delta,
+            min_epochs=min_epochs,
         )
 
     def to_json(self) -> dict[str, Any]:
