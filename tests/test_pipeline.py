@@ -42,6 +42,7 @@ SMALL = {
     "pretrain.max_tokens": 100,
     "train_target.epochs": 2,
     "head.max_tokens": 300,
+    "pipeline.variants": ["scratch", "tune_all_frozen_copy"],  # foreach over two members
     "pipeline.studies": ["smoke"],
     "report.study": "smoke",
     "report.bootstrap": 200,

@@ -114,7 +114,7 @@ class SynthesizeConfig:
     # "small" uses the sizes below; "paper" replaces notes, words_per_note, codes and
     # codes_per_note with the paper's Table 1 scale (71,463 notes of ~5,303 words).
     scale: Literal["small", "paper"] = "small"
-    notes: Size = 2000  # admissions with a discharge summary
+    notes: Size = 1200  # admissions with a discharge summary
     words_per_note: Size = 1000  # mean length; the paper's UKLarge EMRs average 5,303
     codes: Size = 600  # distinct full ICD-9 codes in the inventory (before truncation/min_count)
     # mean codes per admission (paper: 7.4 after filtering)
@@ -147,14 +147,14 @@ class TargetConfig:
     code_system: Literal["icd9", "icd10", "none"] = "icd9"
     truncate_depth: Count | None = 1  # characters kept after the dot (abc.xy -> abc.x); null: all
     procedures: bool = False  # mimic: also read PROCEDURES_ICD (ICD-9 procedure codes)
-    min_count: Size = 20  # codes in fewer documents are dropped (paper: 50)
+    min_count: Size = 15  # codes in fewer documents are dropped (paper: 50)
     # Which documents min_count counts: "train" (leak-free: test labels never decide the label
     # set) or "all" splits (the paper: 1,231 codes counted over all 71,463 EMRs).
     min_count_scope: Literal["train", "all"] = "train"
     strict: bool = False  # a code that is not valid syntax: error (true) or count and skip
     seed: Seed = 5
-    validation_size: Size = 250  # paper: 2,000
-    test_size: Size = 350  # paper: 3,000
+    validation_size: Size = 200  # paper: 2,000
+    test_size: Size = 250  # paper: 3,000
     split_files: SplitFiles | None = None  # id lists; everything else is training
     # A word enters the vocabulary (which ships in every model) only if the notes of at least
     # this many distinct training patients hold it: a name in one patient's notes never does.
@@ -183,7 +183,7 @@ class HeadConfig:
     adaptation_size: Size = 256  # alpha; paper: 512
     dropout: Rate = 0.1  # before the output layer; paper: 0.5 (with 65k training EMRs)
     word_dropout: Rate = 0.3  # share of tokens removed during training
-    max_tokens: Size = 1500  # EMRs truncated here; paper: 6000
+    max_tokens: Size = 700  # EMRs truncated here; paper: 6000
 
 
 @dataclass
@@ -210,6 +210,8 @@ class PretrainConfig(TrainConfig):
     """Stage 1: the CNN learns MeSH descriptors from PubMed abstracts."""
 
     seed: Seed = 1
+    epochs: Size = 30  # a safety cap: a run converges when early stopping fires
+    min_epochs: Size = 3
     dropout: Rate = 0.1  # before the output layer over MeSH descriptors
     max_tokens: Size = 400  # abstracts are short; head.max_tokens is for EMRs
     num_workers: Count = 0  # Ray Train DDP workers; 0 keeps the single-process path
@@ -222,8 +224,9 @@ class PretrainConfig(TrainConfig):
 class TrainTargetConfig(TrainConfig):
     """Stage 2 optimisation: for `icdtransfer train-target` and for every sweep member."""
 
-    epochs: Size = 12
+    epochs: Size = 60  # a safety cap: a member that reaches it has not converged
     patience: Size = 3
+    min_epochs: Size = 5  # no early stop on a plateau before learning starts
     pretrained: str = "models/pretrain"  # the stage-1 member the transfer variants start from
 
 
@@ -315,8 +318,8 @@ class PipelineConfig:
     """What `dvc repro` runs. Only dvc.yaml reads this section (its `foreach` lists), so a
     change adds or removes stages and never makes an existing one stale."""
 
-    variants: list[str] = field(default_factory=lambda: ["scratch", "tune_all_frozen_copy"])
-    studies: list[str] = field(default_factory=lambda: ["table2"])
+    variants: list[str] = field(default_factory=lambda: ["tune_all_frozen_copy"])
+    studies: list[str] = field(default_factory=lambda: ["table2", "ablation"])
 
 
 @dataclass

@@ -12,7 +12,7 @@ from icdtransfer.sweep.study import load_study, tune_space
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("name", ["table2", "table2_paper", "sweep", "smoke"])
+@pytest.mark.parametrize("name", ["table2", "table2_paper", "sweep", "smoke", "ablation"])
 def test_shipped_studies_load(name: str, ray_local) -> None:
     study = load_study(REPO / "studies" / f"{name}.yaml")
     assert study.name == name
@@ -210,3 +210,27 @@ def test_the_ablation_study_runs_by_the_convergence_policy() -> None:
     study = load_study(REPO / "studies" / "sweep.yaml")
     assert study.convergence is not None and study.scheduler == "asha"
     assert study.train["epochs"] == study.convergence.max_epochs
+
+
+def test_the_default_ablation_is_one_factor_at_a_time_around_table2s_members() -> None:
+    """Each designed point differs from the base configuration in one dimension, and the
+    base settings are params.yaml's head, so table2's members are shared, not retrained."""
+    from icdtransfer.config import load_params
+
+    study = load_study(REPO / "studies" / "ablation.yaml")
+    head = load_params(REPO / "params.yaml").head
+    base = {
+        "variant": "tune_all_frozen_copy",
+        "adaptation_size": head.adaptation_size,
+        "word_dropout": head.word_dropout,
+        "ensemble_size": 1,
+    }
+    assert study.kind == "optuna" and study.num_samples == len(study.points)
+    assert study.points[0] == base
+    changed = [{k for k in base if p[k] != base[k]} for p in study.points[1:]]
+    assert all(len(c) == 1 for c in changed)
+    for dimension in base:  # every dimension varies, each over at least 3 values
+        values = {p[dimension] for p in study.points}
+        assert len(values) >= 3, dimension
+    table2 = load_study(REPO / "studies" / "table2.yaml")
+    assert table2.convergence == study.convergence and table2.train == study.train
