@@ -217,14 +217,20 @@ def test_a_run_that_reaches_its_epoch_cap_has_not_converged(tiny: dict, tmp_path
 
 def test_a_run_stopped_early_has_converged(tiny: dict, tmp_path: Path) -> None:
     """Learning rate 0: validation macro-F cannot improve after epoch 1, so with patience 1
-    early stopping fires after epoch 2, well before the cap of 10."""
-    cfg = replace(tiny["train_target"], epochs=10, patience=1, learning_rate=0.0)
-    train(tiny, cfg, "scratch", 1, tmp_path / "m", tmp_path / "ck")
-    training = MemberInfo.read(tmp_path / "m").training
-    assert training is not None
-    assert (training.converged, training.stop_reason) == (True, "early_stopping")
-    assert (training.best_epoch, training.epochs_run, training.epoch_cap) == (1, 2, 10)
-    assert len(set(training.validation_curve)) == 1  # nothing changed after epoch 1
+    early stopping fires after epoch 2, well before the cap of 10; with min_epochs 4 it
+    may fire only from epoch 4 on."""
+    for min_epochs, ran in ((1, 2), (4, 4)):
+        cfg = replace(
+            tiny["train_target"], epochs=10, patience=1, learning_rate=0.0, min_epochs=min_epochs
+        )
+        out = tmp_path / f"m{min_epochs}"
+        train(tiny, cfg, "scratch", 1, out, tmp_path / f"ck{min_epochs}")
+        training = MemberInfo.read(out).training
+        assert training is not None
+        assert (training.converged, training.stop_reason) == (True, "early_stopping")
+        assert (training.best_epoch, training.epochs_run, training.epoch_cap) == (1, ran, 10)
+        assert training.min_epochs == min_epochs
+        assert len(set(training.validation_curve)) == 1  # nothing changed after epoch 1
 
 
 def test_the_stage1_member_records_its_training(tiny: dict, pretrained: Path) -> None:
