@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import socket
 import tempfile
 import threading
@@ -259,6 +260,10 @@ def sweep_trial(config: dict, ctx: TrialContext) -> None:
     from icdtransfer.train.stages import code_digest
 
     torch.set_num_threads(max(1, int(ctx.cpus)))
+    # Ray logs every per-epoch Tune checkpoint at INFO ("Checkpoint successfully created"):
+    # one line per member epoch on the driver's console, saying nothing the epoch log does not
+    for name in ("ray.train._internal.storage", "ray.train.v2._internal.execution.storage"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     store = ray.get_actor(ctx.store, namespace=ctx.namespace)
     trial_id = tune.get_context().get_trial_id()
     start = time.perf_counter()
