@@ -27,6 +27,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from icdtransfer.data.errors import InputError
+
 # --- thresholds ------------------------------------------------------------------------------
 
 ThresholdKind = Literal["tuned", "fixed"]
@@ -104,6 +106,20 @@ def read_probs(folder: Path) -> tuple[np.ndarray, np.ndarray]:
         np.load(folder / PROBS_FILES["validation"]).astype(np.float32),
         np.load(folder / PROBS_FILES["test"]).astype(np.float32),
     )
+
+
+HISTORY_COLUMNS = ("epoch", "train_loss", "val_macro_f")  # what reports read of history.json
+
+
+def read_history(folder: Path) -> pd.DataFrame:
+    """A member's history.json as one row per epoch (train/state.py's EpochRecord fields), in
+    epoch order; a file without the learning-curve columns is an error naming it."""
+    path = folder / HISTORY_FILE
+    frame = pd.DataFrame(read_json(path))
+    missing = [c for c in HISTORY_COLUMNS if c not in frame.columns]
+    if missing:
+        raise InputError(path, None, f"epoch records lack {', '.join(missing)}")
+    return frame.sort_values("epoch", kind="stable").reset_index(drop=True)
 
 
 def copy_vocab_and_codes(corpus_dir: Path, out: Path) -> None:

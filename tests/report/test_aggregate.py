@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from icdtransfer.artifacts import Training
 from icdtransfer.evaluate.metrics import scores_at
+from icdtransfer.report.ablation import reference_of
 from icdtransfer.report.aggregate import BEST, TABLE2, TABLE3, build_report
 from icdtransfer.report.bootstrap import (
     format_p,
@@ -16,7 +18,7 @@ from icdtransfer.report.bootstrap import (
 )
 from icdtransfer.report.render import markdown
 from icdtransfer.report.systems import Gold, System
-from icdtransfer.report.tables import caption2, caption3, table2, table3
+from icdtransfer.report.tables import UNCONVERGED_MARK, caption2, caption3, table2, table3
 
 N, L = 60, 12
 
@@ -202,3 +204,50 @@ def test_tables_print_p_below_resolution_never_as_zero(crossed) -> None:
     assert "macro_f_all_labels is the paper's Macro-F" in text
     assert list(frame["seeds"]) == [2, 2, 2, 2, 2]
     assert interval(np.array([np.nan, 1.0]))[0] != interval(np.array([np.nan, 1.0]))[0]  # NaN
+
+
+def _training(converged: bool) -> Training:
+    return Training(
+        converged=converged,
+        stop_reason="early_stopping" if converged else "epoch_cap",
+        best_epoch=4 if converged else 8,
+        epochs_run=7 if converged else 8,
+        epoch_cap=8,
+        patience=3,
+        validation_curve=[0.1] * (7 if converged else 8),
+    )
+
+
+def test_rows_say_how_many_members_converged_and_mark_the_others() -> None:
+    g = gold()
+    systems = [
+        system("LR", g, [(0.2, 0.2)], variant="lr", baseline=True),
+        system("scratch", g, [(0.2, 0.2)] * 2, trainings=[_training(True), _training(True)]),
+        system("tune_all", g, [(0.1, 0.1)] * 2, trainings=[_training(True), _training(False)]),
+    ]
+    rep = report(systems, g, b=50)
+    shown = table2(rep, "tuned").set_index("variant")
+    assert shown.loc["scratch", "converged"] == "2/2"
+    assert not shown.loc["scratch", "method"].endswith(UNCONVERGED_MARK)
+    assert shown.loc["tune_all", "converged"] == "1/2"
+    assert shown.loc["tune_all", "method"].endswith(UNCONVERGED_MARK)
+    lr = table3(rep, "tuned").set_index("variant").loc["lr"]
+    assert lr["converged"] == "" and not lr["method"].endswith(UNCONVERGED_MARK)
+    assert "1 of the report's 3 systems" in caption2(rep, "tuned")
+
+
+def test_ablation_reference_is_the_most_common_value_first_in_trial_order_on_ties() -> None:
+    def trial(**config) -> System:
+        return System("t", config["variant"], "t", 1, [], config=config)
+
+    systems = [
+        trial(variant="tune_all", adaptation_size=64, word_dropout=0.3),
+        trial(variant="scratch", adaptation_size=256, word_dropout=0.3),
+        trial(variant="scratch", adaptation_size=64, word_dropout=0.0),
+        trial(variant="tune_all", adaptation_size=1024, word_dropout=0.5),
+    ]
+    assert reference_of(systems) == {
+        "variant": "tune_all",  # 2 vs 2: tune_all comes first
+        "adaptation_size": 64,
+        "word_dropout": 0.3,
+    }

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from helpers.runs import run_sweep
-from icdtransfer.artifacts import read_probs
+from icdtransfer.artifacts import MemberInfo, read_probs
 from icdtransfer.baseline.l2r import train_l2r
 from icdtransfer.baseline.lr import train_baseline
 from icdtransfer.data.corpus import Corpus
@@ -35,20 +35,38 @@ seeds: [1, 2]
 space:
   variant: [scratch, frozen, tune_all_frozen_copy]
   ensemble_size: [1, 2]
-train: {epochs: 1}
+train: {epochs: 2, patience: 5}  # every member stops at the cap of 2: not converged
 """
-OPTUNA = """name: search
+# A designed one-factor-at-a-time ablation around (tune_all_frozen_copy, 16, 0.2, 1), run by
+# Optuna as the default studies/ablation.yaml is. min_delta 0.9: no epoch can beat the first
+# by that much, so early stopping fires at epoch 2 for every member (converged, deterministic).
+ABLATION = """name: abl
 kind: optuna
 metric: val_macro_f
 mode: max
-num_samples: 4
+num_samples: 5
 max_concurrent: 2
-seeds: [1]
+seeds: [1, 2]
 space:
-  variant: [tune_conv, tune_all]
-  word_dropout: {uniform: [0.0, 0.4]}
-train: {epochs: 1}
+  variant: [scratch, tune_all_frozen_copy]
+  adaptation_size: [8, 16]
+  word_dropout: [0.0, 0.2]
+  ensemble_size: [1, 2]
+points:
+  - {variant: tune_all_frozen_copy, adaptation_size: 16, word_dropout: 0.2, ensemble_size: 1}
+  - {variant: tune_all_frozen_copy, adaptation_size: 16, word_dropout: 0.2, ensemble_size: 2}
+  - {variant: tune_all_frozen_copy, adaptation_size: 8, word_dropout: 0.2, ensemble_size: 1}
+  - {variant: tune_all_frozen_copy, adaptation_size: 16, word_dropout: 0.0, ensemble_size: 1}
+  - {variant: scratch, adaptation_size: 16, word_dropout: 0.2, ensemble_size: 1}
+convergence: {patience: 1, max_epochs: 3, min_delta: 0.9}
 """
+REFERENCE = {
+    "variant": "tune_all_frozen_copy",
+    "adaptation_size": 16,
+    "word_dropout": 0.2,
+    "ensemble_size": 1,
+}
+OTHER = {"variant": "scratch", "adaptation_size": 8, "word_dropout": 0.0, "ensemble_size": 2}
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +78,14 @@ def reported(ray_local, tiny, tiny_params, tmp_path_factory: pytest.TempPathFact
         sweep=sweep,
         baseline=replace(tiny_params.baseline, out_dir=str(root / "lr"), min_df=1),
         report=replace(
-            tiny_params.report, study="grid", bootstrap=300, out_dir=str(root / "reports")
+            tiny_params.report,
+            study="grid",
+            ablation="abl",
+            bootstrap=300,
+            out_dir=str(root / "reports"),
         ),
     )
-    for name, text in (("grid", GRID), ("search", OPTUNA)):
+    for name, text in (("grid", GRID), ("abl", ABLATION)):
         (root / f"{name}.yaml").write_text(text)
         run_sweep(params, str(root / f"{name}.yaml"))
     train_baseline(params.baseline, params.target.out_dir)
@@ -214,12 +236,23 @@ def test_dashboard_renders_in_headless_chromium(reported: dict, tmp_path: Path) 
     body = re.search(r"<body([^>]*)>", dom.stdout).group(1)
     attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body))
     figures = int(attrs["figures"])
-    assert figures >= 6  # table 2, deciles, frequency, Optuna importance/parallel/history
+    assert figures >= 14  # table 2, deciles, frequency, 3 curves, 5 ablation, 3 Optuna
     assert int(attrs["figures-drawn"]) == figures
+    drawn = set(attrs["drawn-ids"].split())
+    expected = {
+        "fig-table2",
+        "fig-deciles",
+        "fig-frequency",
+        *(f"fig-curves-{v}" for v in ("scratch", "frozen", "tune_all_frozen_copy")),
+        *(f"fig-ablation-{d}" for d in REFERENCE),
+        "fig-ablation-deciles",
+        *(f"optuna-abl-{k}" for k in ("importance", "parallel", "history")),
+    }
+    assert expected <= drawn, expected - drawn
     assert json.loads(attrs["errors"].replace("&quot;", '"')) == []
     console = [line for line in dom.stderr.splitlines() if ":CONSOLE" in line]
     assert not [line for line in console if "Uncaught" in line or "Failed to load" in line]
-    assert "optuna-search-importance" in dom.stdout and "sortable" in dom.stdout
+    assert "sortable" in dom.stdout
     shot = tmp_path / "dashboard.png"
     snap = subprocess.run(
         [browser, *flags, f"--screenshot={shot}", page.as_uri()],
@@ -229,3 +262,80 @@ def test_dashboard_renders_in_headless_chromium(reported: dict, tmp_path: Path) 
     )
     assert snap.returncode == 0 and shot.stat().st_size > 10_000
     shutil.copyfile(shot, reported["reports"].parent / "dashboard.png")
+
+
+def test_members_stopped_by_the_cap_are_marked_in_tables_and_listed_on_the_dashboard(
+    reported: dict,
+) -> None:
+    results, reports = Path(reported["params"].sweep.results_dir), reported["reports"]
+    grid = pd.read_parquet(results / "grid" / "members.parquet")
+    abl = pd.read_parquet(results / "abl" / "members.parquet")
+    # grid: each member really trained to its cap of 2 epochs; abl: early stopping fired
+    assert (~grid["converged"]).all() and (grid["epochs_run"] == 2).all()
+    assert (grid["stop_reason"] == "epoch_cap").all()
+    assert abl["converged"].all() and (abl["epochs_run"] == 2).all()
+    curves = [
+        MemberInfo.read(results / "grid" / "members" / r.key / f"seed{r.seed}").training
+        for r in grid.itertuples()
+    ]
+    assert any(t.validation_curve[1] > t.validation_curve[0] for t in curves)  # still improving
+    table = pd.read_csv(reports / "tables" / "table2_tuned.csv")
+    assert table["method"].str.endswith("\u2020").all()
+    assert (table["converged"] == "0/2").all()
+    assert "\u2020 marks a row" in (reports / "tables" / "table2_tuned.md").read_text()
+    table3 = pd.read_csv(reports / "tables" / "table3_tuned.csv", keep_default_na=False)
+    baselines = table3[table3["variant"].isin(["lr", "lr_l2r", "lr_l2r_nerc"])]
+    assert not baselines["method"].str.contains("\u2020").any()
+    assert (baselines["converged"] == "").all()
+    ablation = pd.read_csv(reports / "ablation.csv")
+    assert (ablation["members_converged"] == ablation["members_recorded"]).all()
+    summary = json.loads((reports / "summary.json").read_text())
+    listed = {(m["key"], m["seed"]) for m in summary["unconverged_members"]}
+    assert listed == set(zip(grid["key"], grid["seed"], strict=True))
+    assert summary["tuned"]["scratch"]["converged"] == "0/2"
+    page = (reports / "dashboard.html").read_text()
+    box = re.search(r"<div class='warning' id='convergence'>(.*?)</div>", page, re.S)
+    assert box is not None and f"Not converged: 6 of {len(grid) + len(abl)} members" in box[1]
+    for row in grid.itertuples():
+        assert re.search(rf"<td>{re.escape(row.key)}</td>", box[1])
+    assert not any(key in box[1] for key in abl["key"])
+    assert box[1].count("<td>2 / 2</td>") == 6
+
+
+def test_ablation_points_are_one_factor_from_the_reference_and_match_the_members(
+    reported: dict,
+) -> None:
+    params, reports = reported["params"], reported["reports"]
+    results = Path(params.sweep.results_dir) / "abl"
+    frame = pd.read_csv(reports / "ablation.csv")
+    tuned = frame[frame["threshold_kind"] == "tuned"]
+    assert list(tuned["dimension"].unique()) == list(REFERENCE)
+    for dimension, part in tuned.groupby("dimension"):
+        assert len(part) == 2 and part["reference"].sum() == 1
+        other = part[~part["reference"]].iloc[0]
+        config = {**REFERENCE, dimension: OTHER[dimension]}
+        assert {k: other[f"config_{k}"] for k in REFERENCE} == config
+    corpus = Corpus.open(params.target.out_dir)
+    y_val = dense(corpus.labels[corpus.split("validation")])
+    y_test = dense(corpus.labels[corpus.split("test")])
+    trials = pd.read_parquet(results / "trials.parquet")
+    for dimension in ("adaptation_size", "ensemble_size"):
+        row = tuned[(tuned["dimension"] == dimension) & ~tuned["reference"]].iloc[0]
+        trial = trials[trials[f"config_{dimension}"] == OTHER[dimension]].iloc[0]
+        # a single model: the mean over every seed the study trained of it (here only the
+        # trial's own seed 1: no ensemble uses adaptation 8); an ensemble: its two seeds
+        folders = sorted((results / "members" / trial["member_key"]).glob("seed*"))
+        assert len(folders) == (2 if dimension == "ensemble_size" else 1) == row["seeds"]
+        probs = [read_probs(folder) for folder in folders]
+        if dimension == "ensemble_size":  # the ensemble of both seeds
+            probs = [tuple(np.mean([p[i] for p in probs], axis=0) for i in (0, 1))]
+        expected = np.mean(
+            [scores_at(y_test, t >= tune_threshold(y_val, v)).macro_f_all_labels for v, t in probs]
+        )
+        assert row["macro_f_all_labels"] == pytest.approx(expected, abs=1e-9)
+        assert row["macro_f_all_labels_low"] <= row["macro_f_all_labels_high"]
+    deciles = pd.read_csv(reports / "ablation_deciles.csv")
+    assert set(deciles["decile"]) == set(range(1, 11))
+    page = (reports / "dashboard.html").read_text()
+    assert "most common value of every dimension" in page
+    assert "variant tune_all_frozen_copy, adaptation_size 16, word_dropout 0.2" in page

@@ -93,15 +93,7 @@ def score(gold: Gold, probs: Probs, kind: ThresholdKind) -> Scored:
 def build_report(
     systems: list[System], gold: Gold, replicates: int, seed: int, table3_variant: str
 ) -> Report:
-    weights = draws(len(gold.test), replicates, seed)
-    rng = np.random.default_rng([seed, 1])  # seed resampling, independent per system
-    rows, decile_rows, reps = [], [], {}
-    for system in systems:
-        for kind in THRESHOLD_KINDS:
-            row, deciles, reps[(system.name, kind)] = _system_rows(system, gold, kind, weights, rng)
-            rows.append(row)
-            decile_rows.extend(deciles)
-    scores = pd.DataFrame(rows)
+    scores, deciles, reps = score_systems(systems, gold, replicates, seed)
     choices = {kind: table3_choice(scores, kind, table3_variant) for kind in THRESHOLD_KINDS}
     frequency = pd.DataFrame(
         {"code": gold.codes, "train_frequency": gold.train_frequency}
@@ -109,7 +101,7 @@ def build_report(
     frequency.insert(0, "rank", np.arange(1, len(frequency) + 1))
     return Report(
         scores=scores,
-        deciles=pd.DataFrame(decile_rows),
+        deciles=deciles,
         frequency=frequency,
         pvalues=comparisons(scores, reps, replicates),
         choices=choices,
@@ -118,6 +110,28 @@ def build_report(
         labels=gold.test.shape[1],
         labels_present=int(gold.test.any(axis=0).sum()),
     )
+
+
+def score_systems(
+    systems: list[System], gold: Gold, replicates: int, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[tuple[str, str], Replicates]]:
+    """Every system at both threshold kinds, on the same bootstrap draws: a scores row and
+    ten decile rows each, and its replicates by (system, kind) for paired comparisons."""
+    weights = draws(len(gold.test), replicates, seed)
+    rng = np.random.default_rng([seed, 1])  # seed resampling, independent per system
+    rows, decile_rows, reps = [], [], {}
+    for system in systems:
+        for kind in THRESHOLD_KINDS:
+            row, deciles, reps[(system.name, kind)] = _system_rows(system, gold, kind, weights, rng)
+            rows.append(row)
+            decile_rows.extend(deciles)
+    return pd.DataFrame(rows), pd.DataFrame(decile_rows), reps
+
+
+def converged_text(converged: int, recorded: int) -> str:
+    """A row's convergence as printed: "3/3" (members that converged / members), "" for a
+    baseline (no epochs)."""
+    return f"{converged}/{recorded}" if recorded else ""
 
 
 def _system_rows(
@@ -149,6 +163,8 @@ def _system_rows(
     row = {
         **ident,
         "seeds": len(system.members),
+        "members_converged": system.converged[0],
+        "members_recorded": system.converged[1],  # members with a training record
         "threshold": float(np.mean([m.threshold for m in models])),
         **{k: float(np.mean([m.test[k] for m in models])) for k in POINT},
         **{f"val_{k}": float(np.mean([m.validation[k] for m in models])) for k in INTERVALS},

@@ -1,9 +1,12 @@
 """reports/dashboard.html: one self-contained file (plotly.js embedded, nothing fetched), so it
 opens offline on a closed hospital network.
 
-Sections: overview, Table 2 and Table 3 with intervals, macro-F by frequency decile, the label
-frequency distribution, and per study a sortable trial table; for Optuna studies also
-Optuna's parameter importances, parallel coordinates and optimisation history. Only ids,
+Sections: the members' convergence (a warning listing every member the epoch cap stopped
+before early stopping fired), overview, Table 2 and Table 3 with intervals, the report
+study's learning curves, macro-F by frequency decile, the ablation study's macro-F against
+each dimension and per decile, the label frequency distribution, and per study a sortable
+trial table; for Optuna studies also Optuna's parameter importances, parallel coordinates and
+optimisation history. Only ids,
 codes and numbers appear: never note text (not even code descriptions, which notes quote).
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import html
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -20,8 +24,18 @@ from plotly.offline import get_plotlyjs
 from icdtransfer.artifacts import THRESHOLD_KINDS, read_trials, test_column
 from icdtransfer.config import ReportConfig
 from icdtransfer.data.corpus import Corpus
+from icdtransfer.report.ablation import Ablation
+from icdtransfer.report.ablation_view import (
+    DECILE_DIV_ID,
+    ablation_div_id,
+    dimension_figure,
+)
+from icdtransfer.report.ablation_view import decile_figure as ablation_decile_figure
 from icdtransfer.report.aggregate import TESTED, Report
 from icdtransfer.report.bootstrap import format_p
+from icdtransfer.report.convergence import Convergence
+from icdtransfer.report.curves import curve_div_id, curve_figures
+from icdtransfer.report.systems import System
 from icdtransfer.report.tables import caption2, caption3, table2, table3
 
 log = logging.getLogger(__name__)
@@ -43,10 +57,15 @@ window.__dashboardErrors = [];
   window.addEventListener("load", function () {
     setTimeout(function () {
       var figures = document.querySelectorAll(".plotly-graph-div");
-      var drawn = 0;
-      figures.forEach(function (f) { if (f.querySelector("svg.main-svg")) { drawn += 1; } });
+      var drawn = [];  // figures with an SVG and at least one drawn trace
+      figures.forEach(function (f) {
+        if (f.querySelector("svg.main-svg") && f.querySelector("svg.main-svg g.trace")) {
+          drawn.push(f.id);
+        }
+      });
       document.body.setAttribute("data-figures", String(figures.length));
-      document.body.setAttribute("data-figures-drawn", String(drawn));
+      document.body.setAttribute("data-figures-drawn", String(drawn.length));
+      document.body.setAttribute("data-drawn-ids", drawn.join(" "));
       document.body.setAttribute("data-errors", JSON.stringify(window.__dashboardErrors));
     }, 500);
   });
@@ -81,7 +100,19 @@ th, td { border: 1px solid #ccc; padding: .3rem .6rem; text-align: right; }
 th { background: #f3f3f3; cursor: pointer; } td:first-child, th:first-child { text-align: left; }
 .note { color: #555; font-size: .85rem; max-width: 60rem; }
 .scroll { overflow-x: auto; }
+.warning { border: 2px solid #c0392b; background: #fdecea; padding: .6rem 1rem; margin: 1rem 0; }
+.warning h2 { margin-top: .2rem; border: none; color: #c0392b; }
+.ok { border-left: 4px solid #27ae60; padding: .3rem .8rem; margin: 1rem 0; }
 """
+
+
+@dataclass
+class Views:
+    """What the dashboard shows besides the report's tables."""
+
+    systems: list[System]  # the report study's (learning curves)
+    convergence: Convergence  # every study's members
+    ablation: Ablation | None
 
 
 def _table(frame: pd.DataFrame, sortable: bool = False, digits: int = 1) -> str:
@@ -194,6 +225,60 @@ def frequency_figure(report: Report) -> go.Figure:
     return fig
 
 
+def convergence_section(convergence: Convergence) -> str:
+    """A warning box listing every unconverged member, or one line saying all converged."""
+    members = convergence.members
+    unrecorded = (
+        f" {convergence.unrecorded} members have no convergence record (trained before it"
+        " was recorded)."
+        if convergence.unrecorded
+        else ""
+    )
+    if convergence.unconverged.empty:
+        return (
+            f"<p class='ok' id='convergence'>All {len(members) - convergence.unrecorded}"
+            f" members converged by the rule ({html.escape(convergence.rule())}): early"
+            f" stopping fired before the epoch cap.{html.escape(unrecorded)}</p>"
+        )
+    listing = convergence.listing()
+    return (
+        "<div class='warning' id='convergence'><h2>Not converged: "
+        f"{len(listing)} of {len(members)} members</h2><p>These members reached their epoch"
+        " cap while still improving (early stopping never fired; rule:"
+        f" {html.escape(convergence.rule())}). Rows built on them are marked \u2020 in the"
+        " tables: their numbers may understate what the configuration reaches, and a"
+        f" comparison with them measures the epoch budget too.{html.escape(unrecorded)}</p>"
+        + _table(listing)
+        + "</div>"
+    )
+
+
+def curves_section(systems: list[System]) -> str:
+    figures = curve_figures(systems)
+    if not figures:
+        return ""
+    return (
+        "<h2>Learning curves</h2><p class='note'>Each single-model member of the report study:"
+        " validation macro-F (the early-stopping criterion) and training loss by epoch."
+        " Dotted: a member the epoch cap stopped (not converged).</p>"
+        + "".join(_figure(fig, curve_div_id(v)) for v, fig in figures.items())
+    )
+
+
+def ablation_section(ablation: Ablation) -> str:
+    parts = [
+        f"<h2>Ablation: study {html.escape(ablation.study)}</h2>",
+        f"<p class='note'>{html.escape(ablation.caption())} Numbers: reports/ablation.csv.</p>",
+    ]
+    for dimension in ablation.dimensions:
+        parts.append(_figure(dimension_figure(ablation, dimension), ablation_div_id(dimension)))
+    if ablation.dimensions:
+        parts.append(_figure(ablation_decile_figure(ablation), DECILE_DIV_ID))
+    else:
+        parts.append("<p class='note'>No dimension has two values among the points.</p>")
+    return "".join(parts)
+
+
 def optuna_section(name: str, db: Path) -> str:
     """Optuna's own plots of a study: importances (its default fANOVA evaluator),
     parallel coordinates, optimisation history."""
@@ -228,6 +313,11 @@ def study_sections(results: Path) -> str:
                 "val_macro_f",
                 "val_micro_f",
                 *(test_column(m, k) for k in THRESHOLD_KINDS for m in ("micro_f", "macro_f")),
+                "converged",
+                "unconverged_members",
+                "member_best_epochs",
+                "member_epochs_run",
+                "epoch_cap",
                 "members_trained_here",
                 "trial_seconds",
                 "node",
@@ -255,7 +345,12 @@ def study_sections(results: Path) -> str:
 
 
 def write_dashboard(
-    path: Path, report: Report, results: Path, corpus: Corpus, cfg: ReportConfig
+    path: Path,
+    report: Report,
+    results: Path,
+    corpus: Corpus,
+    cfg: ReportConfig,
+    views: Views,
 ) -> None:
     stats = corpus.stats
     overview = pd.DataFrame(
@@ -274,6 +369,7 @@ def write_dashboard(
         "<h1>icdtransfer: transfer-learning ablation</h1>",
         f"<p class='note'>Study <b>{html.escape(cfg.study)}</b>; systems evaluated on "
         f"{stats['splits']['test']} test documents.</p>",
+        convergence_section(views.convergence),
         "<h2>Overview</h2>",
         _table(overview, digits=2),
         "<h2>Table 2: layer-by-layer analysis</h2>",
@@ -282,6 +378,7 @@ def write_dashboard(
         sections.append(f"<p class='note'>{html.escape(caption2(report, kind))}</p>")
         sections.append(_table(table2(report, kind)))
     sections.append(_figure(table2_figure(report), "fig-table2"))
+    sections.append(curves_section(views.systems))
     sections.append("<h2>Table 3: the paper's baselines against the CNNs</h2>")
     for kind in THRESHOLD_KINDS:
         sections.append(f"<p class='note'>{html.escape(caption3(report, kind))}</p>")
@@ -294,6 +391,8 @@ def write_dashboard(
     sections.append(
         "<h2>Macro-F by code frequency</h2>" + _figure(decile_figure(report), "fig-deciles")
     )
+    if views.ablation is not None:
+        sections.append(ablation_section(views.ablation))
     sections.append("<h2>Code frequency</h2>" + _figure(frequency_figure(report), "fig-frequency"))
     sections.append(study_sections(results))
     page = (

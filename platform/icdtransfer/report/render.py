@@ -1,4 +1,5 @@
-"""The report stage: tables (CSV and Markdown), deciles, summary.json, and the dashboard."""
+"""The report stage: tables (CSV and Markdown), deciles, summary.json, the ablation's numbers
+(ablation.csv, ablation_deciles.csv) and the dashboard."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from icdtransfer.config import ReportConfig
 from icdtransfer.data.atomic import atomic_dir
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.evaluate.metrics import MACRO_CONVENTION
-from icdtransfer.report.aggregate import BEST, Report, build_report
+from icdtransfer.report.ablation import CSV_COLUMNS, ablation_csv, build_ablation
+from icdtransfer.report.aggregate import BEST, Report, build_report, converged_text
 from icdtransfer.report.bootstrap import format_p
+from icdtransfer.report.convergence import Convergence, study_convergence
 from icdtransfer.report.systems import Gold, baseline_system, study_systems
 from icdtransfer.report.tables import caption2, caption3, table2, table3
 
@@ -42,12 +45,15 @@ def markdown(frame: pd.DataFrame, title: str, note: str) -> str:
     return "\n".join([*lines, "", note, ""])
 
 
-def summary(report: Report, study: str) -> dict:
+def summary(report: Report, study: str, convergence: Convergence) -> dict:
+    listing = convergence.listing()
     out: dict = {
         "study": study,
         "replicates": report.replicates,
         "macro_convention": MACRO_CONVENTION,
         "thresholds": THRESHOLD_TEXT,
+        "members": len(convergence.members),
+        "unconverged_members": json.loads(listing.to_json(orient="records")),
     }
     for kind in THRESHOLD_KINDS:
         frame = report.scores[report.scores["threshold_kind"] == kind]
@@ -55,6 +61,7 @@ def summary(report: Report, study: str) -> dict:
         for row in frame.itertuples():
             section[row.system] = {
                 "seeds": row.seeds,
+                "converged": converged_text(row.members_converged, row.members_recorded),
                 **{
                     key: value
                     for metric in ("micro_f", "macro_f_all_labels", "macro_f")
@@ -94,11 +101,12 @@ def summary(report: Report, study: str) -> dict:
 def run_report(
     cfg: ReportConfig, target_dir: str, results_dir: str, baseline_dirs: dict[str, str]
 ) -> dict:
-    """Write reports/: summary.json, tables/, deciles.csv, frequency.csv, dashboard.html.
+    """Write reports/: summary.json, tables/, deciles.csv, frequency.csv, ablation.csv and
+    ablation_deciles.csv (header only when `cfg.ablation` is null), dashboard.html.
 
     `baseline_dirs`: baseline method (lr, lr_l2r, lr_l2r_nerc) -> member directory; the LR is
     required, a missing L2R member is left out of the tables with a warning."""
-    from icdtransfer.report.dashboard import write_dashboard
+    from icdtransfer.report.dashboard import Views, write_dashboard
 
     corpus = Corpus.open(target_dir)
     results = Path(results_dir)
@@ -108,8 +116,16 @@ def run_report(
             log.warning("no %s member in %s: left out of Table 3", method, folder)
             continue
         systems.append(baseline_system(Path(folder), method))
-    systems.extend(study_systems(results / cfg.study))
-    report = build_report(systems, Gold.of(corpus), cfg.bootstrap, cfg.seed, cfg.table3_variant)
+    studied = study_systems(results / cfg.study)
+    systems.extend(studied)
+    gold = Gold.of(corpus)
+    report = build_report(systems, gold, cfg.bootstrap, cfg.seed, cfg.table3_variant)
+    ablation = (
+        build_ablation(results / cfg.ablation, gold, cfg.bootstrap, cfg.seed)
+        if cfg.ablation
+        else None
+    )
+    views = Views(studied, study_convergence(results), ablation)
     with atomic_dir(cfg.out_dir) as tmp:
         tables = tmp / "tables"
         tables.mkdir()
@@ -142,8 +158,13 @@ def run_report(
                 curves / f"{name}.csv", index=False
             )
         report.frequency.to_csv(tmp / "frequency.csv", index=False)
-        result = summary(report, cfg.study)
+        # header only without an ablation study: the files are the stage's outputs either way
+        numbers = ablation_csv(ablation) if ablation else pd.DataFrame(columns=CSV_COLUMNS)
+        deciles = ablation.deciles if ablation else pd.DataFrame(columns=["dimension", "value"])
+        numbers.to_csv(tmp / "ablation.csv", index=False)
+        deciles.to_csv(tmp / "ablation_deciles.csv", index=False)
+        result = summary(report, cfg.study, views.convergence)
         (tmp / "summary.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        write_dashboard(tmp / "dashboard.html", report, results, corpus, cfg)
+        write_dashboard(tmp / "dashboard.html", report, results, corpus, cfg, views)
     log.info("wrote %s\n%s", cfg.out_dir, markdowns[("table2", "tuned")])
     return result

@@ -15,10 +15,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from icdtransfer.artifacts import average_members, read_probs, read_trials
+from icdtransfer.artifacts import MemberInfo, Training, average_members, read_probs, read_trials
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.evaluate.metrics import dense
 from icdtransfer.model.transfer import VARIANTS
@@ -41,6 +42,16 @@ class System:
     members: list[Probs]  # one per seed (a baseline: its one model)
     seeds: list[int] = field(default_factory=list)
     baseline: bool = False
+    folders: list[Path] = field(default_factory=list)  # each member's folder, seeds' order
+    trainings: list[Training | None] = field(default_factory=list)  # how each member ended
+    config: dict[str, Any] = field(default_factory=dict)  # the trial's config (no prefix)
+
+    @property
+    def converged(self) -> tuple[int, int]:
+        """(members that converged, members with a training record): (0, 0) for a
+        baseline, which has no epochs."""
+        recorded = [t for t in self.trainings if t is not None]
+        return sum(t.converged for t in recorded), len(recorded)
 
     def scored(self) -> list[Probs]:
         """What the row scores: each single model (the row is their mean), or the ensemble's
@@ -83,14 +94,22 @@ def study_systems(results: Path) -> list[System]:
         size = int(row.ensemble_size)
         used = sorted(trained[row.member_key]) if size == 1 else [int(s) for s in seeds]
         folder = results / "members" / row.member_key
+        folders = [folder / f"seed{s}" for s in used]
         systems.append(
             System(
                 name=f"{row.variant} x{size}" if size > 1 else row.variant,
                 variant=row.variant,
                 paper=VARIANTS[row.variant].paper + (" AVG" if size > 1 else ""),
                 ensemble_size=size,
-                members=[read_probs(folder / f"seed{s}") for s in used],
+                members=[read_probs(f) for f in folders],
                 seeds=used,
+                folders=folders,
+                trainings=[MemberInfo.read(f).training for f in folders],
+                config={
+                    c.removeprefix("config_"): getattr(row, c)
+                    for c in trials.columns
+                    if c.startswith("config_")
+                },
             )
         )
     return systems

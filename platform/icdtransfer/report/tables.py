@@ -21,6 +21,7 @@ from icdtransfer.report.aggregate import (
     TABLE2,
     TABLE3,
     Report,
+    converged_text,
     table3_systems,
 )
 from icdtransfer.report.bootstrap import format_p
@@ -54,12 +55,24 @@ def _family_size(report: Report, kind: str, family: str) -> int:
     return int(rows["family_size"].iloc[0]) if len(rows) else 0
 
 
+UNCONVERGED_MARK = " \u2020"  # a dagger after the method of a row not every member converged
+
+
+def unconverged(frame: pd.DataFrame) -> pd.Series:
+    """Rows with a member that reached its epoch cap before early stopping fired."""
+    return frame["members_converged"] < frame["members_recorded"]
+
+
 def _columns(frame: pd.DataFrame) -> dict[str, object]:
     return {
-        "method": frame["paper"],
+        "method": frame["paper"] + unconverged(frame).map({True: UNCONVERGED_MARK, False: ""}),
         "variant": frame["variant"],
         "ensemble_size": frame["ensemble_size"],
         "seeds": frame["seeds"],
+        "converged": [
+            converged_text(c, r)
+            for c, r in zip(frame["members_converged"], frame["members_recorded"], strict=True)
+        ],
     }
 
 
@@ -170,6 +183,19 @@ def _common(report: Report, kind: str) -> str:
         " average over a fixed label set. scratch (CNN without transfer) has the same"
         " architecture as the transfer variants, adaptation layer included (the project's"
         " choice; the paper does not say whether its CNN baseline has one)."
+        + _convergence_note(report, kind)
+    )
+
+
+def _convergence_note(report: Report, kind: str) -> str:
+    frame = report.scores[report.scores["threshold_kind"] == kind]
+    marked = int(unconverged(frame).sum())
+    return (
+        " converged: the row's members whose early stopping fired (patience epochs without a"
+        " better validation macro-F) / its members; a member that reached the epoch cap first"
+        f" did not converge.{UNCONVERGED_MARK.strip()} marks a row with such a member (its"
+        f" numbers may understate the configuration): {marked} of the report's {len(frame)}"
+        " systems."
     )
 
 

@@ -1,0 +1,167 @@
+"""The ablation study (`report.ablation`): test macro-F against each dimension's values, one
+factor at a time, with the intervals of Table 2, and per frequency decile.
+
+* **Reference configuration**: the most common value of every dimension among the study's
+  finished trials (ties: the first in trial order). For a dimension, the points are the
+  trials that differ from the reference only in that dimension; the reference trial is in
+  every dimension's points.
+* **Dimensions**: the trial config keys (variant, adaptation_size, word_dropout,
+  ensemble_size, ...) with more than one value among the finished trials.
+* **Numbers**: each trial is scored as a Table 2 row (aggregate.score_systems): a single
+  model is the mean over the study's seeds, intervals from seeds x test documents; an
+  ensemble's intervals resample test documents.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from icdtransfer.data.errors import InputError
+from icdtransfer.model.transfer import VARIANTS
+from icdtransfer.report.aggregate import INTERVALS, score_systems
+from icdtransfer.report.systems import Gold, System, study_systems
+
+ORDER = ("variant", "adaptation_size", "word_dropout", "ensemble_size")  # figures' order
+DECILES = {1: "rarest", 10: "most_frequent"}  # the paper's two ends of the frequency scale
+
+
+@dataclass
+class Ablation:
+    study: str
+    trials: int  # finished trials
+    reference: dict[str, Any]
+    dimensions: list[str]  # each with at least two values among its points
+    scores: pd.DataFrame  # one row per dimension x value x threshold kind
+    deciles: pd.DataFrame  # the same x decile (1 = rarest 10% of codes)
+    replicates: int
+
+    def caption(self) -> str:
+        reference = ", ".join(f"{k} {_text(v)}" for k, v in self.reference.items())
+        return (
+            f"Study {self.study}, {self.trials} finished trials, one factor at a time. Reference"
+            f" configuration: the most common value of every dimension among those trials"
+            f" ({reference}); each dimension's points are the trials that differ from it only"
+            " in that dimension. Test macro-F over all codes (the paper's) at the tuned"
+            " threshold, in points. Single models: the mean over the study's seeds, 95%"
+            f" intervals from {self.replicates} bootstrap replicates of seeds x test documents;"
+            " ensembles (ensemble_size > 1): intervals over test documents. A point whose"
+            " members did not all converge is marked \u2020 (converged column of"
+            " ablation.csv)."
+        )
+
+
+def _text(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _sort_key(dimension: str, value: Any) -> tuple:
+    if dimension == "variant":
+        return (list(VARIANTS).index(value) if value in VARIANTS else len(VARIANTS), str(value))
+    return (0, value) if isinstance(value, int | float) else (1, str(value))
+
+
+def reference_of(systems: list[System]) -> dict[str, Any]:
+    """The most common value of each config key (ties: the first in trial order)."""
+    keys = [k for k in ORDER if k in systems[0].config]
+    keys += [k for k in systems[0].config if k not in keys]
+    return {
+        k: max((counts := Counter(s.config[k] for s in systems)), key=counts.__getitem__)
+        for k in keys
+    }
+
+
+def build_ablation(folder: Path, gold: Gold, replicates: int, seed: int) -> Ablation:
+    """Score the study's one-factor-at-a-time points (module docstring)."""
+    if not (folder / "trials.parquet").exists():
+        raise InputError(
+            folder / "trials.parquet",
+            None,
+            f"not found: run `icdtransfer sweep --study {folder.name}`, or set report.ablation"
+            " to null for a report without ablation figures",
+        )
+    systems = study_systems(folder)
+    if not systems:
+        raise InputError(folder / "trials.parquet", None, "no finished trial to report")
+    reference = reference_of(systems)
+    varying = [k for k in reference if len({s.config[k] for s in systems}) > 1]
+    points: dict[str, list[System]] = {}
+    for dimension in varying:
+        chosen = [
+            s
+            for s in systems
+            if all(s.config[k] == v for k, v in reference.items() if k != dimension)
+        ]
+        unique = {s.config[dimension]: s for s in reversed(chosen)}  # first trial per value
+        if len(unique) > 1:
+            points[dimension] = [
+                unique[v] for v in sorted(unique, key=lambda v: _sort_key(dimension, v))
+            ]
+    named = {id(s): replace(s, name=_label(s.config)) for ss in points.values() for s in ss}
+    scored, deciles, _ = score_systems(list(named.values()), gold, replicates, seed)
+    rows, decile_rows = [], []
+    for dimension, chosen in points.items():
+        for system in chosen:
+            name = named[id(system)].name
+            head = {
+                "dimension": dimension,
+                "value": _text(system.config[dimension]),
+                "reference": system.config[dimension] == reference[dimension],
+                **{f"config_{k}": v for k, v in system.config.items()},
+            }
+            for _, row in scored[scored["system"] == name].iterrows():
+                rows.append(
+                    {**head, **row.to_dict(), **_ends(deciles, name, row["threshold_kind"])}
+                )
+            part = deciles[deciles["system"] == name]
+            decile_rows.extend({**head, **r} for r in part.to_dict("records"))
+    return Ablation(
+        study=folder.name,
+        trials=len(systems),
+        reference=reference,
+        dimensions=list(points),
+        scores=pd.DataFrame(rows),
+        deciles=pd.DataFrame(decile_rows),
+        replicates=replicates,
+    )
+
+
+def _label(config: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {_text(v)}" for k, v in config.items())
+
+
+def _ends(deciles: pd.DataFrame, name: str, kind: str) -> dict[str, float]:
+    """The rarest and the most frequent decile's macro-F (all codes) with intervals."""
+    part = deciles[(deciles["system"] == name) & (deciles["threshold_kind"] == kind)]
+    out = {}
+    for decile, label in DECILES.items():
+        row = part[part["decile"] == decile].iloc[0]
+        for suffix in ("", "_low", "_high"):
+            out[f"{label}_decile_macro_f_all_labels{suffix}"] = row[f"macro_f_all_labels{suffix}"]
+    return out
+
+
+CSV_COLUMNS = (
+    "dimension",
+    "value",
+    "reference",
+    "system",
+    "threshold_kind",
+    "seeds",
+    "ensemble_size",
+    "members_converged",
+    "members_recorded",
+    *(f"{m}{s}" for m in INTERVALS for s in ("", "_low", "_high")),
+    *(f"{d}_decile_macro_f_all_labels{s}" for d in DECILES.values() for s in ("", "_low", "_high")),
+)
+
+
+def ablation_csv(ablation: Ablation) -> pd.DataFrame:
+    """ablation.csv: the figures' numbers (F-scores as fractions, like systems.csv), with the
+    trial's config_* columns."""
+    config = [c for c in ablation.scores.columns if c.startswith("config_")]
+    return ablation.scores[[*CSV_COLUMNS[:4], *config, *CSV_COLUMNS[4:]]]
