@@ -37,7 +37,7 @@ space:
   ensemble_size: [1, 2]
 train: {epochs: 2, patience: 5}  # every member stops at the cap of 2: not converged
 """
-# A designed one-factor-at-a-time ablation around (tune_all_frozen_copy, 16, 0.2, 1), run by
+# A designed one-factor-at-a-time ablation around (tune_all_frozen_copy, 16, 0.2, 2), run by
 # Optuna as the default studies/ablation.yaml is. min_delta 0.9: no epoch can beat the first
 # by that much, so early stopping fires at epoch 2 for every member (converged, deterministic).
 ABLATION = """name: abl
@@ -52,21 +52,21 @@ space:
   adaptation_size: [8, 16]
   word_dropout: [0.0, 0.2]
   ensemble_size: [1, 2]
-points:
-  - {variant: tune_all_frozen_copy, adaptation_size: 16, word_dropout: 0.2, ensemble_size: 1}
+points:  # ensembles of 2, so every configuration has both seeds (as studies/ablation.yaml)
   - {variant: tune_all_frozen_copy, adaptation_size: 16, word_dropout: 0.2, ensemble_size: 2}
-  - {variant: tune_all_frozen_copy, adaptation_size: 8, word_dropout: 0.2, ensemble_size: 1}
-  - {variant: tune_all_frozen_copy, adaptation_size: 16, word_dropout: 0.0, ensemble_size: 1}
-  - {variant: scratch, adaptation_size: 16, word_dropout: 0.2, ensemble_size: 1}
+  - {variant: tune_all_frozen_copy, adaptation_size: 16, word_dropout: 0.2, ensemble_size: 1}
+  - {variant: tune_all_frozen_copy, adaptation_size: 8, word_dropout: 0.2, ensemble_size: 2}
+  - {variant: tune_all_frozen_copy, adaptation_size: 16, word_dropout: 0.0, ensemble_size: 2}
+  - {variant: scratch, adaptation_size: 16, word_dropout: 0.2, ensemble_size: 2}
 convergence: {patience: 1, max_epochs: 3, min_delta: 0.9}
 """
 REFERENCE = {
     "variant": "tune_all_frozen_copy",
     "adaptation_size": 16,
     "word_dropout": 0.2,
-    "ensemble_size": 1,
+    "ensemble_size": 2,
 }
-OTHER = {"variant": "scratch", "adaptation_size": 8, "word_dropout": 0.0, "ensemble_size": 2}
+OTHER = {"variant": "scratch", "adaptation_size": 8, "word_dropout": 0.0, "ensemble_size": 1}
 
 
 @pytest.fixture(scope="module")
@@ -311,29 +311,31 @@ def test_ablation_points_are_one_factor_from_the_reference_and_match_the_members
     tuned = frame[frame["threshold_kind"] == "tuned"]
     assert list(tuned["dimension"].unique()) == list(REFERENCE)
     for dimension, part in tuned.groupby("dimension"):
-        assert len(part) == 2 and part["reference"].sum() == 1
-        other = part[~part["reference"]].iloc[0]
+        other = part[~part["reference"]]
         config = {**REFERENCE, dimension: OTHER[dimension]}
-        assert {k: other[f"config_{k}"] for k in REFERENCE} == config
+        assert {k: other.iloc[0][f"config_{k}"] for k in REFERENCE} == config
+        if dimension == "ensemble_size":  # 1 (the mean over seeds) and 2 (the ensemble)
+            assert list(part["model"]) == ["single model", "ensemble"]
+        else:  # each point as its ensemble and as the single models behind it
+            assert sorted(part["model"]) == ["ensemble"] * 2 + ["single model"] * 2
+            assert part["reference"].sum() == 2
     corpus = Corpus.open(params.target.out_dir)
     y_val = dense(corpus.labels[corpus.split("validation")])
     y_test = dense(corpus.labels[corpus.split("test")])
     trials = pd.read_parquet(results / "trials.parquet")
-    for dimension in ("adaptation_size", "ensemble_size"):
-        row = tuned[(tuned["dimension"] == dimension) & ~tuned["reference"]].iloc[0]
-        trial = trials[trials[f"config_{dimension}"] == OTHER[dimension]].iloc[0]
-        # a single model: the mean over every seed the study trained of it (here only the
-        # trial's own seed 1: no ensemble uses adaptation 8); an ensemble: its two seeds
-        folders = sorted((results / "members" / trial["member_key"]).glob("seed*"))
-        assert len(folders) == (2 if dimension == "ensemble_size" else 1) == row["seeds"]
-        probs = [read_probs(folder) for folder in folders]
-        if dimension == "ensemble_size":  # the ensemble of both seeds
-            probs = [tuple(np.mean([p[i] for p in probs], axis=0) for i in (0, 1))]
+    trial = trials[trials["config_adaptation_size"] == OTHER["adaptation_size"]].iloc[0]
+    folders = sorted((results / "members" / trial["member_key"]).glob("seed*"))
+    probs = [read_probs(folder) for folder in folders]
+    ensemble = [tuple(np.mean([p[i] for p in probs], axis=0) for i in (0, 1))]
+    rows = tuned[(tuned["dimension"] == "adaptation_size") & ~tuned["reference"]]
+    for model, scored in (("single model", probs), ("ensemble", ensemble)):
+        row = rows[rows["model"] == model].iloc[0]
         expected = np.mean(
-            [scores_at(y_test, t >= tune_threshold(y_val, v)).macro_f_all_labels for v, t in probs]
+            [scores_at(y_test, t >= tune_threshold(y_val, v)).macro_f_all_labels for v, t in scored]
         )
         assert row["macro_f_all_labels"] == pytest.approx(expected, abs=1e-9)
         assert row["macro_f_all_labels_low"] <= row["macro_f_all_labels_high"]
+        assert row["seeds"] == len(folders) == 2
     deciles = pd.read_csv(reports / "ablation_deciles.csv")
     assert set(deciles["decile"]) == set(range(1, 11))
     page = (reports / "dashboard.html").read_text()

@@ -9,7 +9,8 @@ factor at a time, with the intervals of Table 2, and per frequency decile.
   ensemble_size, ...) with more than one value among the finished trials.
 * **Numbers**: each trial is scored as a Table 2 row (aggregate.score_systems): a single
   model is the mean over the study's seeds, intervals from seeds x test documents; an
-  ensemble's intervals resample test documents.
+  ensemble's intervals resample test documents. A point that is an ensemble is also shown as
+  its single models (`model` column), so every dimension can be read either way.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ class Ablation:
     trials: int  # finished trials
     reference: dict[str, Any]
     dimensions: list[str]  # each with at least two values among its points
-    scores: pd.DataFrame  # one row per dimension x value x threshold kind
+    # one row per dimension x value x model (the trial's; its single models: derived) x
+    # threshold kind
+    scores: pd.DataFrame
     deciles: pd.DataFrame  # the same x decile (1 = rarest 10% of codes)
     replicates: int
 
@@ -47,9 +50,11 @@ class Ablation:
             f" configuration: the most common value of every dimension among those trials"
             f" ({reference}); each dimension's points are the trials that differ from it only"
             " in that dimension. Test macro-F over all codes (the paper's) at the tuned"
-            " threshold, in points. Single models: the mean over the study's seeds, 95%"
-            f" intervals from {self.replicates} bootstrap replicates of seeds x test documents;"
-            " ensembles (ensemble_size > 1): intervals over test documents. A point whose"
+            " threshold, in points. Each point is its trial's ensemble (ensemble_size > 1:"
+            " averaged probabilities, 95% intervals over test documents) and, outside the"
+            " ensemble_size dimension, also the single models behind it (the mean over its"
+            f" seeds, intervals from {self.replicates} bootstrap replicates of seeds x test"
+            " documents); an ensemble_size of 1 is that mean. A point whose"
             " members did not all converge is marked \u2020 (converged column of"
             " ablation.csv)."
         )
@@ -102,23 +107,29 @@ def build_ablation(folder: Path, gold: Gold, replicates: int, seed: int) -> Abla
                 unique[v] for v in sorted(unique, key=lambda v: _sort_key(dimension, v))
             ]
     named = {id(s): replace(s, name=_label(s.config)) for ss in points.values() for s in ss}
-    scored, deciles, _ = score_systems(list(named.values()), gold, replicates, seed)
+    singles = {  # an ensemble point's single models: the mean over its seeds
+        i: replace(s, name=f"{s.name} (single models)", ensemble_size=1)
+        for i, s in named.items()
+        if s.ensemble_size > 1
+    }
+    everything = [*named.values(), *singles.values()]
+    scored, deciles, _ = score_systems(everything, gold, replicates, seed)
     rows, decile_rows = [], []
     for dimension, chosen in points.items():
         for system in chosen:
-            name = named[id(system)].name
             head = {
                 "dimension": dimension,
                 "value": _text(system.config[dimension]),
                 "reference": system.config[dimension] == reference[dimension],
                 **{f"config_{k}": v for k, v in system.config.items()},
             }
-            for _, row in scored[scored["system"] == name].iterrows():
-                rows.append(
-                    {**head, **row.to_dict(), **_ends(deciles, name, row["threshold_kind"])}
-                )
-            part = deciles[deciles["system"] == name]
-            decile_rows.extend({**head, **r} for r in part.to_dict("records"))
+            shown = [named[id(system)]]
+            if dimension != "ensemble_size" and id(system) in singles:
+                shown.append(singles[id(system)])
+            for derived, name in enumerate(s.name for s in shown):
+                rows.extend(_rows({**head, "derived": bool(derived)}, scored, deciles, name))
+                part = deciles[deciles["system"] == name]
+                decile_rows.extend({**head, **r} for r in part.to_dict("records"))
     return Ablation(
         study=folder.name,
         trials=len(systems),
@@ -128,6 +139,15 @@ def build_ablation(folder: Path, gold: Gold, replicates: int, seed: int) -> Abla
         deciles=pd.DataFrame(decile_rows),
         replicates=replicates,
     )
+
+
+def _rows(head: dict, scored: pd.DataFrame, deciles: pd.DataFrame, name: str) -> list[dict]:
+    out = []
+    for _, row in scored[scored["system"] == name].iterrows():
+        model = "ensemble" if row["ensemble_size"] > 1 else "single model"
+        ends = _ends(deciles, name, row["threshold_kind"])
+        out.append({**head, "model": model, **row.to_dict(), **ends})
+    return out
 
 
 def _label(config: dict[str, Any]) -> str:
@@ -149,6 +169,7 @@ CSV_COLUMNS = (
     "dimension",
     "value",
     "reference",
+    "model",
     "system",
     "threshold_kind",
     "seeds",
@@ -164,4 +185,4 @@ def ablation_csv(ablation: Ablation) -> pd.DataFrame:
     """ablation.csv: the figures' numbers (F-scores as fractions, like systems.csv), with the
     trial's config_* columns."""
     config = [c for c in ablation.scores.columns if c.startswith("config_")]
-    return ablation.scores[[*CSV_COLUMNS[:4], *config, *CSV_COLUMNS[4:]]]
+    return ablation.scores[[*CSV_COLUMNS[:5], *config, *CSV_COLUMNS[5:]]]

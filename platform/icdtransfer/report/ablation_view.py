@@ -41,17 +41,23 @@ def dimension_figure(ablation: Ablation, dimension: str) -> go.Figure:
     frame = ablation.scores
     part = frame[(frame["dimension"] == dimension) & (frame["threshold_kind"] == SHOWN)]
     fig = go.Figure()
-    x = _ticks(part)
-    for metric, label in (("macro_f_all_labels", "macro-F (all codes)"), ("micro_f", "micro-F")):
+    metric = "macro_f_all_labels"
+    for derived, label in ((False, "the trial"), (True, "its single models (mean over seeds)")):
+        line = part[part["derived"] == derived]
+        if line.empty:
+            continue
+        if dimension != "ensemble_size" and not derived:
+            size = int(line["ensemble_size"].max())
+            label += f" (ensemble of {size})" if size > 1 else " (single model, mean over seeds)"
         fig.add_scatter(
-            x=x, y=part[metric] * 100, error_y=_error(part, metric), mode="lines+markers",
-            name=label, hovertext=part["system"],
+            x=_ticks(line), y=line[metric] * 100, error_y=_error(line, metric),
+            mode="lines+markers", name=label, hovertext=line["system"],
         )  # fmt: skip
     fig.update_layout(
-        title=f"Ablation {ablation.study}: test F by {dimension} (other dimensions at the"
-        " reference; tuned threshold, 95% CI)",
+        title=f"Ablation {ablation.study}: test macro-F (all codes) by {dimension} (other"
+        " dimensions at the reference; tuned threshold, 95% CI)",
         xaxis={"title": dimension, "type": "category"},
-        yaxis_title="F (points)",
+        yaxis_title="macro-F (points)",
     )
     return fig
 
@@ -60,7 +66,8 @@ def decile_figure(ablation: Ablation) -> go.Figure:
     """One panel per dimension; the rarest and the most frequent 10% of codes."""
     dims = ablation.dimensions
     fig = make_subplots(rows=1, cols=len(dims), subplot_titles=dims, shared_yaxes=True)
-    frame = ablation.scores[ablation.scores["threshold_kind"] == SHOWN]
+    scores = ablation.scores
+    frame = scores[(scores["threshold_kind"] == SHOWN) & ~scores["derived"]]  # the trials
     for col, dimension in enumerate(dims, start=1):
         part = frame[frame["dimension"] == dimension]
         for i, (decile, label) in enumerate(DECILES.items()):
