@@ -459,6 +459,7 @@ class TrialOutcome:
     member_epochs_run: list[int]
     epoch_cap: int
     patience: int
+    member_validation_curves: list[list[float]]  # validation macro-F by epoch, per member
 
     @staticmethod
     def convergence(trainings: Sequence[Training]) -> dict[str, Any]:
@@ -470,6 +471,7 @@ class TrialOutcome:
             "member_epochs_run": [t.epochs_run for t in trainings],
             "epoch_cap": max(t.epoch_cap for t in trainings),
             "patience": max(t.patience for t in trainings),
+            "member_validation_curves": [t.validation_curve for t in trainings],
         }
 
     def report(self) -> dict[str, Any]:
@@ -506,7 +508,8 @@ class MemberRow:
 
     def row(self) -> dict[str, Any]:
         training = dataclasses.asdict(self.training)
-        del training["validation_curve"]  # history.json in the member's folder has it
+        # the curve as JSON text, like trials.parquet's lists (history.json has every column)
+        training["validation_curve"] = json.dumps(training["validation_curve"])
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         del fields["training"], fields["metrics"]
         return {**fields, **training, **metric_columns(self.metrics)}

@@ -93,6 +93,11 @@ def test_asha_sees_first_member_epochs_and_optuna_the_ensemble(
         mine = [members.loc[(trial.member_key, s)] for s in seeds]
         assert trial.converged == all(m["converged"] for m in mine)
         assert json.loads(trial.member_epochs_run) == [m["epochs_run"] for m in mine]
+        # the validation curves, per member, in both tables (lists as JSON text)
+        curves = [json.loads(m["validation_curve"]) for m in mine]
+        assert json.loads(trial.member_validation_curves) == curves
+        assert curves[0] == pytest.approx(first["validation_curve"])
+        assert all(len(c) == m["epochs_run"] for c, m in zip(curves, mine, strict=True))
     assert replayed >= 1, "no trial reused a stored first member: the replay went untested"
     assert (trials["status"] == "EARLY_STOPPED").any(), "ASHA stopped nothing: make it stop"
 
