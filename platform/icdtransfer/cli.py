@@ -148,7 +148,9 @@ def _predict(params: Params, args: argparse.Namespace) -> None:
 
 
 def _sweep(params: Params, args: argparse.Namespace) -> None:
-    sections = (
+    from icdtransfer.sweep.runner import StudyRequest, run_study
+
+    request = StudyRequest(
         args.study,
         params.sweep,
         params.encoder,
@@ -160,11 +162,9 @@ def _sweep(params: Params, args: argparse.Namespace) -> None:
     if args.status:
         from icdtransfer.sweep.status import study_status
 
-        print(study_status(*sections))
+        print(study_status(request))
         return
-    from icdtransfer.sweep.runner import run_study
-
-    run_study(*sections, retry_errored=args.retry_errored)
+    run_study(request, retry_errored=args.retry_errored)
 
 
 def _report(params: Params, args: argparse.Namespace) -> None:

@@ -20,10 +20,12 @@ def write_params(params: Params, path: Path) -> Path:
     return path
 
 
-def study_args(params: Params, study: str) -> tuple:
-    """What `icdtransfer sweep --study <study>` hands plan_study, run_study and study_status:
-    the study and the params sections it reads (cli.py's `_sweep`)."""
-    return (
+def study_args(params: Params, study: str):
+    """What `icdtransfer sweep --study <study>` hands plan_study, run_study and study_status
+    (cli.py's `_sweep`)."""
+    from icdtransfer.sweep.runner import StudyRequest
+
+    return StudyRequest(
         study,
         params.sweep,
         params.encoder,

@@ -40,7 +40,7 @@ train: {epochs: 8, patience: 8, max_tokens: 300}  # long enough to be killed mid
 
 def _terminated(params, study: str) -> int:
     """Finished trials in Tune's state as saved on S3 (what a new head would resume)."""
-    status = study_status(*study_args(params, study))
+    status = study_status(study_args(params, study))
     found = re.search(r"(\d+) terminated", status)
     return int(found.group(1)) if found else 0
 

@@ -149,7 +149,7 @@ def test_members_are_shared_between_studies(ray_local, tiny_params, tmp_path: Pa
 
 
 def _status(params, study: str) -> str:
-    return study_status(*study_args(params, study))
+    return study_status(study_args(params, study))
 
 
 def test_status_and_retrying_failed_trials(ray_local, tiny_params, tmp_path: Path) -> None:

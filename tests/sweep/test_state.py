@@ -80,7 +80,7 @@ def test_cli_exits_at_once_while_another_run_holds_the_study(tiny_params, tmp_pa
     params = replace(tiny_params, ray=replace(tiny_params.ray, storage_path=str(tmp_path / "r")))
     params_file = write_params(params, tmp_path / "params.yaml")
     study = str(REPO / "studies" / "smoke.yaml")
-    plan = plan_study(*study_args(params, study))
+    plan = plan_study(study_args(params, study))
     with study_lock(plan.lock_path, "smoke"):
         start = time.time()
         done = subprocess.run(
@@ -119,7 +119,7 @@ train: {{epochs: 2}}
 
 
 def _plan(params, path: Path):
-    return plan_study(*study_args(params, str(path)))
+    return plan_study(study_args(params, str(path)))
 
 
 def test_work_key_ignores_what_changes_no_result_and_says_what_did(

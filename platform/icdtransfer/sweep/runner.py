@@ -39,7 +39,13 @@ from pathlib import Path
 import pandas as pd
 
 from icdtransfer.artifacts import MODEL_FILE, TRIAL_COLUMNS, TrialStatus
-from icdtransfer.config import EncoderConfig, HeadConfig, RayConfig, SweepConfig, TrainTargetConfig
+from icdtransfer.config import (
+    EncoderConfig,
+    HeadConfig,
+    RayConfig,
+    SweepConfig,
+    TrainTargetConfig,
+)
 from icdtransfer.data.atomic import atomic_dir, atomic_file
 from icdtransfer.data.ship import digest_folder
 from icdtransfer.sweep import SweepInterrupted
@@ -67,6 +73,21 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.exists() else "missing"
 
 
+@dataclass(frozen=True)
+class StudyRequest:
+    """What `icdtransfer sweep --study NAME` runs: the study's name and the params sections
+    a sweep reads (members are built from encoder, head and train with the study's
+    overrides, on the corpus in target_dir)."""
+
+    name: str
+    sweep: SweepConfig
+    encoder: EncoderConfig
+    head: HeadConfig
+    train: TrainTargetConfig
+    target_dir: str
+    ray: RayConfig
+
+
 @dataclass
 class Plan:
     """A study as a run (or `--status`) sees it before touching Ray: what it is, under which
@@ -91,30 +112,22 @@ class Plan:
         return self.root.local / self.home / "lock"
 
 
-def plan_study(
-    name: str,
-    sweep: SweepConfig,
-    encoder: EncoderConfig,
-    head: HeadConfig,
-    train: TrainTargetConfig,
-    target_dir: str,
-    ray_cfg: RayConfig,
-) -> Plan:
+def plan_study(request: StudyRequest) -> Plan:
     from icdtransfer.train.stages import code_digest
 
-    study = load_study(study_path(sweep.studies_dir, name))
-    target_dir = str(Path(target_dir).resolve())
-    pretrained = Path(train.pretrained).resolve()
+    study = load_study(study_path(request.sweep.studies_dir, request.name))
+    target_dir = str(Path(request.target_dir).resolve())
+    pretrained = Path(request.train.pretrained).resolve()
     manifest = Manifest.build(
         study,
-        encoder,
-        head,
-        train,
+        request.encoder,
+        request.head,
+        request.train,
         corpus=digest_folder(Path(target_dir)),
         stage1=file_digest(pretrained / MODEL_FILE),
         code=code_digest(),
     )
-    root = StateRoot.open(ray_cfg.storage_path, ray_cfg.state_dir)
+    root = StateRoot.open(request.ray.storage_path, request.ray.state_dir)
     return Plan(study, manifest, root, target_dir, pretrained)
 
 
@@ -157,33 +170,15 @@ def begin(plan: Plan) -> str:
     return explanation
 
 
-def run_study(
-    name: str,
-    sweep: SweepConfig,
-    encoder: EncoderConfig,
-    head: HeadConfig,
-    train: TrainTargetConfig,
-    target_dir: str,
-    ray_cfg: RayConfig,
-    retry_errored: bool = False,
-) -> dict:
-    """Run (or resume) one study over stage 2 (members built from `encoder`, `head` and
-    `train`, with the study's overrides, on the corpus in `target_dir`) under the study's
-    lock; returns the best trial's row."""
-    plan = plan_study(name, sweep, encoder, head, train, target_dir, ray_cfg)
+def run_study(request: StudyRequest, retry_errored: bool = False) -> dict:
+    """Run (or resume) one study over stage 2 under the study's lock; returns the best
+    trial's row."""
+    plan = plan_study(request)
     with study_lock(plan.lock_path, plan.study.name):
-        return _run(plan, sweep, encoder, head, train, ray_cfg, retry_errored)
+        return _run(plan, request, retry_errored)
 
 
-def _run(
-    plan: Plan,
-    sweep: SweepConfig,
-    encoder: EncoderConfig,
-    head: HeadConfig,
-    train: TrainTargetConfig,
-    ray_cfg: RayConfig,
-    retry_errored: bool,
-) -> dict:
+def _run(plan: Plan, request: StudyRequest, retry_errored: bool) -> dict:
     import ray
     from ray import tune
 
@@ -195,6 +190,13 @@ def _run(
     from icdtransfer.sweep.trial import TrialContext, sweep_trial
 
     study, root, folder = plan.study, plan.root, plan.folder
+    sweep, encoder, head, train, ray_cfg = (
+        request.sweep,
+        request.encoder,
+        request.head,
+        request.train,
+        request.ray,
+    )
     log.info(begin(plan))
     connect(ray_cfg)
     # Reports differ by design (first-member epochs for ASHA, one final report for the

@@ -12,12 +12,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from icdtransfer.config import EncoderConfig, HeadConfig, RayConfig, SweepConfig, TrainTargetConfig
 from icdtransfer.sweep.lock import describe, holder
 from icdtransfer.sweep.members import INDEX, STORE
 from icdtransfer.sweep.runner import (
     EXPERIMENT,
     Plan,
+    StudyRequest,
     _grid_size,
     explain_resume,
     plan_study,
@@ -28,17 +28,9 @@ from icdtransfer.sweep.runner import (
 STATES = ("TERMINATED", "EARLY_STOPPED", "ERROR", "RUNNING", "PENDING", "PAUSED")
 
 
-def study_status(
-    name: str,
-    sweep: SweepConfig,
-    encoder: EncoderConfig,
-    head: HeadConfig,
-    train: TrainTargetConfig,
-    target_dir: str,
-    ray_cfg: RayConfig,
-) -> str:
+def study_status(request: StudyRequest) -> str:
     """The summary `--status` prints (module docstring)."""
-    plan = plan_study(name, sweep, encoder, head, train, target_dir, ray_cfg)
+    plan = plan_study(request)
     study, root = plan.study, plan.root
     lines = [f"study {study.name} ({study.kind}), key {plan.manifest.key}"]
     lines.append(f"state: {root.where(plan.folder)}")
@@ -65,7 +57,7 @@ def study_status(
         f"members: {present} stored for this key's finished trials, {mine} trained by this "
         f"study, {len(index)} in the store ({root.where(STORE)})"
     )
-    out = Path(sweep.results_dir) / study.name / "best.json"
+    out = Path(request.sweep.results_dir) / study.name / "best.json"
     written = (
         f"written {time.strftime('%Y-%m-%d %H:%M', time.localtime(out.stat().st_mtime))}"
         if out.exists()
