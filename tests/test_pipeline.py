@@ -45,6 +45,7 @@ SMALL = {
     "pipeline.variants": ["scratch", "tune_all_frozen_copy"],  # foreach over two members
     "pipeline.studies": ["smoke"],
     "report.study": "smoke",
+    "report.ablation": None,  # no ablation study in this small pipeline
     "report.bootstrap": 200,
 }
 STAGES = {
