@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +19,12 @@ def write_params(params: Params, path: Path) -> Path:
     """A params file holding exactly `params`, for commands run as subprocesses."""
     path.write_text(dump_params(params))
     return path
+
+
+def sweep_command(params_file: Path, study: str | Path) -> list[str]:
+    """`icdtransfer sweep` as a separate process, with this interpreter."""
+    return [sys.executable, "-m", "icdtransfer", "sweep", "--params", str(params_file),
+            "--study", str(study)]  # fmt: skip
 
 
 def study_args(params: Params, study: str):

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from helpers.runs import run_sweep, write_params
+from helpers.runs import run_sweep, sweep_command, write_params
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -117,16 +116,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(
         "  word_dropout: [0.1, 0.2]\n"  # 8 trials
         "train: {epochs: 40, patience: 40}\n",
     )
-    command = [
-        sys.executable,
-        "-m",
-        "icdtransfer",
-        "sweep",
-        "--params",
-        str(params_file),
-        "--study",
-        str(path),
-    ]
+    command = sweep_command(params_file, path)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         command,

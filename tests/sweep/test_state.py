@@ -7,14 +7,13 @@ import json
 import logging
 import os
 import subprocess
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from helpers.runs import study_args, write_params
+from helpers.runs import study_args, sweep_command, write_params
 from icdtransfer.data.errors import InputError
 from icdtransfer.sweep import StudyBusy
 from icdtransfer.sweep.lock import holder, study_lock
@@ -84,16 +83,7 @@ def test_cli_exits_at_once_while_another_run_holds_the_study(tiny_params, tmp_pa
     with study_lock(plan.lock_path, "smoke"):
         start = time.time()
         done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "icdtransfer",
-                "sweep",
-                "--params",
-                str(params_file),
-                "--study",
-                study,
-            ],
+            sweep_command(params_file, study),
             capture_output=True,
             text=True,
             timeout=120,
