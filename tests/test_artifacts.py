@@ -16,9 +16,10 @@ from icdtransfer.artifacts import (
     ModelMeta,
     Training,
     average_members,
+    metric_columns,
+    read_trials,
 )
 from icdtransfer.evaluate.metrics import evaluate
-from icdtransfer.rows import metric_columns, read_trials
 
 
 @pytest.fixture

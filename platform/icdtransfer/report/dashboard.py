@@ -21,7 +21,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from icdtransfer.artifacts import THRESHOLD_KINDS
+from icdtransfer.artifacts import THRESHOLD_KINDS, read_trials, test_column
 from icdtransfer.config import ReportConfig
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.report.ablation import Ablation
@@ -35,12 +35,75 @@ from icdtransfer.report.aggregate import TESTED, Report
 from icdtransfer.report.bootstrap import format_p
 from icdtransfer.report.convergence import Convergence
 from icdtransfer.report.curves import curve_div_id, curve_figures
-from icdtransfer.report.page import ERROR_PROBE, SORTER, STYLE
 from icdtransfer.report.systems import System
 from icdtransfer.report.tables import caption2, caption3, table2, table3
-from icdtransfer.rows import read_trials, test_column
 
 log = logging.getLogger(__name__)
+
+# First script on the page: keeps every console error and uncaught exception in the DOM, where
+# the headless-browser test (and a curious reader with dev tools) can see them.
+ERROR_PROBE = """
+window.__dashboardErrors = [];
+(function () {
+  var original = console.error;
+  console.error = function () {
+    window.__dashboardErrors.push(Array.prototype.join.call(arguments, " "));
+    original.apply(console, arguments);
+  };
+  window.addEventListener("error", function (e) { window.__dashboardErrors.push(String(e.message)); });
+  window.addEventListener("unhandledrejection", function (e) {
+    window.__dashboardErrors.push("unhandled rejection: " + String(e.reason));
+  });
+  window.addEventListener("load", function () {
+    setTimeout(function () {
+      var figures = document.querySelectorAll(".plotly-graph-div");
+      var drawn = [];  // figures with an SVG and at least one drawn trace
+      figures.forEach(function (f) {
+        if (f.querySelector("svg.main-svg") && f.querySelector("svg.main-svg g.trace")) {
+          drawn.push(f.id);
+        }
+      });
+      document.body.setAttribute("data-figures", String(figures.length));
+      document.body.setAttribute("data-figures-drawn", String(drawn.length));
+      document.body.setAttribute("data-drawn-ids", drawn.join(" "));
+      document.body.setAttribute("data-errors", JSON.stringify(window.__dashboardErrors));
+    }, 500);
+  });
+})();
+"""
+
+SORTER = """
+document.querySelectorAll("table.sortable th").forEach(function (th) {
+  th.addEventListener("click", function () {
+    var table = th.closest("table"), body = table.tBodies[0];
+    var index = Array.prototype.indexOf.call(th.parentNode.children, th);
+    var ascending = th.getAttribute("data-order") !== "asc";
+    th.parentNode.querySelectorAll("th").forEach(function (h) { h.removeAttribute("data-order"); });
+    th.setAttribute("data-order", ascending ? "asc" : "desc");
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var x = a.cells[index].textContent, y = b.cells[index].textContent;
+      var nx = parseFloat(x), ny = parseFloat(y);
+      var cmp = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+      return ascending ? cmp : -cmp;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+  });
+});
+"""
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; }
+h1 { margin-bottom: 0; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .3rem; margin-top: 2.5rem; }
+table { border-collapse: collapse; margin: .8rem 0; font-size: .9rem; }
+th, td { border: 1px solid #ccc; padding: .3rem .6rem; text-align: right; }
+th { background: #f3f3f3; cursor: pointer; } td:first-child, th:first-child { text-align: left; }
+.note { color: #555; font-size: .85rem; max-width: 60rem; }
+.scroll { overflow-x: auto; }
+.warning { border: 2px solid #c0392b; background: #fdecea; padding: .6rem 1rem; margin: 1rem 0; }
+.warning h2 { margin-top: .2rem; border: none; color: #c0392b; }
+.ok { border-left: 4px solid #27ae60; padding: .3rem .8rem; margin: 1rem 0; }
+"""
 
 
 @dataclass
@@ -64,8 +127,7 @@ def _table(frame: pd.DataFrame, sortable: bool = False, digits: int = 1) -> str:
         for row in frame.itertuples(index=False)
     )
     cls = ' class="sortable"' if sortable else ""
-    table = f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-    return f'<div class="scroll">{table}</div>'
+    return f'<div class="scroll"><table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def _figure(fig: go.Figure, div_id: str) -> str:

@@ -32,12 +32,13 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from icdtransfer.artifacts import MODEL_FILE
+from icdtransfer.artifacts import MODEL_FILE, TRIAL_COLUMNS, TrialStatus
 from icdtransfer.config import (
     EncoderConfig,
     HeadConfig,
@@ -45,21 +46,15 @@ from icdtransfer.config import (
     SweepConfig,
     TrainTargetConfig,
 )
-from icdtransfer.data.atomic import atomic_file
+from icdtransfer.data.atomic import atomic_dir, atomic_file
 from icdtransfer.data.ship import digest_folder
 from icdtransfer.sweep import SweepInterrupted
 from icdtransfer.sweep.lock import study_lock
 from icdtransfer.sweep.manifest import Manifest
-from icdtransfer.sweep.members import TRIAL_LOG
-from icdtransfer.sweep.results import (
-    best_trial,
-    grid_size,
-    members_used,
-    trial_table,
-    write_results,
-)
+from icdtransfer.sweep.members import STORE, TRIAL_LOG
 from icdtransfer.sweep.storage import StateRoot
 from icdtransfer.sweep.study import Study, load_study
+from icdtransfer.sweep.trial import CLOCK, FIRST_MEMBER_METRIC
 
 log = logging.getLogger(__name__)
 NAMESPACE = "icdtransfer"
@@ -274,25 +269,23 @@ def _run(plan: Plan, request: StudyRequest, retry_errored: bool) -> dict:
             ),
         )
     results = tuner.fit()
-    expected = study.num_samples * grid_size(study)
+    expected = study.num_samples * _grid_size(study)
     if results.num_terminated + results.num_errors < max(len(results), expected):
         raise SweepInterrupted(
             f"study {study.name}: {results.num_terminated + results.num_errors} of {expected} "
             f"trials finished; run the same command again to resume from "
             f"{root.where(folder)}"
         )
-    trials = trial_table(results)
-    used = members_used(trials)
+    trials = _trial_table(results)
+    used = _members_used(trials)
     members = pd.DataFrame(ray.get(store.rows.remote(used)))
     counts = ray.get(store.counts.remote())
-    best = best_trial(trials, study)
+    best = _best(trials, study)
     best["members_used"] = len(members)
     best["unconverged_members"] = (
         int((~members["converged"].astype(bool)).sum()) if len(members) else 0
     )
-    write_results(
-        Path(sweep.results_dir) / study.name, study, root, folder, trials, members, used, best
-    )
+    _write_results(Path(sweep.results_dir) / study.name, plan, trials, members, used, best)
     root.push(folder)
     log.info(
         "study %s: %d trials (%d not finished), %d members (%d trained in this run); best %s = "
@@ -322,9 +315,106 @@ def _write_json(root: StateRoot, rel: str, data: dict) -> None:
     root.push(rel)
 
 
+def _write_results(
+    out: Path,
+    plan: Plan,
+    trials: pd.DataFrame,
+    members: pd.DataFrame,
+    used: list[tuple[str, int]],
+    best: dict,
+) -> None:
+    """results/<study>/, whole or not at all (module docstring)."""
+    local = plan.root.local
+    with atomic_dir(out) as tmp:
+        trials.to_parquet(tmp / "trials.parquet", index=False)
+        members.to_parquet(tmp / "members.parquet", index=False)
+        (tmp / "members").mkdir()
+        for key, seed in used:  # a copy: each study's results stand on their own
+            shutil.copytree(
+                local / STORE / key / f"seed{seed}",
+                tmp / "members" / key / f"seed{seed}",
+                ignore=shutil.ignore_patterns(".*"),
+            )
+        (tmp / "search").mkdir()
+        if plan.study.kind == "optuna":
+            shutil.copyfile(local / plan.folder / "optuna.db", tmp / "search" / "optuna.db")
+        else:
+            (tmp / "search" / "grid.json").write_text(json.dumps(plan.study.space, indent=2) + "\n")
+        shutil.copyfile(local / plan.folder / TRIAL_LOG, tmp / "trial_starts.jsonl")
+        (tmp / "best.json").write_text(json.dumps(best, indent=2, default=str) + "\n")
+
+
+def _grid_size(study: Study) -> int:
+    size = 1
+    if study.kind == "grid":
+        for spec in study.space.values():
+            size *= len(spec) if isinstance(spec, list) else 1
+    return size
+
+
 def _scheduler(study: Study, train: TrainTargetConfig):
     if study.scheduler != "asha":
         return None
     from icdtransfer.sweep.search import asha
 
     return asha(study, study.epoch_cap(train.epochs))
+
+
+def _members_used(trials: pd.DataFrame) -> list[tuple[str, int]]:
+    """(key, seed) of every member a finished trial's ensemble averaged, in trial order."""
+    used: dict[tuple[str, int], None] = {}
+    if "member_key" not in trials:
+        return []
+    for row in trials[trials["status"] == "TERMINATED"].itertuples():
+        for seed in json.loads(row.seeds):
+            used[(row.member_key, int(seed))] = None
+    return list(used)
+
+
+def trial_status(metrics: dict, error: object) -> TrialStatus:
+    """A trial that has ended: failed, finished (it made its final report), or stopped by
+    the scheduler (ASHA) before it."""
+    if error is not None:
+        return "ERROR"
+    return "TERMINATED" if metrics.get("final") else "EARLY_STOPPED"
+
+
+def _trial_table(results) -> pd.DataFrame:
+    """One row per trial: its config, status, final metrics, time and node."""
+    rows = []
+    for result in results:
+        metrics = dict(result.metrics or {})
+        config = result.config or {}
+        row = {
+            "trial_id": metrics.get("trial_id") or Path(result.path).name,
+            "status": trial_status(metrics, result.error),
+            "error": None if result.error is None else type(result.error).__name__,
+        }
+        row.update({f"config_{k}": v for k, v in config.items()})
+        if metrics.get("final"):
+            keep = [k for k in metrics if k.startswith(("test_", "val_")) or k in TRIAL_COLUMNS]
+            row.update({k: metrics[k] for k in keep if k != FIRST_MEMBER_METRIC})
+        elif row["status"] == "EARLY_STOPPED":  # where ASHA stopped it, on the trial clock
+            row["stopped_at_member_epoch"] = metrics.get(CLOCK)
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    for column in frame.columns:  # lists (deciles, seeds, epochs) are stored as JSON text
+        if frame[column].map(lambda v: isinstance(v, list | dict)).any():
+            frame[column] = frame[column].map(lambda v: json.dumps(v) if v is not None else None)
+    return frame
+
+
+def _best(trials: pd.DataFrame, study: Study) -> dict:
+    done = trials[trials["status"] == "TERMINATED"]
+    if done.empty or study.metric not in done:
+        return {"study": study.name, "trials": len(trials), "finished": 0}
+    best = done.sort_values(study.metric, ascending=study.mode == "min").iloc[0]
+    row = {k: (v.item() if hasattr(v, "item") else v) for k, v in best.items() if pd.notna(v)}
+    return {
+        "study": study.name,
+        "metric": study.metric,
+        "mode": study.mode,
+        "trials": len(trials),
+        "finished": len(done),
+        **row,
+    }

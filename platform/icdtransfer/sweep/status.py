@@ -14,14 +14,15 @@ from pathlib import Path
 
 from icdtransfer.sweep.lock import describe, holder
 from icdtransfer.sweep.members import INDEX, STORE
-from icdtransfer.sweep.results import grid_size, trial_status
 from icdtransfer.sweep.runner import (
     EXPERIMENT,
     Plan,
     StudyRequest,
+    _grid_size,
     explain_resume,
     plan_study,
     previous_manifest,
+    trial_status,
 )
 
 STATES = ("TERMINATED", "EARLY_STOPPED", "ERROR", "RUNNING", "PENDING", "PAUSED")
@@ -38,7 +39,7 @@ def study_status(request: StudyRequest) -> str:
     lines.append(explain_resume(plan, previous_manifest(plan)))
     held = holder(plan.lock_path)
     lines.append(f"lock: {describe(study.name, held, plan.lock_path) if held else 'free'}")
-    expected = study.num_samples * grid_size(study)
+    expected = study.num_samples * _grid_size(study)
     counts, used = _trials(plan)
     if counts is None:
         lines.append(f"trials: none recorded under this key ({expected} to run)")
