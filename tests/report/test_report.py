@@ -183,9 +183,17 @@ def test_outputs_say_threshold_and_convention(reported: dict) -> None:
     assert set(deciles["threshold_kind"]) == {"tuned", "fixed"}
     pvalues = pd.read_csv(reports / "tables" / "pvalues.csv")
     for column in ("macro_f_all_labels_p", "macro_f_all_labels_p_holm", "micro_f_p_holm"):
-        assert ((pvalues[column] >= 0) & (pvalues[column] <= 1)).all()
+        assert ((pvalues[column] > 0) & (pvalues[column] <= 1)).all()  # never 0
     assert (pvalues["macro_f_all_labels_p_holm"] >= pvalues["macro_f_all_labels_p"]).all()
     assert {TABLE2, TABLE3, BEST} <= set(pvalues["family"])
+    assert set(pvalues["seed_set"]) == {"all seeds", "first half", "second half"}
+    verdicts = pd.read_csv(reports / "tables" / "verdicts.csv")
+    assert "ablation: vs reference" in set(verdicts["family"])
+    assert set(verdicts["macro_f_all_labels_verdict"]) <= {
+        "better",
+        "worse",
+        "no detectable difference",
+    }
     assert summary["tuned"]["best_vs_second_best"]["chosen_on"] == "validation macro-F"
 
 
@@ -236,10 +244,17 @@ def test_dashboard_renders_in_headless_chromium(reported: dict, tmp_path: Path) 
     body = re.search(r"<body([^>]*)>", dom.stdout).group(1)
     attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body))
     figures = int(attrs["figures"])
-    assert figures >= 14  # table 2, deciles, frequency, 3 curves, 5 ablation, 3 Optuna
+    # 2 forest plots, table 2, deciles, frequency, 3 curves, 5 ablation, 3 Optuna
+    assert figures >= 16
+    # the answer first: the forest plot of every comparison is the page's first figure
+    assert attrs["first-figure"] == "fig-forest"
+    # every table fits the 1,400-pixel window: no right-hand column cut off
+    assert attrs["wide-tables"] == "", attrs["wide-tables"]
     assert int(attrs["figures-drawn"]) == figures
     drawn = set(attrs["drawn-ids"].split())
     expected = {
+        "fig-forest",
+        "fig-forest-deciles",
         "fig-table2",
         "fig-deciles",
         "fig-frequency",

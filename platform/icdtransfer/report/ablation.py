@@ -7,28 +7,35 @@ factor at a time, with the intervals of Table 2, and per frequency decile.
   every dimension's points.
 * **Dimensions**: the trial config keys (variant, adaptation_size, word_dropout,
   ensemble_size, ...) with more than one value among the finished trials.
-* **Numbers**: each trial is scored as a Table 2 row (aggregate.score_systems): a single
-  model is the mean over the study's seeds, intervals from seeds x test documents; an
-  ensemble's intervals resample test documents. A point that is an ensemble is also shown as
-  its single models (`model` column), so every dimension can be read either way.
+* **Numbers**: each trial is scored as a Table 2 row (aggregate.score_systems): a point of
+  ensemble size k is the mean over every k-subset of the configuration's seeds, so the
+  ensemble-size points (1, 2, 3, ...) average over all seed subsets of their size and share
+  one kind of interval (half-sampled seeds x resampled patients). A point that is an
+  ensemble is also shown as its single models (`model` column), so every dimension can be
+  read either way.
+* **Comparisons**: every point against the reference configuration, on all seeds and on
+  each half of them, with verdicts (report/verdicts.py, family "ablation: vs reference").
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from icdtransfer.artifacts import THRESHOLD_KINDS
 from icdtransfer.data.errors import InputError
 from icdtransfer.model.transfer import VARIANTS
 from icdtransfer.report.aggregate import INTERVALS, score_systems
 from icdtransfer.report.systems import Gold, System, study_systems
+from icdtransfer.report.verdicts import compare
 
 ORDER = ("variant", "adaptation_size", "word_dropout", "ensemble_size")  # figures' order
 DECILES = {1: "rarest", 10: "most_frequent"}  # the paper's two ends of the frequency scale
+ABLATION = "ablation: vs reference"  # the comparisons' family
 
 
 @dataclass
@@ -42,6 +49,7 @@ class Ablation:
     scores: pd.DataFrame
     deciles: pd.DataFrame  # the same x decile (1 = rarest 10% of codes)
     replicates: int
+    comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)  # points vs reference
 
     def caption(self) -> str:
         reference = ", ".join(f"{k} {_text(v)}" for k, v in self.reference.items())
@@ -50,11 +58,11 @@ class Ablation:
             f" configuration: the most common value of every dimension among those trials"
             f" ({reference}); each dimension's points are the trials that differ from it only"
             " in that dimension. Test macro-F over all codes (the paper's) at the tuned"
-            " threshold, in points. Each point is its trial's ensemble (ensemble_size > 1:"
-            " averaged probabilities, 95% intervals over test documents) and, outside the"
-            " ensemble_size dimension, also the single models behind it (the mean over its"
-            f" seeds, intervals from {self.replicates} bootstrap replicates of seeds x test"
-            " documents); an ensemble_size of 1 is that mean. A point whose"
+            " threshold, in points. A point of ensemble size k is the mean over every k-subset"
+            " of its configuration's seeds (k = 1: the mean over single models) and, outside"
+            " the ensemble_size dimension, also the single models behind it; 95% intervals"
+            f" from {self.replicates} bootstrap replicates that half-sample seeds and"
+            " resample test patients, one kind for every ensemble size. A point whose"
             " members did not all converge is marked \u2020 (converged column of"
             " ablation.csv)."
         )
@@ -114,6 +122,36 @@ def build_ablation(folder: Path, gold: Gold, replicates: int, seed: int) -> Abla
     }
     everything = [*named.values(), *singles.values()]
     scored, deciles, _ = score_systems(everything, gold, replicates, seed)
+    reference_name = next(
+        (
+            named[id(s)].name
+            for ss in points.values()
+            for s in ss
+            if all(s.config[k] == v for k, v in reference.items())
+        ),
+        None,
+    )
+    pairs = (
+        sorted(
+            {(named[id(s)].name, reference_name) for ss in points.values() for s in ss}
+            - {(reference_name, reference_name)}
+        )
+        if reference_name
+        else []
+    )
+    compared = (
+        compare(
+            everything,
+            {k: pairs for k in THRESHOLD_KINDS},
+            ABLATION,
+            gold,
+            replicates,
+            seed,
+            score_systems,
+        )
+        if pairs
+        else pd.DataFrame()
+    )
     rows, decile_rows = [], []
     for dimension, chosen in points.items():
         for system in chosen:
@@ -138,6 +176,7 @@ def build_ablation(folder: Path, gold: Gold, replicates: int, seed: int) -> Abla
         scores=pd.DataFrame(rows),
         deciles=pd.DataFrame(decile_rows),
         replicates=replicates,
+        comparisons=compared,
     )
 
 

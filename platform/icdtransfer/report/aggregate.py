@@ -4,15 +4,17 @@ Every number is recomputed here from the systems' probabilities (`report/systems
 thresholds: `fixed` (0.5; the paper states no threshold) and `tuned` (one global threshold per
 model, tuned for micro-F on validation and applied to test).
 
-* A single-model row is the mean over the study's seeds (each model with its own threshold);
-  its intervals resample seeds and test documents. An ensemble row (AVG) is one ensemble of
-  those seeds; its intervals resample test documents only (resampling its seeds with
-  replacement would put a member in twice, i.e. score a smaller ensemble, and bias the
-  interval low); `seed_sd_*` gives the spread of its members.
+* A row of ensemble size k is the mean over every k-subset of the study's seeds (k = 1: the
+  mean over the single models, each with its own threshold; k > 1: every ensemble of k of
+  them); its intervals half-sample seeds and resample patients (report/bootstrap.py), so
+  seed-to-seed spread is in every row, ensembles included; `seed_sd_*` gives the spread of
+  the single models behind it.
 * Nothing is chosen on test: Table 3's transfer variant and the "best vs second best"
   comparison are chosen on validation macro-F (or the variant is fixed in advance).
-* p-values compare the observed difference on test with a paired bootstrap (same documents
-  for both systems) and are Holm-adjusted across the p-values of one table.
+* p-values compare the observed difference on test with a paired bootstrap (same patients
+  for both systems) and are Holm-adjusted across the p-values of one family. Each
+  comparison is made on all seeds and on each of two disjoint halves of them, and gets a
+  verdict per seed set (report/verdicts.py).
 """
 
 from __future__ import annotations
@@ -28,13 +30,13 @@ from icdtransfer.model.transfer import VARIANTS
 from icdtransfer.report.bootstrap import (
     Replicates,
     draws,
-    holm,
     interval,
-    paired_p_value,
     replicate_scores,
-    seed_mean,
+    seed_replicates,
+    seed_weights,
 )
 from icdtransfer.report.systems import Gold, Probs, System
+from icdtransfer.report.verdicts import compare
 
 POINT = ("micro_p", "micro_r", "micro_f", "macro_p", "macro_r", "macro_f", "macro_f_all_labels")
 INTERVALS = ("micro_f", "macro_f", "macro_f_all_labels")
@@ -93,7 +95,7 @@ def score(gold: Gold, probs: Probs, kind: ThresholdKind) -> Scored:
 def build_report(
     systems: list[System], gold: Gold, replicates: int, seed: int, table3_variant: str
 ) -> Report:
-    scores, deciles, reps = score_systems(systems, gold, replicates, seed)
+    scores, deciles, _ = score_systems(systems, gold, replicates, seed)
     choices = {kind: table3_choice(scores, kind, table3_variant) for kind in THRESHOLD_KINDS}
     frequency = pd.DataFrame(
         {"code": gold.codes, "train_frequency": gold.train_frequency}
@@ -103,7 +105,7 @@ def build_report(
         scores=scores,
         deciles=deciles,
         frequency=frequency,
-        pvalues=comparisons(scores, reps, replicates),
+        pvalues=comparisons(systems, scores, gold, replicates, seed),
         choices=choices,
         replicates=replicates,
         documents=len(gold.test),
@@ -117,8 +119,8 @@ def score_systems(
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[tuple[str, str], Replicates]]:
     """Every system at both threshold kinds, on the same bootstrap draws: a scores row and
     ten decile rows each, and its replicates by (system, kind) for paired comparisons."""
-    weights = draws(len(gold.test), replicates, seed)
-    rng = np.random.default_rng([seed, 1])  # seed resampling, independent per system
+    weights = draws(gold.groups, replicates, seed)
+    rng = np.random.default_rng([seed, 1])  # seed half-samples, independent per system
     rows, decile_rows, reps = [], [], {}
     for system in systems:
         for kind in THRESHOLD_KINDS:
@@ -143,14 +145,15 @@ def _system_rows(
 ) -> tuple[dict, list[dict], Replicates]:
     """One system at one threshold kind: its scores row, its ten decile rows, its replicates
     (the mean over its single models, seeds resampled; or its ensemble)."""
-    scored = system.scored()
+    scored = system.scored()  # every k-subset of the seeds (bootstrap.subsets' order)
     models = [score(gold, probs, kind) for probs in scored]
-    rep = seed_mean(
+    size = min(system.ensemble_size, len(system.members))
+    rep = seed_replicates(
         [
             replicate_scores(gold.test, probs[1] >= m.threshold, weights, gold.train_frequency)
             for probs, m in zip(scored, models, strict=True)
         ],
-        rng,
+        seed_weights(len(system.members), size, len(weights), rng),
     )
     ident = {
         "system": system.name,
@@ -265,40 +268,26 @@ def best_pair(frame: pd.DataFrame) -> list[tuple[str, str]]:
     return [(ranked.iloc[0]["system"], ranked.iloc[1]["system"])] if len(ranked) >= 2 else []
 
 
-def comparisons(scores: pd.DataFrame, reps: dict, replicates: int) -> pd.DataFrame:
-    """Paired-bootstrap comparisons in three families per threshold kind (Table 2's against
-    scratch; Table 3's best CNN, chosen on validation, against each baseline; best vs second
-    best on validation), Holm-adjusted across the p-values of each family (both metrics)."""
-    out = []
+def comparisons(
+    systems: list[System], scores: pd.DataFrame, gold: Gold, replicates: int, seed: int
+) -> pd.DataFrame:
+    """Paired-bootstrap comparisons in three families (Table 2's against scratch; Table 3's
+    best CNN, chosen on validation, against each baseline; best vs second best on
+    validation), chosen on all seeds and made on all seeds and on each half of them, with
+    Holm-adjusted p-values and verdicts per family (report/verdicts.py)."""
+    families: dict[str, dict[str, list[tuple[str, str]]]] = {TABLE2: {}, TABLE3: {}, BEST: {}}
     for kind in THRESHOLD_KINDS:
         frame = scores[scores["threshold_kind"] == kind]
-        point = frame.set_index("system")
         cnn = best_cnn(frame)
-        families = {
-            TABLE2: table2_pairs(frame),
-            TABLE3: [(cnn, b) for b in frame[frame["baseline"]]["system"]] if cnn else [],
-            BEST: best_pair(frame),
-        }
-        for family, pairs in families.items():
-            rows = [_pair(reps, point, kind, family, a, b) for a, b in pairs]
-            if not rows:
-                continue
-            p = np.array([[r[f"{m}_p"] for m in TESTED] for r in rows]).ravel()
-            adjusted, bound = holm(p, replicates)
-            for i, row in enumerate(rows):
-                row["family_size"] = len(p)
-                for j, metric in enumerate(TESTED):
-                    row[f"{metric}_p_holm"] = float(adjusted[i * len(TESTED) + j])
-                    row[f"{metric}_p_holm_bound"] = bool(bound[i * len(TESTED) + j])
-            out.extend(rows)
-    return pd.DataFrame(out)
-
-
-def _pair(reps: dict, point: pd.DataFrame, kind: str, family: str, a: str, b: str) -> dict:
-    ra, rb = reps[(a, kind)], reps[(b, kind)]
-    row: dict = {"threshold_kind": kind, "family": family, "system": a, "against": b}
-    for metric in INTERVALS:  # the observed difference on test, not a mean of replicates
-        row[f"{metric}_delta"] = float(point.loc[a, metric] - point.loc[b, metric])
-    for metric in TESTED:
-        row[f"{metric}_p"] = paired_p_value(getattr(ra, metric), getattr(rb, metric))
-    return row
+        families[TABLE2][kind] = table2_pairs(frame)
+        families[TABLE3][kind] = (
+            [(cnn, b) for b in frame[frame["baseline"]]["system"]] if cnn else []
+        )
+        families[BEST][kind] = best_pair(frame)
+    parts = [
+        compare(systems, pairs, family, gold, replicates, seed, score_systems)
+        for family, pairs in families.items()
+        if any(pairs.values())
+    ]
+    parts = [p for p in parts if not p.empty]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()

@@ -1,27 +1,34 @@
-"""Uncertainty by resampling test documents and seeds (docs/DESIGN.md section 5).
+"""Uncertainty by resampling patients and seeds (docs/DESIGN.md section 5).
 
-A bootstrap replicate draws N test documents with replacement; every metric is recomputed on
-the replicate from per-label counts (count-weighted, so B replicates are a few matrix
-products). Every system is scored on the same draws, so two systems can be compared replicate
-by replicate (a paired bootstrap).
+A bootstrap replicate draws the test split's P patients with replacement and takes all of a
+drawn patient's test notes together (splits are by patient, and a patient's admissions share
+codes: resampling notes one by one would treat them as independent and narrow the interval).
+Every metric is recomputed on the replicate from per-label counts (count-weighted, so B
+replicates are a few matrix products). Every system is scored on the same draws, so two
+systems can be compared replicate by replicate (a paired bootstrap).
 
 * **Fixed label set.** Macro-F averages over the same labels in every replicate as in the
   point estimate: all L labels (`macro_f_all_labels`), or the labels with a positive in the
   observed test split (`macro_f`); a label that loses its positives in a replicate scores 0
-  there. Letting the set change with the replicate would centre the interval elsewhere than
-  the estimate. A frequency decile without such a label is NaN in every replicate, as it is
-  None in the point estimate.
-* **Seeds.** A row that is the mean of several single models (one per seed) is resampled over
-  seeds as well: each replicate draws that many seeds with replacement and averages their
-  scores on its documents, so the interval holds seed-to-seed spread as well as test-set
-  noise.
+  there. A frequency decile without such a label is NaN in every replicate, as it is None in
+  the point estimate.
+* **Seeds** (`seed_replicates`). A row of ensemble size k trained with S seeds estimates the
+  expected score of a k-model ensemble: its point is the mean over all k-subsets of the S
+  seeds (k = 1: the mean over seeds). Each replicate half-samples the seeds: it draws
+  n = floor(S / 2) of them without replacement and averages the k-subsets inside the draw.
+  The mean of n of S values drawn without replacement deviates from the mean of all S with
+  variance (s^2 / n)(1 - n / S), which is s^2 / S, the variance of the S-seed mean, for even
+  S (larger, so conservative, for odd S): the seed bootstrap with replacement shrinks it by
+  (S - 1) / S and, with 3 seeds, has only 10 distinct outcomes. Where k > n, a replicate
+  draws k of the S seeds and ensembles them. One kind of interval for every ensemble size.
 * **Intervals** are the 2.5th-97.5th percentiles. **p-values** (two-sided, "no difference")
-  are 2 x the smaller share of replicate differences on either side of zero; 0 means no
-  replicate crossed zero, i.e. p < 1/B. `holm` corrects a family of them.
+  are 2 (1 + m) / (B + 1), m the smaller count of replicate differences on either side of
+  zero: never 0, at least 2 / (B + 1). `holm` corrects a family of them.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -40,13 +47,20 @@ class Replicates:
     deciles_all_labels: np.ndarray  # [B, 10]
 
 
-def draws(n_docs: int, replicates: int, seed: int) -> np.ndarray:
-    """How often each document is drawn in each replicate: [B, N] counts summing to N."""
+def draws(groups: np.ndarray | int, replicates: int, seed: int) -> np.ndarray:
+    """How often each document is drawn in each replicate: [B, N] weights.
+
+    `groups` gives each test document's patient (any hashable labels, documents' order): a
+    replicate draws the P patients with replacement and weighs each document by how often its
+    patient was drawn. An int N stands for N documents of N different patients."""
+    labels = np.arange(groups) if isinstance(groups, int | np.integer) else np.asarray(groups)
+    _, patient = np.unique(labels, return_inverse=True)
+    n_patients = int(patient.max()) + 1 if len(patient) else 0
     rng = np.random.default_rng(seed)
-    picks = rng.integers(0, n_docs, size=(replicates, n_docs))
-    counts = np.zeros((replicates, n_docs), dtype=np.float32)
+    picks = rng.integers(0, max(n_patients, 1), size=(replicates, n_patients))
+    counts = np.zeros((replicates, n_patients), dtype=np.float32)
     np.add.at(counts, (np.arange(replicates)[:, None], picks), 1.0)
-    return counts
+    return counts[:, patient]
 
 
 def _mean_over(f: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -78,20 +92,50 @@ def replicate_scores(
     )
 
 
-def seed_mean(per_seed: list[Replicates], rng: np.random.Generator) -> Replicates:
-    """Replicates of the mean over seeds: in replicate b, `len(per_seed)` seeds drawn with
-    replacement, their scores on b's documents averaged. One seed: its own replicates."""
-    if len(per_seed) == 1:
-        return per_seed[0]
-    n_rep = len(per_seed[0].micro_f)
-    pick = rng.integers(0, len(per_seed), size=(n_rep, len(per_seed)))
-    rows = np.arange(n_rep)[:, None]
+def subsets(seeds: int, size: int) -> list[tuple[int, ...]]:
+    """Every `size`-subset of seed positions 0..seeds-1, in lexicographic order."""
+    return list(itertools.combinations(range(seeds), size))
+
+
+def half_size(seeds: int) -> int:
+    """How many of S seeds a replicate draws for the half-sample (at least 1)."""
+    return max(1, seeds // 2)
+
+
+def seed_weights(seeds: int, size: int, replicates: int, rng: np.random.Generator) -> np.ndarray:
+    """[B, C] weights over the k-subsets of `subsets(seeds, size)`: replicate b's value is the
+    weighted sum of the subsets' replicate-b values (module docstring, Seeds)."""
+    combos = subsets(seeds, size)
+    index = {c: i for i, c in enumerate(combos)}
+    n = half_size(seeds)
+    weights = np.zeros((replicates, len(combos)))
+    for b in range(replicates):
+        if size <= n:
+            drawn = sorted(rng.choice(seeds, size=n, replace=False).tolist())
+            inside = [index[c] for c in itertools.combinations(drawn, size)]
+            weights[b, inside] = 1.0 / len(inside)
+        else:
+            drawn = tuple(sorted(rng.choice(seeds, size=size, replace=False).tolist()))
+            weights[b, index[drawn]] = 1.0
+    return weights
+
+
+def seed_replicates(per_subset: list[Replicates], weights: np.ndarray) -> Replicates:
+    """Replicates of a k-subset mean: in replicate b, the subsets' replicate-b scores weighed
+    by `seed_weights`' row b. One subset: its own replicates."""
+    if len(per_subset) == 1:
+        return per_subset[0]
 
     def mean(name: str) -> np.ndarray:
-        stacked = np.stack([getattr(r, name) for r in per_seed], axis=1)  # [B, S, ...]
-        return stacked[rows, pick].mean(axis=1)
+        stacked = np.stack([getattr(r, name) for r in per_subset], axis=1)  # [B, C, ...]
+        w = weights.reshape(weights.shape + (1,) * (stacked.ndim - 2))
+        return np.nansum(stacked * w, axis=1) if stacked.ndim > 2 else (stacked * w).sum(1)
 
-    return Replicates(**{f.name: mean(f.name) for f in fields(Replicates)})
+    out = Replicates(**{f.name: mean(f.name) for f in fields(Replicates)})
+    for name in ("deciles", "deciles_all_labels"):  # a decile without labels stays NaN
+        nan = np.isnan(getattr(per_subset[0], name))
+        getattr(out, name)[nan] = np.nan
+    return out
 
 
 def interval(values: np.ndarray) -> tuple[float, float]:
@@ -103,36 +147,28 @@ def interval(values: np.ndarray) -> tuple[float, float]:
 
 
 def paired_p_value(a: np.ndarray, b: np.ndarray) -> float:
-    """Two-sided paired-bootstrap p-value for a - b = 0 (same replicates for both)."""
+    """Two-sided paired-bootstrap p-value for a - b = 0 (same replicates for both):
+    2 (1 + m) / (B + 1), m the smaller count on either side of zero; never 0."""
     delta = a - b
-    return float(min(1.0, 2 * min(np.mean(delta <= 0), np.mean(delta >= 0))))
+    wrong_side = min(int(np.sum(delta <= 0)), int(np.sum(delta >= 0)))
+    return float(min(1.0, 2 * (1 + wrong_side) / (len(delta) + 1)))
 
 
-def holm(p: np.ndarray, replicates: int) -> tuple[np.ndarray, np.ndarray]:
-    """Holm's step-down adjustment of a family of bootstrap p-values.
-
-    A p of 0 stands for "below 1/B" and enters as 1/B, its bound. Returns the adjusted values
-    and, per value, whether it is only an upper bound (it came from such a p); those print
-    as "< value"."""
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values."""
     p = np.asarray(p, dtype=float)
     m = len(p)
-    bounded = p <= 0
-    tilde = np.where(bounded, 1.0 / replicates, p)
-    order = np.argsort(tilde, kind="stable")
-    adjusted, is_bound = np.empty(m), np.empty(m, dtype=bool)
-    running, running_bound = 0.0, False
+    order = np.argsort(p, kind="stable")
+    adjusted = np.empty(m)
+    running = 0.0
     for rank, i in enumerate(order):
-        value = min(1.0, (m - rank) * tilde[i])
-        if value > running or (value == running and running_bound and not bounded[i]):
-            running, running_bound = value, bool(bounded[i])
-        adjusted[i], is_bound[i] = running, running_bound
-    return adjusted, is_bound
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted
 
 
-def format_p(p: float, bound: bool, replicates: int) -> str:
-    """A p-value as printed: "< 1/B" when no replicate crossed zero, never "0.000"."""
+def format_p(p: float) -> str:
+    """A p-value as printed (never 0: the smallest is 2 / (B + 1))."""
     if np.isnan(p):
         return ""
-    if bound or p <= 0:
-        return f"< {max(p, 1.0 / replicates):.2g}"
-    return f"{p:.3f}"
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"

@@ -31,80 +31,25 @@ from icdtransfer.report.ablation_view import (
     dimension_figure,
 )
 from icdtransfer.report.ablation_view import decile_figure as ablation_decile_figure
-from icdtransfer.report.aggregate import TESTED, Report
+from icdtransfer.report.aggregate import BEST, TESTED, Report
 from icdtransfer.report.bootstrap import format_p
 from icdtransfer.report.convergence import Convergence
 from icdtransfer.report.curves import curve_div_id, curve_figures
+from icdtransfer.report.forest import (
+    ENDS_ORDER,
+    FOREST_DIV_ID,
+    FOREST_ENDS_DIV_ID,
+    HEADLINE_ORDER,
+    compact,
+    forest_figure,
+    verdict_table,
+)
+from icdtransfer.report.page import ERROR_PROBE, SORTER, STYLE
 from icdtransfer.report.systems import System
 from icdtransfer.report.tables import caption2, caption3, table2, table3
+from icdtransfer.report.verdicts import on_all_seeds, verdict_text
 
 log = logging.getLogger(__name__)
-
-# First script on the page: keeps every console error and uncaught exception in the DOM, where
-# the headless-browser test (and a curious reader with dev tools) can see them.
-ERROR_PROBE = """
-window.__dashboardErrors = [];
-(function () {
-  var original = console.error;
-  console.error = function () {
-    window.__dashboardErrors.push(Array.prototype.join.call(arguments, " "));
-    original.apply(console, arguments);
-  };
-  window.addEventListener("error", function (e) { window.__dashboardErrors.push(String(e.message)); });
-  window.addEventListener("unhandledrejection", function (e) {
-    window.__dashboardErrors.push("unhandled rejection: " + String(e.reason));
-  });
-  window.addEventListener("load", function () {
-    setTimeout(function () {
-      var figures = document.querySelectorAll(".plotly-graph-div");
-      var drawn = [];  // figures with an SVG and at least one drawn trace
-      figures.forEach(function (f) {
-        if (f.querySelector("svg.main-svg") && f.querySelector("svg.main-svg g.trace")) {
-          drawn.push(f.id);
-        }
-      });
-      document.body.setAttribute("data-figures", String(figures.length));
-      document.body.setAttribute("data-figures-drawn", String(drawn.length));
-      document.body.setAttribute("data-drawn-ids", drawn.join(" "));
-      document.body.setAttribute("data-errors", JSON.stringify(window.__dashboardErrors));
-    }, 500);
-  });
-})();
-"""
-
-SORTER = """
-document.querySelectorAll("table.sortable th").forEach(function (th) {
-  th.addEventListener("click", function () {
-    var table = th.closest("table"), body = table.tBodies[0];
-    var index = Array.prototype.indexOf.call(th.parentNode.children, th);
-    var ascending = th.getAttribute("data-order") !== "asc";
-    th.parentNode.querySelectorAll("th").forEach(function (h) { h.removeAttribute("data-order"); });
-    th.setAttribute("data-order", ascending ? "asc" : "desc");
-    var rows = Array.prototype.slice.call(body.rows);
-    rows.sort(function (a, b) {
-      var x = a.cells[index].textContent, y = b.cells[index].textContent;
-      var nx = parseFloat(x), ny = parseFloat(y);
-      var cmp = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
-      return ascending ? cmp : -cmp;
-    });
-    rows.forEach(function (r) { body.appendChild(r); });
-  });
-});
-"""
-
-STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; }
-h1 { margin-bottom: 0; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .3rem; margin-top: 2.5rem; }
-table { border-collapse: collapse; margin: .8rem 0; font-size: .9rem; }
-th, td { border: 1px solid #ccc; padding: .3rem .6rem; text-align: right; }
-th { background: #f3f3f3; cursor: pointer; } td:first-child, th:first-child { text-align: left; }
-.note { color: #555; font-size: .85rem; max-width: 60rem; }
-.scroll { overflow-x: auto; }
-.warning { border: 2px solid #c0392b; background: #fdecea; padding: .6rem 1rem; margin: 1rem 0; }
-.warning h2 { margin-top: .2rem; border: none; color: #c0392b; }
-.ok { border-left: 4px solid #27ae60; padding: .3rem .8rem; margin: 1rem 0; }
-"""
-
 
 @dataclass
 class Views:
@@ -127,7 +72,8 @@ def _table(frame: pd.DataFrame, sortable: bool = False, digits: int = 1) -> str:
         for row in frame.itertuples(index=False)
     )
     cls = ' class="sortable"' if sortable else ""
-    return f'<div class="scroll"><table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+    table = f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="scroll">{table}</div>'
 
 
 def _figure(fig: go.Figure, div_id: str) -> str:
@@ -169,16 +115,12 @@ def table2_figure(report: Report) -> go.Figure:
 
 def pvalue_table(report: Report) -> pd.DataFrame:
     """The paired comparisons as printed: observed differences in points, Holm-adjusted p."""
-    frame = report.pvalues
+    frame = on_all_seeds(report.pvalues)
     out = frame[["threshold_kind", "family", "system", "against"]].copy()
     for metric in TESTED:
         out[f"{metric}_delta"] = frame[f"{metric}_delta"] * 100
-        out[f"{metric}_p_holm"] = [
-            format_p(p, bound, report.replicates)
-            for p, bound in zip(
-                frame[f"{metric}_p_holm"], frame[f"{metric}_p_holm_bound"], strict=True
-            )
-        ]
+        out[f"{metric}_p_holm"] = [format_p(p) for p in frame[f"{metric}_p_holm"]]
+        out[f"{metric}_verdict"] = [verdict_text(r, metric) for _, r in frame.iterrows()]
     return out
 
 
@@ -223,6 +165,36 @@ def frequency_figure(report: Report) -> go.Figure:
         yaxis={"title": "documents", "type": "log"},
     )
     return fig
+
+
+def answer_section(report: Report, ablation: Ablation | None) -> str:
+    """The page's first figures: every comparison's paired effect, verdict and replication."""
+    parts = [report.pvalues[report.pvalues["family"] != BEST]] if not report.pvalues.empty else []
+    if ablation is not None and not ablation.comparisons.empty:
+        parts.append(ablation.comparisons)
+    if not parts:
+        return ""
+    comparisons = pd.concat(parts, ignore_index=True)
+    return (
+        "<h2>The answer: does transfer help, and which recipe?</h2><p class='note'>Each"
+        " comparison's paired difference on test (points, threshold tuned on validation) with"
+        " its 95% interval (patients resampled, seeds half-sampled). Colour: the verdict on"
+        " all seeds at Holm-adjusted 0.05 (green better, red worse, grey no detectable"
+        " difference). Every comparison is repeated on two disjoint halves of the seeds: an"
+        " open marker did not replicate (the halves' verdicts differ). Numbers:"
+        " reports/tables/verdicts.csv.</p>"
+        + _figure(
+            forest_figure(comparisons, HEADLINE_ORDER, "Effects on macro-F and micro-F"),
+            FOREST_DIV_ID,
+        )
+        + _figure(
+            forest_figure(
+                comparisons, ENDS_ORDER, "Effects on the rarest and the most frequent 10% of codes"
+            ),
+            FOREST_ENDS_DIV_ID,
+        )
+        + _table(verdict_table(comparisons))
+    )
 
 
 def convergence_section(convergence: Convergence) -> str:
@@ -369,6 +341,7 @@ def write_dashboard(
         "<h1>icdtransfer: transfer-learning ablation</h1>",
         f"<p class='note'>Study <b>{html.escape(cfg.study)}</b>; systems evaluated on "
         f"{stats['splits']['test']} test documents.</p>",
+        answer_section(report, views.ablation),
         convergence_section(views.convergence),
         "<h2>Overview</h2>",
         _table(overview, digits=2),
@@ -376,13 +349,13 @@ def write_dashboard(
     ]
     for kind in THRESHOLD_KINDS:
         sections.append(f"<p class='note'>{html.escape(caption2(report, kind))}</p>")
-        sections.append(_table(table2(report, kind)))
+        sections.append(_table(compact(table2(report, kind))))
     sections.append(_figure(table2_figure(report), "fig-table2"))
     sections.append(curves_section(views.systems))
     sections.append("<h2>Table 3: the paper's baselines against the CNNs</h2>")
     for kind in THRESHOLD_KINDS:
         sections.append(f"<p class='note'>{html.escape(caption3(report, kind))}</p>")
-        sections.append(_table(table3(report, kind)))
+        sections.append(_table(compact(table3(report, kind))))
     sections.append(
         "<h2>Paired bootstrap comparisons</h2><p class='note'>Observed differences on test in"
         " points; p-values Holm-adjusted within each family (one table's comparisons).</p>"

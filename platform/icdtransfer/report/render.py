@@ -16,12 +16,14 @@ from icdtransfer.config import ReportConfig
 from icdtransfer.data.atomic import atomic_dir
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.evaluate.metrics import MACRO_CONVENTION
-from icdtransfer.report.ablation import CSV_COLUMNS, ablation_csv, build_ablation
+from icdtransfer.report.ablation import CSV_COLUMNS, Ablation, ablation_csv, build_ablation
 from icdtransfer.report.aggregate import BEST, Report, build_report, converged_text
 from icdtransfer.report.bootstrap import format_p
 from icdtransfer.report.convergence import Convergence, study_convergence
+from icdtransfer.report.forest import headline, verdict_table
 from icdtransfer.report.systems import Gold, baseline_system, study_systems
 from icdtransfer.report.tables import caption2, caption3, table2, table3
+from icdtransfer.report.verdicts import METRICS, NOT_REPLICATED, on_all_seeds, verdict_text
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +80,7 @@ def summary(report: Report, study: str, convergence: Convergence) -> dict:
             "variant": report.choices[kind].variant,
             "how": report.choices[kind].how,
         }
-        pvalues = report.pvalues
+        pvalues = on_all_seeds(report.pvalues)
         best = pvalues[(pvalues["threshold_kind"] == kind) & (pvalues["family"] == BEST)]
         if not best.empty:
             pair = best.iloc[0]
@@ -88,13 +90,42 @@ def summary(report: Report, study: str, convergence: Convergence) -> dict:
                 "against": pair["against"],
                 "macro_f_all_labels_delta": pair["macro_f_all_labels_delta"],
                 "macro_f_delta": pair["macro_f_delta"],
-                "macro_f_p_holm": format_p(
-                    pair["macro_f_all_labels_p_holm"],
-                    pair["macro_f_all_labels_p_holm_bound"],
-                    report.replicates,
-                ),
+                "macro_f_p_holm": format_p(pair["macro_f_all_labels_p_holm"]),
+                "macro_f_verdict": verdict_text(pair, "macro_f_all_labels"),
             }
         out[kind] = section
+    return out
+
+
+VERDICT_NOTE = (
+    f"Threshold: {THRESHOLD_TEXT['tuned']}. macro_f_all_labels is the paper's Macro-F (the mean"
+    " of per-code F over all codes). Paired difference on test in points with its 95% interval"
+    " (patients resampled, seeds half-sampled), the verdict on all seeds at Holm-adjusted 0.05"
+    " (within the comparison's family), and the verdicts on the first and the second half of"
+    " the seeds; 'did not replicate': the halves disagree."
+)
+
+
+def all_comparisons(report: Report, ablation: Ablation | None) -> pd.DataFrame:
+    """Every comparison of the report and the ablation, on every seed set (verdicts.csv)."""
+    parts = [report.pvalues] + ([ablation.comparisons] if ablation is not None else [])
+    parts = [p for p in parts if not p.empty]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def verdict_counts(verdicts: pd.DataFrame) -> dict:
+    """summary.json's verdicts: per metric, how many all-seeds comparisons (tuned threshold)
+    are better, worse or show no detectable difference, and how many did not replicate."""
+    frame = headline(verdicts)
+    out: dict = {"comparisons": len(frame)}
+    for metric in METRICS:
+        if frame.empty:
+            break
+        counts = frame[f"{metric}_verdict"].value_counts().to_dict()
+        out[metric] = {
+            **{k: int(v) for k, v in counts.items()},
+            "did_not_replicate": int((frame[f"{metric}_replication"] == NOT_REPLICATED).sum()),
+        }
     return out
 
 
@@ -147,6 +178,13 @@ def run_report(
                 markdowns[(name, kind)] = text
         report.scores.to_csv(tables / "systems.csv", index=False)
         report.pvalues.to_csv(tables / "pvalues.csv", index=False)
+        verdicts = all_comparisons(report, ablation)
+        verdicts.to_csv(tables / "verdicts.csv", index=False)
+        shown = verdict_table(verdicts)
+        (tables / "verdicts.md").write_text(
+            markdown(shown, "Verdicts (tuned threshold)", VERDICT_NOTE) if len(shown) else "",
+            encoding="utf-8",
+        )
         report.deciles.to_csv(tmp / "deciles.csv", index=False)
         # one small file per system for `dvc plots show` (one line per file)
         curves = tmp / "plots" / "deciles"
@@ -164,6 +202,7 @@ def run_report(
         numbers.to_csv(tmp / "ablation.csv", index=False)
         deciles.to_csv(tmp / "ablation_deciles.csv", index=False)
         result = summary(report, cfg.study, views.convergence)
+        result["verdicts"] = verdict_counts(verdicts)
         (tmp / "summary.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         write_dashboard(tmp / "dashboard.html", report, results, corpus, cfg, views)
     log.info("wrote %s\n%s", cfg.out_dir, markdowns[("table2", "tuned")])

@@ -2,10 +2,11 @@
 
 A grid study over variant x ensemble_size gives one system per finished trial:
 
-* a **single-model** system (`ensemble_size` 1) holds every seed the study trained for that
-  member configuration (the ensembles' members are single models too): its row is the mean
-  over those seeds, not one seed picked out;
-* an **ensemble** (AVG) system holds its members; its row is their averaged probabilities.
+* every system holds every seed the study trained for its member configuration (the
+  ensembles' members are single models too), and its ensemble size k: its row is the mean
+  over all k-subsets of those seeds (k = 1: the mean over seeds; k > 1: the mean over every
+  ensemble of k of them, each the average of its members' probabilities), not one seed or one
+  ensemble picked out (report/bootstrap.py, Seeds).
 
 Baselines (the paper's Table 3: LR, LR + L2R, LR + L2R + NERC) are one model each.
 """
@@ -13,7 +14,7 @@ Baselines (the paper's Table 3: LR, LR + L2R, LR + L2R + NERC) are one model eac
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from icdtransfer.artifacts import MemberInfo, Training, average_members, read_pr
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.evaluate.metrics import dense
 from icdtransfer.model.transfer import VARIANTS
+from icdtransfer.report.bootstrap import subsets
 
 Probs = tuple[np.ndarray, np.ndarray]  # (validation, test) probabilities, documents x labels
 # The paper's Table 3 baselines, in its order: method -> (system name, label in the tables)
@@ -54,12 +56,29 @@ class System:
         return sum(t.converged for t in recorded), len(recorded)
 
     def scored(self) -> list[Probs]:
-        """What the row scores: each single model (the row is their mean), or the ensemble's
-        averaged probabilities (the paper's Gamma-model average)."""
-        if self.ensemble_size == 1:
+        """What the row scores: every k-subset of its seeds as a model (a single model, or an
+        ensemble: the paper's Gamma-model average of probabilities), in the order of
+        bootstrap.subsets; the row is their mean."""
+        size = min(self.ensemble_size, len(self.members))
+        if size == 1:
             return self.members
-        validation, test = average_members(self.members)
-        return [(validation, test)]
+        return [
+            average_members([self.members[i] for i in combo])
+            for combo in subsets(len(self.members), size)
+        ]
+
+    def restricted(self, seeds: list[int]) -> System:
+        """The same system on a subset of its seeds (a replication half)."""
+        if self.baseline or not self.seeds:
+            return self
+        keep = [i for i, s in enumerate(self.seeds) if s in set(seeds)]
+        return replace(
+            self,
+            members=[self.members[i] for i in keep],
+            seeds=[self.seeds[i] for i in keep],
+            folders=[self.folders[i] for i in keep] if self.folders else [],
+            trainings=[self.trainings[i] for i in keep] if self.trainings else [],
+        )
 
 
 @dataclass
@@ -70,15 +89,24 @@ class Gold:
     test: np.ndarray
     train_frequency: np.ndarray
     codes: list[str]
+    test_patients: np.ndarray | None = None  # each test document's patient (the bootstrap's unit)
 
     @classmethod
     def of(cls, corpus: Corpus) -> Gold:
+        test = corpus.split("test")
         return cls(
             dense(corpus.labels[corpus.split("validation")]),
-            dense(corpus.labels[corpus.split("test")]),
+            dense(corpus.labels[test]),
             corpus.label_table["train_frequency"].to_numpy(),
             list(corpus.label_table["code"]),  # codes only: reports hold no text
+            corpus.docs["patient_id"].to_numpy()[test],
         )
+
+    @property
+    def groups(self) -> np.ndarray | int:
+        """What the bootstrap resamples: the test documents' patients (one document each
+        where they are unknown)."""
+        return len(self.test) if self.test_patients is None else self.test_patients
 
 
 def study_systems(results: Path) -> list[System]:
@@ -90,9 +118,9 @@ def study_systems(results: Path) -> list[System]:
     for key, seeds in zip(trials["member_key"], seeds_of, strict=True):
         trained.setdefault(key, set()).update(int(s) for s in seeds)
     systems = []
-    for row, seeds in zip(trials.itertuples(), seeds_of, strict=True):
+    for row in trials.itertuples():
         size = int(row.ensemble_size)
-        used = sorted(trained[row.member_key]) if size == 1 else [int(s) for s in seeds]
+        used = sorted(trained[row.member_key])  # every seed of the configuration
         folder = results / "members" / row.member_key
         folders = [folder / f"seed{s}" for s in used]
         systems.append(

@@ -26,6 +26,7 @@ from icdtransfer.report.aggregate import (
 )
 from icdtransfer.report.bootstrap import format_p
 from icdtransfer.report.paper import PAPER_NOTE, PAPER_UKLARGE
+from icdtransfer.report.verdicts import NOT_REPLICATED, on_all_seeds
 
 
 def _ci(frame: pd.DataFrame, metric: str) -> list[str]:
@@ -37,22 +38,28 @@ def _ci(frame: pd.DataFrame, metric: str) -> list[str]:
 
 def _p(report: Report, kind: str, family: str, metric: str) -> dict[str, str]:
     """system -> the printed Holm-adjusted p-value of its comparison in `family`."""
-    rows = report.pvalues
+    rows = on_all_seeds(report.pvalues)
     if rows.empty:
         return {}
     rows = rows[(rows["threshold_kind"] == kind) & (rows["family"] == family)]
-    return {
-        r["system"]: format_p(r[f"{metric}_p_holm"], r[f"{metric}_p_holm_bound"], report.replicates)
-        for _, r in rows.iterrows()
-    }
+    return {r["system"]: _p_text(r, metric) for _, r in rows.iterrows()}
+
+
+def _p_text(row: pd.Series, metric: str) -> str:
+    """A Holm-adjusted p-value as printed, with 'did not replicate' when the halves' verdicts
+    disagree."""
+    text = format_p(row[f"{metric}_p_holm"])
+    if row.get(f"{metric}_replication") == NOT_REPLICATED:
+        text += f" ({NOT_REPLICATED})"
+    return text
 
 
 def _family_size(report: Report, kind: str, family: str) -> int:
-    rows = report.pvalues
+    rows = on_all_seeds(report.pvalues)
     if rows.empty:
         return 0
     rows = rows[(rows["threshold_kind"] == kind) & (rows["family"] == family)]
-    return int(rows["family_size"].iloc[0]) if len(rows) else 0
+    return int(rows["family_size_headline"].iloc[0]) if len(rows) else 0
 
 
 UNCONVERGED_MARK = " \u2020"  # a dagger after the method of a row not every member converged
@@ -113,7 +120,7 @@ def table3(report: Report, kind: str) -> pd.DataFrame:
     frame = report.scores[report.scores["threshold_kind"] == kind].set_index("system")
     table = frame.loc[table3_systems(report.scores, kind, report.choices[kind])].reset_index()
     ref = frame.loc[REFERENCE] if REFERENCE in frame.index else None
-    versus = report.pvalues
+    versus = on_all_seeds(report.pvalues)
     if not versus.empty:
         versus = versus[(versus["threshold_kind"] == kind) & (versus["family"] == TABLE3)]
         versus = versus.set_index("against")
@@ -157,16 +164,11 @@ def table3(report: Report, kind: str) -> pd.DataFrame:
 
 def _on_baseline_rows(table: pd.DataFrame, report: Report, kind: str, metric: str) -> pd.Series:
     """On each baseline row, the printed Holm-adjusted p-value of the best CNN against it."""
-    rows = report.pvalues
+    rows = on_all_seeds(report.pvalues)
     printed: dict[str, str] = {}
     if not rows.empty:
         rows = rows[(rows["threshold_kind"] == kind) & (rows["family"] == TABLE3)]
-        printed = {
-            r["against"]: format_p(
-                r[f"{metric}_p_holm"], r[f"{metric}_p_holm_bound"], report.replicates
-            )
-            for _, r in rows.iterrows()
-        }
+        printed = {r["against"]: _p_text(r, metric) for _, r in rows.iterrows()}
     return table["system"].map(printed).fillna("")
 
 
@@ -177,12 +179,14 @@ def _common(report: Report, kind: str) -> str:
         f" L={report.labels} codes, F=0 where undefined): compare this one with the paper;"
         f" macro_f averages the {report.labels_present} codes with a positive in the test split."
         " F-scores in points (x100). Single-model rows: the mean over the study's seeds"
-        " (column seeds), each model at its own threshold; their 95% intervals come from"
-        f" {report.replicates} bootstrap replicates of seeds x test documents. AVG rows: the"
-        " ensemble of those seeds; their intervals resample test documents only. Intervals"
-        " average over a fixed label set. scratch (CNN without transfer) has the same"
-        " architecture as the transfer variants, adaptation layer included (the project's"
-        " choice; the paper does not say whether its CNN baseline has one)."
+        " (column seeds), each model at its own threshold. AVG rows: the mean over every"
+        " ensemble of that many of those seeds. 95% intervals from"
+        f" {report.replicates} bootstrap replicates that half-sample the seeds and resample"
+        " test patients (all of a patient's notes together), so every row's interval holds"
+        " seed-to-seed spread. Intervals average over a fixed label set. scratch (CNN"
+        " without transfer) has the same architecture as the transfer variants, adaptation"
+        " layer included (the project's choice; the paper does not say whether its CNN"
+        " baseline has one)."
         + _convergence_note(report, kind)
     )
 
@@ -201,11 +205,13 @@ def _convergence_note(report: Report, kind: str) -> str:
 
 def _p_note(report: Report, kind: str, family: str, against: str) -> str:
     return (
-        f" p-values: paired bootstrap (same documents) of the observed difference against"
-        f" {against}, Holm-adjusted across the table's {_family_size(report, kind, family)}"
-        f" p-values (micro and macro); '< {1 / report.replicates:.2g}': no replicate crossed"
-        " zero (a Holm-adjusted bound may be larger). The macro p-value holds for both"
-        " macro conventions (on a fixed label set they differ by a constant factor)."
+        f" p-values: paired bootstrap (same patients) of the observed difference against"
+        f" {against}, (1 + m) / (B + 1) two-sided (never 0), Holm-adjusted across the"
+        f" table's {_family_size(report, kind, family)} p-values (micro and macro). Every"
+        " comparison is also made on each of two disjoint halves of the seeds; '(did not"
+        " replicate)': the halves' verdicts at Holm-adjusted 0.05 differ. The macro p-value"
+        " holds for both macro conventions (on a fixed label set they differ by a constant"
+        " factor)."
     )
 
 
