@@ -346,9 +346,15 @@ class Training:
     epochs_run: int
     epoch_cap: int
     patience: int
-    validation_curve: list[float]  # validation macro-F per epoch (history.json has the rest)
+    validation_curve: list[float]  # the criterion per epoch (history.json has the rest)
     min_delta: float = 0.0  # the least gain that counted as an improvement
     min_epochs: int = 1  # early stopping could fire from this epoch on
+    lr_reductions: int = 0  # learning-rate reductions on plateau before it stopped
+    # the validation curve early stopping watched (validation_curve is that curve)
+    criterion: str = "val_macro_f"
+    # what the convergence audit reads (train/audit.py): the loss curves beside macro-F
+    validation_loss_curve: list[float | None] = field(default_factory=list)
+    train_loss_curve: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -509,7 +515,8 @@ class MemberRow:
     def row(self) -> dict[str, Any]:
         training = dataclasses.asdict(self.training)
         # the curve as JSON text, like trials.parquet's lists (history.json has every column)
-        training["validation_curve"] = json.dumps(training["validation_curve"])
+        for curve in ("validation_curve", "validation_loss_curve", "train_loss_curve"):
+            training[curve] = json.dumps(training[curve])
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         del fields["training"], fields["metrics"]
         return {**fields, **training, **metric_columns(self.metrics)}

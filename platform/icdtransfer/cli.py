@@ -84,14 +84,14 @@ def _prepare_target(params: Params, args: argparse.Namespace) -> None:
 
 
 def _pretrain(params: Params, args: argparse.Namespace) -> None:
+    from icdtransfer.evaluate.metrics import describe
     from icdtransfer.train.stages import pretrain
 
     metrics = pretrain(params.encoder, params.pretrain, params.source.out_dir, params.ray)
     log.info(
-        "wrote %s (stage-1 test micro-F %.4f at %s)",
+        "wrote %s (stage 1: %s)",
         params.pretrain.out_dir,
-        metrics.fixed.micro_f,
-        metrics.fixed.threshold,
+        describe(metrics.tuned, "tuned"),
     )
 
 

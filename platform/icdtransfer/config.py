@@ -200,6 +200,16 @@ class TrainConfig:
     # early stopping may end a run only from this epoch on: a plateau before learning has
     # started (common in a model's first epochs) is not convergence
     min_epochs: Size = 1
+    # learning rate x lr_factor after lr_patience epochs without a better validation
+    # macro-F, at most lr_reductions times; early stopping waits for the last (0: off)
+    lr_patience: Count = 0
+    lr_factor: Annotated[float, Range(gt=0, lt=1)] = 0.5
+    lr_reductions: Count = 0
+    # > 0: validate and keep a moving average of the weights, this decay per step (0: off)
+    weight_average: Annotated[float, Range(ge=0, lt=1)] = 0.0
+    # the curve early stopping watches: macro-F at the threshold tuned for micro-F, or at the
+    # threshold best for macro-F (steadier: docs/DESIGN.md section 4)
+    criterion: Literal["val_macro_f", "val_macro_f_best"] = "val_macro_f"
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where faster (precision.py)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bucket: bool = True  # batch documents of similar length together

@@ -66,6 +66,7 @@ from icdtransfer.config import BaselineConfig, TargetConfig, build
 from icdtransfer.data.atomic import atomic_dir
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.data.texts import document_texts
+from icdtransfer.evaluate.metrics import describe
 
 log = logging.getLogger(__name__)
 NAMES = {"lr_l2r": "LR + L2R", "lr_l2r_nerc": "LR + L2R + NERC"}
@@ -262,13 +263,7 @@ def train_l2r(cfg: BaselineConfig, target: TargetConfig, source_dir: str) -> Met
         if with_nerc:
             save_dictionary(terms, tmp / "nerc.tsv")
         write_member_files(tmp, corpus.path, (probs["validation"], probs["test"]), metrics, info)
-    log.info(
-        "%s: test micro-F %.4f, macro-F %.4f (tuned threshold) in %.0f s",
-        NAMES[cfg.method],
-        metrics.tuned.micro_f,
-        metrics.tuned.macro_f,
-        seconds,
-    )
+    log.info("%s: %s, in %.0f s", NAMES[cfg.method], describe(metrics.tuned, "tuned"), seconds)
     return metrics
 
 

@@ -34,7 +34,7 @@ from icdtransfer.baseline import store
 from icdtransfer.config import BaselineConfig, build
 from icdtransfer.data.atomic import atomic_dir
 from icdtransfer.data.corpus import Corpus
-from icdtransfer.evaluate.metrics import dense
+from icdtransfer.evaluate.metrics import dense, describe
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +99,7 @@ def train_baseline(cfg: BaselineConfig, target_dir: str) -> Metrics:
     if pickled.exists():
         pickled.unlink()
         log.info("removed %s (an older version's pickled model)", pickled)
-    log.info(
-        "LR baseline: test micro-F %.4f, macro-F %.4f (threshold %s)",
-        metrics.fixed.micro_f,
-        metrics.fixed.macro_f,
-        metrics.fixed.threshold,
-    )
+    log.info("LR baseline: %s", describe(metrics.tuned, "tuned"))
     return metrics
 
 

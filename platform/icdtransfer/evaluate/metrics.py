@@ -183,3 +183,15 @@ def evaluate(
             for kind, threshold in thresholds.items()
         },
     )
+
+
+def describe(scores: ThresholdScores, kind: str) -> str:
+    """Test scores as a log line names them: the metric, its label set and the threshold
+    (`kind`: "tuned" on validation or "fixed")."""
+    where = "tuned on validation" if kind == "tuned" else "fixed"
+    return (
+        f"test micro-F {scores.micro_f:.4f}, macro-F over all codes (the paper's)"
+        f" {scores.macro_f_all_labels:.4f} and over codes with a test positive"
+        f" {scores.macro_f:.4f}, at the {where} threshold {scores.threshold:g}"
+    )
+

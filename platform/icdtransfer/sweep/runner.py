@@ -232,6 +232,7 @@ def _run(plan: Plan, request: StudyRequest, retry_errored: bool) -> dict:
         fixed=dict(study.train),
         seeds=study.seeds,
         cpus=study.resources.cpu,
+        every_seed=study.every_seed,
     )
     trainable = tune.with_resources(
         tune.with_parameters(sweep_trial, ctx=ctx),

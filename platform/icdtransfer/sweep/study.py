@@ -11,7 +11,8 @@ Format (documented in studies/README.md):
     max_concurrent: 2
     max_failures: 1             # retries of a trial that raises
     resources: {cpu: 1, gpu: 0}
-    seeds: [1, 2, 3]            # member i of an ensemble uses seeds[i]
+    seeds: [1, 2, 3, 4, 5, 6]   # member i of an ensemble uses seeds[i]
+    every_seed: true            # each trial also trains its configuration's other seeds
     search_seed: 0              # Optuna's sampler seed
     space:                      # variant (required), adaptation_size, word_dropout,
       variant: [scratch, tune_all]      #   ensemble_size, learning_rate, epochs
@@ -29,6 +30,11 @@ Format (documented in studies/README.md):
       min_delta: 0.0            #   a better macro-F beats the best by more than this
       min_epochs: 5             #   early stopping may fire from epoch 5 on (not on a
                                 #   plateau before learning starts)
+      lr_patience: 3            #   learning rate x lr_factor after 3 epochs without a
+      lr_factor: 0.5            #   better validation macro-F, at most lr_reductions
+      lr_reductions: 3          #   times; early stopping waits for the last (0: off)
+      weight_average: 0.99      #   validate and keep an average of the weights (0: off)
+      criterion: val_macro_f_best  # the curve watched: macro-F at its best threshold
 
 Like config.py, an unknown key, a wrong type or a value outside its range is an error that
 names the key; `train` overrides and searched values are checked against the ranges of the
@@ -68,6 +74,11 @@ TRAIN_KEYS = (
     "patience",
     "min_delta",
     "min_epochs",
+    "lr_patience",
+    "lr_factor",
+    "lr_reductions",
+    "weight_average",
+    "criterion",
     "learning_rate",
     "batch_size",
     "optimizer",
@@ -98,6 +109,11 @@ class Convergence:
     max_epochs: Size
     min_delta: Annotated[float, Range(ge=0, lt=1)] = 0.0
     min_epochs: Size = 1
+    lr_patience: Count = 0
+    lr_factor: Annotated[float, Range(gt=0, lt=1)] = 0.5
+    lr_reductions: Count = 0
+    weight_average: Annotated[float, Range(ge=0, lt=1)] = 0.0
+    criterion: Literal["val_macro_f", "val_macro_f_best"] = "val_macro_f"
 
 
 @dataclass
@@ -113,6 +129,10 @@ class Study:
     max_failures: Count = 1
     resources: Resources = field(default_factory=Resources)
     seeds: list[Seed] = field(default_factory=lambda: [1, 2, 3])
+    # every trial trains (or reuses) a member for every seed, not only its ensemble's, so each
+    # configuration is reported over all seeds and on each half of them (report/verdicts.py;
+    # the shipped table2 and ablation studies set it, with 6 seeds)
+    every_seed: bool = False
     search_seed: Seed = 0
     train: dict[str, Any] = field(default_factory=dict)
     convergence: Convergence | None = None
@@ -144,6 +164,11 @@ def load_study(path: str | Path) -> Study:
 
 
 def validate(study: Study, where: str) -> None:
+    if not study.metric.startswith("val_"):
+        raise ConfigError(
+            f"{where}: metric {study.metric!r} is not a validation metric (val_*): a search"
+            " that selects on the test split reports an optimistic test score"
+        )
     if not study.space:
         raise ConfigError(f"{where}: space must name at least one dimension")
     for key, spec in study.space.items():
@@ -231,6 +256,11 @@ def _apply_convergence(study: Study, rule: Convergence, where: str) -> None:
         "train.patience",
         "train.min_delta",
         "train.min_epochs",
+        "train.lr_patience",
+        "train.lr_factor",
+        "train.lr_reductions",
+        "train.weight_average",
+        "train.criterion",
         "space.epochs",
     ):
         section, key = clash.split(".")
@@ -255,6 +285,11 @@ def _apply_convergence(study: Study, rule: Convergence, where: str) -> None:
     study.train["patience"] = rule.patience
     study.train["min_delta"] = rule.min_delta
     study.train["min_epochs"] = rule.min_epochs
+    study.train["lr_patience"] = rule.lr_patience
+    study.train["lr_factor"] = rule.lr_factor
+    study.train["lr_reductions"] = rule.lr_reductions
+    study.train["weight_average"] = rule.weight_average
+    study.train["criterion"] = rule.criterion
 
 
 def _section(key: str) -> type:

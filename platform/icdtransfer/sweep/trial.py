@@ -69,6 +69,7 @@ class TrialContext:
     fixed: dict[str, Any]  # the study's `train:` overrides (convergence policy included)
     seeds: list[int]
     cpus: float
+    every_seed: bool = False  # also train the study's other seeds (Study.every_seed)
 
 
 @dataclass
@@ -304,6 +305,8 @@ def sweep_trial(config: dict, ctx: TrialContext) -> None:
     while not obtain(seeds[0]):  # the first member first: ASHA judges the trial on it
         time.sleep(POLL_S)
     pending = seeds[1:]
+    if ctx.every_seed:  # the configuration's other seeds too: the report needs every one
+        pending += [seed for seed in ctx.seeds if seed not in seeds]
     while pending:
         pending = [seed for seed in pending if not obtain(seed)]
         if pending:

@@ -27,6 +27,7 @@ from icdtransfer.artifacts import CorpusLike, Scores
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.evaluate.metrics import dense, scores_at, tune_threshold
 from icdtransfer.progress import progress
+from icdtransfer.train.average import WeightAverage
 from icdtransfer.train.batches import iterate
 from icdtransfer.train.hardware import resolve_device
 from icdtransfer.train.precision import use_bf16
@@ -59,6 +60,18 @@ class LoopSettings:
     min_length: int  # the widest filter
     min_delta: float = 0.0  # an epoch improves on the best by more than this (early stopping)
     min_epochs: int = 1  # early stopping may fire only once this many epochs have run
+    # learning rate x lr_factor after lr_patience epochs without a better validation macro-F,
+    # at most lr_reductions times; early stopping fires only after the last reduction
+    lr_patience: int = 0
+    lr_factor: float = 0.5
+    lr_reductions: int = 0
+    # > 0: validate, keep and checkpoint an exponential moving average of the weights with
+    # this decay per step (train/average.py); 0: the weights as they are
+    weight_average: float = 0.0
+    # the validation curve early stopping and the best weights follow (an EpochRecord field):
+    # val_macro_f, macro-F at the threshold tuned for micro-F; val_macro_f_best, macro-F at
+    # the threshold best for macro-F (steadier from epoch to epoch: docs/DESIGN.md section 4)
+    criterion: str = "val_macro_f"
 
 
 @dataclass(frozen=True)
@@ -139,6 +152,10 @@ def fit(
         if master:
             log.info("resuming from checkpoint after epoch %d", state.epoch)
     raw_model = model.to(device)
+    average = WeightAverage(raw_model, settings.weight_average) if settings.weight_average else None
+    if average is not None and saved is not None and saved.average is not None:
+        average.load_state_dict(saved.average)
+    validated = average.model if average is not None else raw_model
     model = ddp.wrap(raw_model) if ddp else raw_model
     optimizer = make_optimizer(model, settings.optimizer, settings.learning_rate)
     if saved is not None:
@@ -147,14 +164,16 @@ def fit(
     val = corpus.split("validation")
     y_val = dense(corpus.labels[val]) if master else None
     for epoch in range(state.epoch, settings.epochs):
-        if state.stopped(settings.patience, settings.min_epochs):
+        if state.stopped(settings.patience, settings.min_epochs, settings.lr_reductions):
             break
+        for group in optimizer.param_groups:  # a function of the saved state: resumes exactly
+            group["lr"] = settings.learning_rate * settings.lr_factor**state.lr_reductions
         loss, speed = train_epoch(
-            model, corpus, train, optimizer, settings, epoch, device, bf16, rank, world
+            model, corpus, train, optimizer, settings, epoch, device, bf16, rank, world, average
         )
         if master:
-            scores, threshold = validate_epoch(
-                raw_model, corpus, val, y_val, settings, device, bf16
+            scores, threshold, val_loss, companions = validate_epoch(
+                validated, corpus, val, y_val, settings, device, bf16
             )
             record = EpochRecord(
                 epoch=epoch + 1,
@@ -164,23 +183,44 @@ def fit(
                 val_micro_f=scores.micro_f,
                 val_threshold=threshold,
                 workers=world if ddp else None,
+                val_loss=val_loss,
+                **companions,
             )
-            if state.record(record, settings.min_delta):
-                best = copy.deepcopy(raw_model.state_dict())
+            if state.record(record, settings.min_delta, settings.criterion):
+                best = copy.deepcopy(validated.state_dict())
             log.info(
-                "epoch %d: loss %.4f, val macro-F %.4f, micro-F %.4f, %.0f docs/s",
+                "epoch %d: train loss %.4f, validation loss %.4f, validation macro-F (all"
+                " labels) %.4f and micro-F %.4f at the threshold tuned on validation (%.2f),"
+                " %.0f docs/s",
                 record.epoch,
                 loss,
+                val_loss,
                 record.val_macro_f,
                 record.val_micro_f,
+                threshold,
                 record.train_docs_per_s,
             )
+            if state.reduce_lr(settings.lr_patience, settings.lr_reductions):
+                log.info(
+                    "no better validation macro-F for %d epochs: learning rate x%g (reduction"
+                    " %d of %d)",
+                    settings.lr_patience,
+                    settings.lr_factor,
+                    state.lr_reductions,
+                    settings.lr_reductions,
+                )
         if ddp and world > 1:  # every rank follows the master's early-stopping bookkeeping
             shared = [state]
             torch.distributed.broadcast_object_list(shared, src=0)
             state = shared[0]
         snapshot = (
-            Snapshot(raw_model.state_dict(), optimizer.state_dict(), best, state)
+            Snapshot(
+                raw_model.state_dict(),
+                optimizer.state_dict(),
+                best,
+                state,
+                average.state_dict() if average is not None else None,
+            )
             if master
             else None
         )
@@ -201,9 +241,11 @@ def train_epoch(
     bf16: bool,
     rank: int = 0,
     world_size: int = 1,
+    average: WeightAverage | None = None,
 ) -> tuple[float, float]:
     """One pass over `docs`; returns (mean loss, documents per second). With world_size > 1
-    this rank trains on its slice of every global batch (DDP averages the gradients)."""
+    this rank trains on its slice of every global batch (DDP averages the gradients). The
+    weight average, if any, follows every step."""
     rng = np.random.default_rng([settings.seed, epoch])
     torch.manual_seed(settings.seed * 100_003 + epoch * 101 + rank)
     model.train()
@@ -231,6 +273,8 @@ def train_epoch(
         loss = multilabel_bce(logits.float(), batch.labels)
         loss.backward()
         optimizer.step()
+        if average is not None:
+            average.update()
         total += float(loss.detach()) * len(batch.index)
         count += len(batch.index)
     return total / max(count, 1), count / (time.perf_counter() - start)
@@ -244,8 +288,9 @@ def validate_epoch(
     settings: LoopSettings,
     device: torch.device,
     bf16: bool,
-) -> tuple[Scores, float]:
-    """Validation scores of the model as it is, and the threshold they were scored at.
+) -> tuple[Scores, float, float, dict[str, float]]:
+    """Validation scores of the model as it is, the threshold they were scored at, and the
+    validation loss (J_CE, summed over labels, averaged over documents).
 
     Scored at the global threshold tuned on validation this epoch: early in training few
     probabilities reach 0.5, and a fixed cut would stop a model that is still learning.
@@ -261,7 +306,26 @@ def validate_epoch(
         bf16,
     )
     threshold = tune_threshold(y_val, probs)
-    return scores_at(y_val, probs >= threshold), threshold
+    return (
+        scores_at(y_val, probs >= threshold),
+        threshold,
+        validation_loss(y_val, probs),
+        macro_f_companions(y_val, probs),
+    )
+
+
+def macro_f_companions(y: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    """Macro-F (all labels) at the threshold best for it, and its mean over 0.05-0.5."""
+    curve = [scores_at(y, probs >= t).macro_f_all_labels for t in np.arange(0.05, 0.501, 0.05)]
+    return {"val_macro_f_best": float(max(curve)), "val_macro_f_band": float(np.mean(curve))}
+
+
+def validation_loss(y: np.ndarray, probs: np.ndarray) -> float:
+    """J_CE of probabilities (as `multilabel_bce` of their logits, up to float32 clipping)."""
+    if not len(y):
+        return float("nan")
+    p = np.clip(probs.astype(np.float64), 1e-7, 1 - 1e-7)
+    return float(-(y * np.log(p) + (1 - y) * np.log1p(-p)).sum() / len(y))
 
 
 @torch.inference_mode()

@@ -36,6 +36,7 @@ from icdtransfer.config import (
 from icdtransfer.data.atomic import atomic_dir
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.data.vocab import Vocabulary
+from icdtransfer.evaluate.metrics import describe
 from icdtransfer.model.cnn import build_model
 from icdtransfer.model.transfer import build_target_model, variant
 from icdtransfer.train.hardware import resolve_device
@@ -58,6 +59,11 @@ def loop_settings(
         patience=cfg.patience,
         min_delta=cfg.min_delta,
         min_epochs=cfg.min_epochs,
+        lr_patience=cfg.lr_patience,
+        lr_factor=cfg.lr_factor,
+        lr_reductions=cfg.lr_reductions,
+        weight_average=cfg.weight_average,
+        criterion=cfg.criterion,
         seed=seed,
         precision=cfg.precision,
         device=cfg.device,
@@ -191,13 +197,7 @@ def train_target(
     if isinstance(checkpoint, FileCheckpointer):  # finished: nothing left to resume
         checkpoint.remove()
     log.info(
-        "%s (%s), seed %d: test micro-F %.4f, macro-F %.4f (threshold %s)",
-        spec.name,
-        spec.paper,
-        member.seed,
-        metrics.fixed.micro_f,
-        metrics.fixed.macro_f,
-        metrics.fixed.threshold,
+        "%s (%s), seed %d: %s", spec.name, spec.paper, member.seed, describe(metrics.tuned, "tuned")
     )
     return metrics
 
@@ -232,7 +232,12 @@ def member_info(
         settings=dataclasses.asdict(settings),
         corpus=str(corpus.path),
         training=result.state.training(
-            settings.epochs, settings.patience, settings.min_delta, settings.min_epochs
+            settings.epochs,
+            settings.patience,
+            settings.min_delta,
+            settings.min_epochs,
+            settings.lr_reductions,
+            settings.criterion,
         ),
         **details,
     )

@@ -35,6 +35,11 @@ class EpochRecord:
     val_micro_f: float
     val_threshold: float
     workers: int | None = None  # Ray Train runs: the number of DDP workers
+    val_loss: float | None = None  # J_CE on validation (the training loss's definition)
+    # lower-variance companions of val_macro_f, for the convergence audit (train/audit.py):
+    # macro-F at the threshold best for macro-F, and its mean over thresholds 0.05-0.5
+    val_macro_f_best: float | None = None
+    val_macro_f_band: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
@@ -49,18 +54,45 @@ class LoopState:
     best_f: float = -1.0  # the best validation macro-F so far
     epochs_without_improvement: int = 0
     history: list[EpochRecord] = field(default_factory=list)
+    lr_reductions: int = 0  # learning-rate reductions on plateau so far
+    last_reduction: int = 0  # the epoch after which the last one was made
 
-    def stopped(self, patience: int, min_epochs: int = 1) -> bool:
-        """Early stopping: `patience` epochs in a row without a better validation macro-F,
-        once at least `min_epochs` epochs have run."""
-        return self.epoch >= min_epochs and self.epochs_without_improvement >= patience
+    def waited(self) -> int:
+        """Epochs without a better validation macro-F since the best or since the learning
+        rate was last reduced, whichever came later."""
+        return min(self.epochs_without_improvement, self.epoch - self.last_reduction)
 
-    def record(self, record: EpochRecord, min_delta: float = 0.0) -> bool:
-        """Add a finished epoch; returns whether it is the new best: above the best so far by
-        more than `min_delta` (a smaller gain counts as an epoch without improvement)."""
-        improved = record.val_macro_f > self.best_f + min_delta
+    def stopped(self, patience: int, min_epochs: int = 1, lr_reductions: int = 0) -> bool:
+        """Early stopping: once the learning rate has been reduced `lr_reductions` times,
+        `patience` epochs in a row without a better validation macro-F, once at least
+        `min_epochs` epochs have run (docs/DESIGN.md section 4)."""
+        return (
+            self.epoch >= min_epochs
+            and self.lr_reductions >= lr_reductions
+            and self.waited() >= patience
+        )
+
+    def reduce_lr(self, lr_patience: int, lr_reductions: int) -> bool:
+        """Whether to reduce the learning rate now: `lr_patience` epochs without a better
+        validation macro-F since the best or the last reduction, and reductions left."""
+        if lr_patience <= 0 or self.lr_reductions >= lr_reductions:
+            return False
+        if self.waited() < lr_patience:
+            return False
+        self.lr_reductions += 1
+        self.last_reduction = self.epoch
+        return True
+
+    def record(
+        self, record: EpochRecord, min_delta: float = 0.0, criterion: str = "val_macro_f"
+    ) -> bool:
+        """Add a finished epoch; returns whether it is the new best on `criterion` (an
+        EpochRecord field): above the best so far by more than `min_delta` (a smaller gain
+        counts as an epoch without improvement)."""
+        value = getattr(record, criterion)
+        improved = value > self.best_f + min_delta
         if improved:
-            self.best_f, self.best_epoch = record.val_macro_f, record.epoch
+            self.best_f, self.best_epoch = value, record.epoch
             self.epochs_without_improvement = 0
         else:
             self.epochs_without_improvement += 1
@@ -69,11 +101,17 @@ class LoopState:
         return improved
 
     def training(
-        self, epoch_cap: int, patience: int, min_delta: float = 0.0, min_epochs: int = 1
+        self,
+        epoch_cap: int,
+        patience: int,
+        min_delta: float = 0.0,
+        min_epochs: int = 1,
+        lr_reductions: int = 0,
+        criterion: str = "val_macro_f",
     ) -> Training:
         """How the run ended (docs/DESIGN.md section 4): converged when early stopping fired,
         also where it fired at the cap's epoch; otherwise the cap ended it."""
-        converged = self.stopped(patience, min_epochs)
+        converged = self.stopped(patience, min_epochs, lr_reductions)
         return Training(
             converged=converged,
             stop_reason="early_stopping" if converged else "epoch_cap",
@@ -81,9 +119,13 @@ class LoopState:
             epochs_run=self.epoch,
             epoch_cap=epoch_cap,
             patience=patience,
-            validation_curve=[r.val_macro_f for r in self.history],
+            validation_curve=[getattr(r, criterion) for r in self.history],
+            criterion=criterion,
             min_delta=min_delta,
             min_epochs=min_epochs,
+            lr_reductions=self.lr_reductions,
+            validation_loss_curve=[r.val_loss for r in self.history],
+            train_loss_curve=[r.train_loss for r in self.history],
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -104,6 +146,7 @@ class Snapshot:
     optimizer: dict[str, Any]
     best_model: dict[str, torch.Tensor]
     loop: LoopState
+    average: dict[str, torch.Tensor] | None = None  # the weight average, where one is kept
 
     def save(self, path: Path | BinaryIO) -> None:
         torch.save(
@@ -112,6 +155,7 @@ class Snapshot:
                 "optimizer": self.optimizer,
                 "best_model": self.best_model,
                 "loop": self.loop.to_json(),
+                **({"average": self.average} if self.average is not None else {}),
             },
             path,
         )
@@ -124,6 +168,7 @@ class Snapshot:
             saved["optimizer"],
             saved["best_model"],
             LoopState.from_json(saved["loop"]),
+            saved.get("average"),
         )
 
 

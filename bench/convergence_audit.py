@@ -1,0 +1,130 @@
+"""Sizing the stopping rule: train members far past any plausible stop, then replay candidate
+stopping rules on their recorded validation curves (docs/DESIGN.md section 4).
+
+Training is a function of (seed, epoch) alone (train/loop.py), so continuing a stopped member
+with patience 10 from where it stopped, with the same seed, optimiser state and data order,
+follows exactly the curve an uninterrupted long run records. One long run per member
+therefore audits every rule at once: the rule stops at epoch t, the audit continues to the
+first run of 10 epochs without a better validation macro-F after t, and the gain is the
+best macro-F then minus the best at t.
+
+    .venv/bin/python bench/convergence_audit.py train --variants scratch,tune_all --seeds 1,2
+    .venv/bin/python bench/convergence_audit.py replay      # the rules' table, from the runs
+
+`train` runs `icdtransfer train-target` per member with a long patience (default 15, cap
+100) into --out (default .audit/), resumable: a member with a history.json is not retrained.
+`replay` prints, per rule, the largest continuation gain, how many members gain more than
+0.01, and the mean epochs the rule trains (what the rule costs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
+
+from icdtransfer.train.audit import (  # noqa: E402
+    RULES,
+    continuation_gain,
+    criterion_rules,
+    schedule_rules,
+)
+
+
+def train(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    for variant in args.variants.split(","):
+        for seed in (int(s) for s in args.seeds.split(",")):
+            folder = out / f"{variant}-seed{seed}"
+            if (folder / "history.json").exists():
+                print(f"{folder}: done already", flush=True)
+                continue
+            command = [
+                str(Path(sys.executable).with_name("icdtransfer")),
+                "train-target",
+                *("--set", f"member.variant={variant}"),
+                *("--set", f"member.seed={seed}"),
+                *("--set", f"member.out_dir={out}"),
+                *("--set", f"member.checkpoint_dir={out}/.checkpoints"),
+                *("--set", f"train_target.epochs={args.cap}"),
+                *("--set", f"train_target.patience={args.patience}"),
+                *("--set", "train_target.min_epochs=1"),
+                *(a for s in args.set for a in ("--set", s)),
+            ]
+            print(" ".join(command[1:]), flush=True)
+            subprocess.run(command, check=True)
+
+
+def curves(out: Path) -> dict[str, list[dict]]:
+    return {
+        p.parent.name: json.loads(p.read_text())
+        for p in sorted(out.glob("*/history.json"))
+    }
+
+
+def replay(args: argparse.Namespace) -> None:
+    runs = curves(Path(args.out))
+    if not runs:
+        sys.exit(f"no runs under {args.out}: run `train` first")
+    if args.noise:
+        for member, history in runs.items():
+            for key in ("val_macro_f", "val_macro_f_best", "val_macro_f_band", "val_micro_f"):
+                if key not in history[0]:
+                    continue
+                values = [float(r[key]) for r in history[20:]]
+                steps = [b - a for a, b in zip(values, values[1:], strict=False)]
+                spread = (sum(s * s for s in steps) / max(len(steps), 1)) ** 0.5
+                print(f"{member:32s} {key:18s} epoch-to-epoch RMS change {spread:.4f}")
+        return
+    settings = {
+        json.loads((Path(args.out) / m / "member.json").read_text())["settings"].get(
+            "lr_reductions", 0
+        )
+        for m in runs
+    }
+    rules = RULES if args.criterion == "val_macro_f" else criterion_rules(args.criterion)
+    # recorded with learning-rate reductions: replay that schedule
+    if args.criterion == "val_macro_f" and settings != {0}:
+        info = json.loads((Path(args.out) / next(iter(runs)) / "member.json").read_text())
+        s = info["settings"]
+        rules = schedule_rules(s["lr_patience"], s["lr_reductions"])
+    print(f"{len(runs)} members: " + ", ".join(runs))
+    print(f"{'rule':56s} {'max gain':>8s} {'> 0.01':>6s} {'epochs':>6s}  worst member")
+    for name, rule in rules.items():
+        gains, epochs = [], []
+        for member, history in runs.items():
+            stop = rule(history)
+            gains.append((continuation_gain(history, stop, key=args.audit), member, stop))
+            epochs.append(stop)
+        worst = max(gains)
+        over = sum(g > 0.01 for g, _, _ in gains)
+        print(
+            f"{name:56s} {worst[0]:8.4f} {over:6d} {sum(epochs) / len(epochs):6.1f}"
+            f"  {worst[1]} (stop {worst[2]})"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=".audit")
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train members with a long patience")
+    t.add_argument("--variants", default="scratch,frozen,tune_conv,tune_all,tune_all_frozen_copy")
+    t.add_argument("--seeds", default="1,2")
+    t.add_argument("--cap", type=int, default=100)
+    t.add_argument("--patience", type=int, default=15)
+    t.add_argument("--set", action="append", default=[], help="more --set for train-target")
+    r = sub.add_parser("replay", help="replay the candidate rules on the recorded curves")
+    r.add_argument("--criterion", default="val_macro_f", help="the curve the rules watch")
+    r.add_argument("--audit", default="val_macro_f", help="the curve the audit measures")
+    r.add_argument("--noise", action="store_true", help="epoch-to-epoch spread per curve")
+    args = parser.parse_args()
+    train(args) if args.command == "train" else replay(args)
+
+
+if __name__ == "__main__":
+    main()
