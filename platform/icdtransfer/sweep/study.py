@@ -35,6 +35,7 @@ Format (documented in studies/README.md):
       lr_reductions: 3          #   times; early stopping waits for the last (0: off)
       weight_average: 0.99      #   validate and keep an average of the weights (0: off)
       criterion: val_macro_f_best  # the curve watched: macro-F at its best threshold
+      smoothing: 3              #   ... as the mean of the last 3 epochs
 
 Like config.py, an unknown key, a wrong type or a value outside its range is an error that
 names the key; `train` overrides and searched values are checked against the ranges of the
@@ -79,6 +80,7 @@ TRAIN_KEYS = (
     "lr_reductions",
     "weight_average",
     "criterion",
+    "smoothing",
     "learning_rate",
     "batch_size",
     "optimizer",
@@ -114,6 +116,7 @@ class Convergence:
     lr_reductions: Count = 0
     weight_average: Annotated[float, Range(ge=0, lt=1)] = 0.0
     criterion: Literal["val_macro_f", "val_macro_f_best"] = "val_macro_f"
+    smoothing: Size = 1
 
 
 @dataclass
@@ -261,6 +264,7 @@ def _apply_convergence(study: Study, rule: Convergence, where: str) -> None:
         "train.lr_reductions",
         "train.weight_average",
         "train.criterion",
+        "train.smoothing",
         "space.epochs",
     ):
         section, key = clash.split(".")
@@ -290,6 +294,7 @@ def _apply_convergence(study: Study, rule: Convergence, where: str) -> None:
     study.train["lr_reductions"] = rule.lr_reductions
     study.train["weight_average"] = rule.weight_average
     study.train["criterion"] = rule.criterion
+    study.train["smoothing"] = rule.smoothing
 
 
 def _section(key: str) -> type:

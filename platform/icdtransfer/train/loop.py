@@ -72,6 +72,7 @@ class LoopSettings:
     # val_macro_f, macro-F at the threshold tuned for micro-F; val_macro_f_best, macro-F at
     # the threshold best for macro-F (steadier from epoch to epoch: docs/DESIGN.md section 4)
     criterion: str = "val_macro_f"
+    smoothing: int = 1  # early stopping watches the mean of this many epochs' criterion
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,7 @@ def fit(
                 val_loss=val_loss,
                 **companions,
             )
-            if state.record(record, settings.min_delta, settings.criterion):
+            if state.record(record, settings.min_delta, settings.criterion, settings.smoothing):
                 best = copy.deepcopy(validated.state_dict())
             log.info(
                 "epoch %d: train loss %.4f, validation loss %.4f, validation macro-F (all"

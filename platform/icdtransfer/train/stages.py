@@ -64,6 +64,7 @@ def loop_settings(
         lr_reductions=cfg.lr_reductions,
         weight_average=cfg.weight_average,
         criterion=cfg.criterion,
+        smoothing=cfg.smoothing,
         seed=seed,
         precision=cfg.precision,
         device=cfg.device,

@@ -52,8 +52,9 @@ class LoopState:
     epoch: int = 0  # epochs finished
     best_epoch: int = -1  # 1-based; -1 before the first epoch
     best_f: float = -1.0  # the best validation macro-F so far
-    epochs_without_improvement: int = 0
+    epochs_without_improvement: int = 0  # of the watched (smoothed) criterion
     history: list[EpochRecord] = field(default_factory=list)
+    best_watched: float = -1.0  # the best mean of `smoothing` epochs' criterion so far
     lr_reductions: int = 0  # learning-rate reductions on plateau so far
     last_reduction: int = 0  # the epoch after which the last one was made
 
@@ -84,20 +85,30 @@ class LoopState:
         return True
 
     def record(
-        self, record: EpochRecord, min_delta: float = 0.0, criterion: str = "val_macro_f"
+        self,
+        record: EpochRecord,
+        min_delta: float = 0.0,
+        criterion: str = "val_macro_f",
+        smoothing: int = 1,
     ) -> bool:
         """Add a finished epoch; returns whether it is the new best on `criterion` (an
-        EpochRecord field): above the best so far by more than `min_delta` (a smaller gain
-        counts as an epoch without improvement)."""
+        EpochRecord field; the weights kept are that epoch's). Early stopping counts the
+        epochs since the mean of the last `smoothing` epochs' criterion last beat its best by
+        more than `min_delta` (docs/DESIGN.md section 4)."""
+        self.history.append(record)
+        self.epoch = record.epoch
         value = getattr(record, criterion)
         improved = value > self.best_f + min_delta
         if improved:
             self.best_f, self.best_epoch = value, record.epoch
+        # the rule watches the mean of the last `smoothing` epochs' criterion
+        recent = [getattr(r, criterion) for r in self.history[-smoothing:]]
+        watched = sum(recent) / len(recent)
+        if watched > self.best_watched + min_delta:
+            self.best_watched = watched
             self.epochs_without_improvement = 0
         else:
             self.epochs_without_improvement += 1
-        self.epoch = record.epoch
-        self.history.append(record)
         return improved
 
     def training(
