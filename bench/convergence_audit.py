@@ -15,6 +15,16 @@ best macro-F then minus the best at t.
 100) into --out (default .audit/), resumable: a member with a history.json is not retrained.
 `replay` prints, per rule, the largest continuation gain, how many members gain more than
 0.01, and the mean epochs the rule trains (what the rule costs).
+
+The audit of a finished study, under the rule it ran with (params.yaml's train_target):
+
+    .venv/bin/python bench/convergence_audit.py --out .audit_default study results/table2
+
+takes, per variant, the study's member that stopped earliest, trains it again with the same
+seed and settings plus `train_target.audit_patience=10` (the same run up to the rule's stop,
+then on until 10 epochs bring no better criterion), checks that the rule stops where the
+study's member stopped, and prints and writes (<out>/audit.json) each gain; exit 1 if any
+exceeds 0.01.
 """
 
 from __future__ import annotations
@@ -108,6 +118,52 @@ def replay(args: argparse.Namespace) -> None:
         )
 
 
+def study(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    members = pd.read_parquet(Path(args.results) / "members.parquet")
+    out, rows = Path(args.out), []
+    for variant, part in members.groupby("variant", sort=False):
+        first = part.sort_values(["epochs_run", "seed"]).iloc[0]
+        folder = out / f"{variant}-seed{int(first.seed)}"
+        if not (folder / "member.json").exists():
+            subprocess.run(
+                [
+                    str(Path(sys.executable).with_name("icdtransfer")),
+                    "train-target",
+                    *("--set", f"member.variant={variant}"),
+                    *("--set", f"member.seed={int(first.seed)}"),
+                    *("--set", f"member.out_dir={out}"),
+                    *("--set", f"member.checkpoint_dir={out}/.checkpoints"),
+                    *("--set", f"head.adaptation_size={int(first.adaptation_size)}"),
+                    *("--set", f"head.word_dropout={float(first.word_dropout)}"),
+                    *("--set", f"train_target.audit_patience={args.patience}"),
+                ],
+                check=True,
+            )
+        info = json.loads((folder / "member.json").read_text())
+        rows.append(
+            {
+                "variant": variant,
+                "seed": int(first.seed),
+                "study_epochs_run": int(first.epochs_run),
+                "rule_stop_epoch": info["audit_stop_epoch"],
+                "epochs_run": info["epochs_run"],
+                "criterion": info["criterion"],
+                "gain": info["audit_gain"],
+            }
+        )
+    frame = pd.DataFrame(rows)
+    print(frame.to_string(index=False))
+    same = (frame["study_epochs_run"] == frame["rule_stop_epoch"]).all()
+    worst = float(frame["gain"].max())
+    (out / "audit.json").write_text(
+        json.dumps({"members": rows, "same_stop": bool(same), "max_gain": worst}, indent=2)
+    )
+    print(f"rule stops where the study's members stopped: {same}; largest gain {worst:.4f}")
+    return 0 if same and worst <= 0.01 else 1
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=".audit")
@@ -122,7 +178,12 @@ def main() -> None:
     r.add_argument("--criterion", default="val_macro_f", help="the curve the rules watch")
     r.add_argument("--audit", default="val_macro_f", help="the curve the audit measures")
     r.add_argument("--noise", action="store_true", help="epoch-to-epoch spread per curve")
+    a = sub.add_parser("study", help="audit a finished study's earliest-stopping members")
+    a.add_argument("results", help="the study's results folder (members.parquet)")
+    a.add_argument("--patience", type=int, default=10)
     args = parser.parse_args()
+    if args.command == "study":
+        sys.exit(study(args))
     train(args) if args.command == "train" else replay(args)
 
 

@@ -352,6 +352,10 @@ class Training:
     lr_reductions: int = 0  # learning-rate reductions on plateau before it stopped
     # the validation curve early stopping watched (validation_curve is that curve)
     criterion: str = "val_macro_f"
+    # a convergence audit run (train/audit.py): where the rule stopped, and how much better
+    # the criterion got when training went on with the audit's patience
+    audit_stop_epoch: int | None = None
+    audit_gain: float | None = None
     # what the convergence audit reads (train/audit.py): the loss curves beside macro-F
     validation_loss_curve: list[float | None] = field(default_factory=list)
     train_loss_curve: list[float] = field(default_factory=list)

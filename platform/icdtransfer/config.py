@@ -211,6 +211,7 @@ class TrainConfig:
     # threshold best for macro-F (steadier: docs/DESIGN.md section 4)
     criterion: Literal["val_macro_f", "val_macro_f_best"] = "val_macro_f"
     smoothing: Size = 1  # early stopping watches the mean of this many epochs' criterion
+    audit_patience: Count = 0  # > 0: a convergence audit run (bench/convergence_audit.py)
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where faster (precision.py)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bucket: bool = True  # batch documents of similar length together

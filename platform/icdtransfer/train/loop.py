@@ -73,6 +73,9 @@ class LoopSettings:
     # the threshold best for macro-F (steadier from epoch to epoch: docs/DESIGN.md section 4)
     criterion: str = "val_macro_f"
     smoothing: int = 1  # early stopping watches the mean of this many epochs' criterion
+    # > 0: the convergence audit (train/audit.py): where the rule stops, record the best so
+    # far and go on until this many epochs bring no better criterion
+    audit_patience: int = 0
 
 
 @dataclass(frozen=True)
@@ -166,7 +169,13 @@ def fit(
     y_val = dense(corpus.labels[val]) if master else None
     for epoch in range(state.epoch, settings.epochs):
         if state.stopped(settings.patience, settings.min_epochs, settings.lr_reductions):
-            break
+            if not settings.audit_patience:
+                break
+            if state.audit_stop == 0:  # the rule fires here: the audit continues from it
+                state.audit_stop, state.audit_best = state.epoch, state.best_f
+                log.info("audit: the rule stops at epoch %d; continuing", state.epoch)
+            if state.epoch - max(state.best_epoch, state.audit_stop) >= settings.audit_patience:
+                break
         for group in optimizer.param_groups:  # a function of the saved state: resumes exactly
             group["lr"] = settings.learning_rate * settings.lr_factor**state.lr_reductions
         loss, speed = train_epoch(

@@ -65,6 +65,7 @@ def loop_settings(
         weight_average=cfg.weight_average,
         criterion=cfg.criterion,
         smoothing=cfg.smoothing,
+        audit_patience=cfg.audit_patience,
         seed=seed,
         precision=cfg.precision,
         device=cfg.device,

@@ -55,6 +55,8 @@ class LoopState:
     epochs_without_improvement: int = 0  # of the watched (smoothed) criterion
     history: list[EpochRecord] = field(default_factory=list)
     best_watched: float = -1.0  # the best mean of `smoothing` epochs' criterion so far
+    audit_stop: int = 0  # a convergence audit: the epoch the rule stopped at (0: not yet)
+    audit_best: float = -1.0  # ... and the best criterion then
     lr_reductions: int = 0  # learning-rate reductions on plateau so far
     last_reduction: int = 0  # the epoch after which the last one was made
 
@@ -135,6 +137,8 @@ class LoopState:
             min_delta=min_delta,
             min_epochs=min_epochs,
             lr_reductions=self.lr_reductions,
+            audit_stop_epoch=self.audit_stop or None,
+            audit_gain=round(self.best_f - self.audit_best, 6) if self.audit_stop else None,
             validation_loss_curve=[r.val_loss for r in self.history],
             train_loss_curve=[r.train_loss for r in self.history],
         )
