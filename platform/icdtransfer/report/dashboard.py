@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import html
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -35,7 +35,8 @@ from icdtransfer.report.aggregate import TESTED, Report
 from icdtransfer.report.bootstrap import format_p
 from icdtransfer.report.convergence import Convergence
 from icdtransfer.report.curves import curve_div_id, curve_figures
-from icdtransfer.report.systems import System
+from icdtransfer.report.protocol import protocol_section
+from icdtransfer.report.systems import Gold, System
 from icdtransfer.report.tables import caption2, caption3, table2, table3
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,7 @@ class Views:
     systems: list[System]  # the report study's (learning curves)
     convergence: Convergence  # every study's members
     ablation: Ablation | None
+    report_systems: list[System] = field(default_factory=list)  # all, baselines too (protocols)
 
 
 def _table(frame: pd.DataFrame, sortable: bool = False, digits: int = 1) -> str:
@@ -391,6 +393,10 @@ def write_dashboard(
     sections.append(
         "<h2>Macro-F by code frequency</h2>" + _figure(decile_figure(report), "fig-deciles")
     )
+    panel = protocol_section(
+        report, views.report_systems, Gold.of(corpus), cfg.bootstrap, cfg.seed, _figure
+    )
+    sections.append(panel)
     if views.ablation is not None:
         sections.append(ablation_section(views.ablation))
     sections.append("<h2>Code frequency</h2>" + _figure(frequency_figure(report), "fig-frequency"))
