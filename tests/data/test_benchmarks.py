@@ -17,6 +17,7 @@ from builders import DIAG_HEADER, NOTE_HEADER, write_csv
 from icdtransfer.cli import main
 from icdtransfer.config import load_params
 from icdtransfer.data.benchmarks import BENCHMARKS, SPLITS_DIR, BenchmarkSplits, top_codes
+from icdtransfer.data.codes import CodeSyntaxError, format_icd10pcs
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.data.errors import InputError
 from icdtransfer.data.prepare import prepare_target
@@ -189,3 +190,10 @@ def test_shipped_files_hold_ids_only() -> None:
         assert source in readme
     assert "44a47455070d3d5c6ee69fb5305e32caec104960" in readme and "MIT License" in readme
     assert "c0e1d4261f73ea36deae0392c7fe3bf1486ab981" in readme and "Apache License 2.0" in readme
+
+
+def test_icd10_pcs_codes_are_kept_as_stored() -> None:
+    assert format_icd10pcs(" 0dtj4zz ") == "0DTJ4ZZ"
+    for bad in ("0DTJ4Z", "0DTI4ZZ", "0DT.J4ZZ"):  # six characters; the letter I; a dot
+        with pytest.raises(CodeSyntaxError, match="not an ICD-10-PCS code"):
+            format_icd10pcs(bad)
