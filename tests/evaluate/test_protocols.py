@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -14,9 +15,10 @@ import pytest
 from icdtransfer.artifacts import METRICS_FILE, PREDICTIONS_FILE, read_json
 from icdtransfer.cli import main
 from icdtransfer.data.corpus import Corpus
+from icdtransfer.data.errors import InputError
 from icdtransfer.evaluate import protocols
 from icdtransfer.evaluate.metrics import tune_threshold
-from icdtransfer.evaluate.predictions import read_predictions, score_file
+from icdtransfer.evaluate.predictions import read_predictions, score_file, write_predictions
 from icdtransfer.evaluate.protocols import Protocol, per_label_thresholds
 
 # 3 documents x 3 labels; label 2 has no positive
@@ -129,3 +131,38 @@ def test_score_command(member: Path, capsys) -> None:
     assert len(err) == 1 and "--protocol" in err[0]
     assert main(["score", "--predictions", str(member / "nothing.parquet")]) == 2
     assert "prediction file not found" in capsys.readouterr().err
+
+
+def _toy_corpus():
+    import pandas as pd
+    import scipy.sparse as sp
+
+    docs = pd.DataFrame({"doc_id": ["11", "12", "13", "14", "15"], "split": ["train"] + [
+        "validation"] * 2 + ["test"] * 2})  # fmt: skip
+    labels = sp.csr_matrix(np.array([[1, 0], [1, 0], [0, 1], [1, 1], [0, 1]], dtype=bool))
+    return SimpleNamespace(
+        docs=docs,
+        labels=labels,
+        label_table=pd.DataFrame({"code": ["401.9", "38.93"], "train_frequency": [1, 0]}),
+        split=lambda s: np.flatnonzero(docs["split"].to_numpy() == s),
+    )
+
+
+def test_prediction_file_round_trip_and_bad_files(tmp_path: Path) -> None:
+    corpus = _toy_corpus()
+    val = np.array([[0.9, 0.2], [0.3, 0.7]], dtype=np.float32)
+    test = np.array([[0.6, 0.8], [0.1, 0.4]], dtype=np.float32)
+    path = tmp_path / "p.parquet"
+    write_predictions(path, corpus, val, test)
+    pred = read_predictions(path)
+    assert pred.doc_ids == {"validation": ["12", "13"], "test": ["14", "15"]}
+    assert np.array_equal(pred.probs["test"], test) and pred.codes == ["401.9", "38.93"]
+    assert pred.gold["test"].tolist() == [[True, True], [False, True]]
+    table = pq.read_table(path)
+    pq.write_table(table.slice(0, table.num_rows - 1).replace_schema_metadata(
+        table.schema.metadata), tmp_path / "short.parquet")  # fmt: skip
+    with pytest.raises(InputError, match="test: needs exactly one row per"):
+        read_predictions(tmp_path / "short.parquet")
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet")
+    with pytest.raises(InputError, match="not an icdtransfer prediction file"):
+        read_predictions(tmp_path / "junk.parquet")

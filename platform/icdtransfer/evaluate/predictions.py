@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from icdtransfer.data.errors import InputError
@@ -107,34 +108,55 @@ def read_predictions(path: str | Path) -> Predictions:
     except Exception as err:  # noqa: BLE001 - pyarrow and json raise many kinds
         problem = f"not an icdtransfer prediction file ({type(err).__name__})"
         raise InputError(path, None, problem) from None
-    wanted = {"split", "doc_id", "code", "probability", "gold"}
-    if not wanted <= set(table.column_names):
-        raise InputError(path, None, f"columns {sorted(wanted)} expected")
+    wanted = ("split", "doc_id", "code", "probability", "gold")
+    if not set(wanted) <= set(table.column_names):
+        raise InputError(path, None, f"columns {', '.join(wanted)} expected")
+    table = table.select(list(wanted)).unify_dictionaries().combine_chunks()
+    split_idx, split_names = _coded(table, "split", path)
+    doc_idx, doc_names = _coded(table, "doc_id", path)
+    code_idx, code_names = _coded(table, "code", path)
     position = {c: j for j, c in enumerate(codes)}
-    frame = table.select(sorted(wanted)).to_pandas()
+    unknown = [c for c in code_names if c not in position]
+    if unknown:
+        raise InputError(path, f"code {unknown[0]}", "not in the file's label list")
+    code_pos = np.array([position[c] for c in code_names], dtype=np.int64)[code_idx]
+    probability = table.column("probability").to_numpy().astype(np.float32)
+    gold_all = table.column("gold").to_numpy(zero_copy_only=False).astype(bool)
     out = Predictions(codes, frequency, {}, {}, {}, meta.get("ensemble_size"))
     for split in SPLITS:
-        part = frame[frame["split"].astype(str) == split]
-        if part.empty:
+        mask = split_idx == (split_names.index(split) if split in split_names else -1)
+        if not mask.any():
             raise InputError(path, None, f"no {split} rows (tuned thresholds need validation)")
-        ids = list(dict.fromkeys(part["doc_id"].astype(str)))
-        row = {d: i for i, d in enumerate(ids)}
-        unknown = set(part["code"].astype(str)) - set(position)
-        if unknown:
-            raise InputError(path, f"code {sorted(unknown)[0]}", "not in the file's label list")
-        r = part["doc_id"].astype(str).map(row).to_numpy()
-        c = part["code"].astype(str).map(position).to_numpy()
+        docs = doc_idx[mask]
+        ids = docs[np.sort(np.unique(docs, return_index=True)[1])]  # in order of first row
+        row_of = np.full(len(doc_names), -1, dtype=np.int64)
+        row_of[ids] = np.arange(len(ids))
+        r, c = row_of[docs], code_pos[mask]
         shape = (len(ids), len(codes))
-        if len(part) != shape[0] * shape[1] or len(set(zip(r, c, strict=True))) != len(part):
+        covered = np.zeros(shape, dtype=bool)
+        covered[r, c] = True  # as many rows as cells, every cell covered: each exactly once
+        if mask.sum() != shape[0] * shape[1] or not covered.all():
             raise InputError(path, split, "needs exactly one row per (document, code)")
         probs = np.zeros(shape, np.float32)
         gold = np.zeros(shape, bool)
-        probs[r, c] = part["probability"].to_numpy(np.float32)
-        gold[r, c] = part["gold"].to_numpy(bool)
+        probs[r, c] = probability[mask]
+        gold[r, c] = gold_all[mask]
         if not np.isfinite(probs).all() or (probs < 0).any() or (probs > 1).any():
             raise InputError(path, split, "probabilities must lie in [0, 1]")
-        out.doc_ids[split], out.probs[split], out.gold[split] = ids, probs, gold
+        out.doc_ids[split] = [doc_names[i] for i in ids]
+        out.probs[split], out.gold[split] = probs, gold
     return out
+
+
+def _coded(table: pa.Table, name: str, path: Path) -> tuple[np.ndarray, list[str]]:
+    """A string column as (integer codes, their values), dictionary-encoded or not."""
+    column = table.column(name)
+    if not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(column)
+    array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    if array.null_count:
+        raise InputError(path, None, f"column {name} has empty values")
+    return array.indices.to_numpy().astype(np.int64), [str(v) for v in array.dictionary.to_pylist()]
 
 
 def score_predictions(pred: Predictions, protocol: str) -> dict[str, Any]:

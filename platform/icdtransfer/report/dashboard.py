@@ -3,7 +3,8 @@ opens offline on a closed hospital network.
 
 Sections: the members' convergence (a warning listing every member the epoch cap stopped
 before early stopping fired), overview, Table 2 and Table 3 with intervals, the report
-study's learning curves, macro-F by frequency decile, the ablation study's macro-F against
+study's learning curves, macro-F by frequency decile, the protocol-sensitivity panel
+(report/protocol.py), the ablation study's macro-F against
 each dimension and per decile, the label frequency distribution, and per study a sortable
 trial table; for Optuna studies also Optuna's parameter importances, parallel coordinates and
 optimisation history. Only ids,

@@ -202,36 +202,48 @@ def wide_table(frame: pd.DataFrame) -> pd.DataFrame:
     return wide.reset_index()
 
 
+VERDICT_STYLE = {  # verdict -> (legend name, colour)
+    "+": ("first system better", "#27ae60"),
+    "=": ("no difference", "#bdc3c7"),
+    "-": ("first system worse", "#e74c3c"),
+}
+
+
 def figure(frame: pd.DataFrame) -> go.Figure:
-    """Verdicts as a grid: comparisons x measures, green better, red worse, grey no
-    difference; the cell text is the difference in points, `!` where it changes the verdict."""
-    pairs = zip(frame["family"], frame["comparison"], strict=True)
-    labels = list(dict.fromkeys(f"{f}: {c}" for f, c in pairs))
-    keys = [m.key for m in MEASURES]
-    z = np.zeros((len(labels), len(keys)))
-    text = np.full((len(labels), len(keys)), "", dtype=object)
-    for row in frame.itertuples():
-        i, j = labels.index(f"{row.family}: {row.comparison}"), keys.index(row.measure)
-        z[i, j] = {"+": 1, "=": 0, "-": -1}[row.verdict]
-        text[i, j] = f"{100 * row.delta:+.1f}{' !' if row.changed else ''}"
-    fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            x=keys,
-            y=labels,
-            text=text,
-            texttemplate="%{text}",
-            zmin=-1,
-            zmax=1,
-            colorscale=[[0, "#e74c3c"], [0.5, "#ecf0f1"], [1, "#27ae60"]],
-            showscale=False,
-            hovertemplate="%{y}<br>%{x}: %{text} points<extra></extra>",
+    """Verdicts as a grid of squares, comparisons x measures (one trace per verdict: green
+    better, grey no difference, red worse); the text is the difference in points, `!` where
+    the verdict differs from the headline's."""
+    labels = [f"{f}: {c}" for f, c in zip(frame["family"], frame["comparison"], strict=True)]
+    frame = frame.assign(label=labels)
+    fig = go.Figure()
+    for verdict, (name, colour) in VERDICT_STYLE.items():
+        part = frame[frame["verdict"] == verdict]
+        text = [
+            f"{100 * d:+.1f}{' !' if c else ''}"
+            for d, c in zip(part["delta"], part["changed"], strict=True)
+        ]
+        fig.add_trace(
+            go.Scatter(
+                x=part["measure"],
+                y=part["label"],
+                mode="markers+text",
+                name=name,
+                text=text,
+                textfont={"size": 10},
+                marker={"symbol": "square", "size": 34, "color": colour},
+                hovertemplate="%{y}<br>%{x}: %{text} points<extra></extra>",
+            )
         )
-    )
+    order = list(dict.fromkeys(labels))
     fig.update_layout(
         title=f"Verdict by scoring protocol (headline: {Measure('macro_f', HEADLINE).key})",
-        height=160 + 28 * len(labels),
-        xaxis={"tickangle": -40},
+        height=260 + 40 * len(order),
+        xaxis={
+            "tickangle": -40,
+            "categoryorder": "array",
+            "categoryarray": [m.key for m in MEASURES],
+        },
+        yaxis={"categoryorder": "array", "categoryarray": order[::-1]},
     )
     return fig
 
