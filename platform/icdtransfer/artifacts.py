@@ -69,6 +69,7 @@ PROBS_FILES = {"validation": "probs_validation.npy", "test": "probs_test.npy"}  
 METRICS_FILE = "metrics.json"  # Metrics
 HISTORY_FILE = "history.json"  # one record per epoch (train loss, validation scores)
 INFO_FILE = "member.json"  # MemberInfo
+PREDICTIONS_FILE = "predictions.parquet"  # ids, codes, probabilities (evaluate/predictions.py)
 ENSEMBLE_FILE = "ensemble.json"  # an ensemble directory: its members' copies under members/
 MEMBER_FILES = (
     MODEL_FILE,
@@ -78,6 +79,7 @@ MEMBER_FILES = (
     METRICS_FILE,
     HISTORY_FILE,
     INFO_FILE,
+    PREDICTIONS_FILE,
 )
 
 
@@ -142,9 +144,12 @@ def write_member_files(
     info: MemberInfo,
 ) -> None:
     """What every member directory holds besides its model: vocabulary and codes,
-    (validation, test) probabilities, metrics.json and member.json."""
+    (validation, test) probabilities, the prediction file, metrics.json and member.json."""
+    from icdtransfer.evaluate.predictions import write_member_predictions  # reads the corpus
+
     copy_vocab_and_codes(corpus_dir, out)
     write_probs(out, *probs)
+    write_member_predictions(out / PREDICTIONS_FILE, corpus_dir, *probs)
     metrics.write(out)
     info.write(out)
 

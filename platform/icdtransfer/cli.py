@@ -12,6 +12,7 @@ icdtransfer prepare-target --set target.min_count=50
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -147,6 +148,12 @@ def _predict(params: Params, args: argparse.Namespace) -> None:
     write_predictions(rows, Path(args.output) if args.output else None)
 
 
+def _score(params: Params, args: argparse.Namespace) -> None:
+    from icdtransfer.evaluate.predictions import score_file
+
+    sys.stdout.write(json.dumps(score_file(args.predictions, args.protocol), indent=2) + "\n")
+
+
 def _sweep(params: Params, args: argparse.Namespace) -> None:
     from icdtransfer.sweep.runner import StudyRequest, run_study
 
@@ -248,6 +255,14 @@ def _predict_args(cmd: argparse.ArgumentParser) -> None:
     _option(cmd, "--threshold", "P", threshold, type=float, default=None)
 
 
+def _score_args(cmd: argparse.ArgumentParser) -> None:
+    _option(
+        cmd, "--predictions", "FILE", "a member's or ensemble's predictions.parquet", required=True
+    )
+    how = "metrics (metrics.json) | paper | caml | edin | all | THRESHOLD,MACRO,LABELS"
+    _option(cmd, "--protocol", "NAME", f"{how} (default: metrics)", default="metrics")
+
+
 COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], None], str]] = {
     "synthesize": (
         _synthesize,
@@ -289,6 +304,7 @@ COMMANDS: dict[str, tuple[Callable[[Params, argparse.Namespace], None], str]] = 
     "ensemble": (_ensemble, "average stored member probabilities (a seed ensemble)"),
     "predict": (_predict, "top codes for new notes (JSONL) from a member or ensemble directory"),
     "params": (_params, "print the params every stage would read (a preset merged, --set applied)"),
+    "score": (_score, "re-score a prediction file under a protocol (evaluate/protocols.py)"),
 }
 EXTRA_ARGS = {
     "baseline": _baseline_args,
@@ -297,6 +313,7 @@ EXTRA_ARGS = {
     "predict": _predict_args,
     "sweep": _sweep_args,
     "dashboard": _dashboard_args,
+    "score": _score_args,
 }
 
 

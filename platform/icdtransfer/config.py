@@ -146,7 +146,7 @@ class TargetConfig:
     categories: list[str] = field(default_factory=lambda: ["Discharge summary"])
     code_system: Literal["icd9", "icd10", "none"] = "icd9"
     truncate_depth: Count | None = 1  # characters kept after the dot (abc.xy -> abc.x); null: all
-    procedures: bool = False  # mimic: also read PROCEDURES_ICD (ICD-9 procedure codes)
+    procedures: bool = False  # mimic: also read PROCEDURES_ICD (ICD-9 / ICD-10-PCS codes)
     min_count: Size = 15  # codes in fewer documents are dropped (paper: 50)
     # Which documents min_count counts: "train" (leak-free: test labels never decide the label
     # set) or "all" splits (the paper: 1,231 codes counted over all 71,463 EMRs).
@@ -156,6 +156,11 @@ class TargetConfig:
     validation_size: Size = 200  # paper: 2,000
     test_size: Size = 250  # paper: 3,000
     split_files: SplitFiles | None = None  # id lists; everything else is training
+    # A MIMIC benchmark's shipped split (data/benchmarks.py): a name in presets/splits/ or a
+    # .parquet path; only its ids are kept, each in its split. Over split_files.
+    benchmark: str | None = None
+    benchmark_tolerance: Annotated[float, Range(ge=0, le=1)] = 0.005  # share of a split missing
+    top_codes: Count = 0  # k > 0: only the k codes in most training documents (top-50)
     # A word enters the vocabulary (which ships in every model) only if the notes of at least
     # this many distinct training patients hold it: a name in one patient's notes never does.
     vocab_min_patients: Size = 3

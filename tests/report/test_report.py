@@ -22,6 +22,7 @@ from icdtransfer.data.corpus import Corpus
 from icdtransfer.evaluate.metrics import dense, scores_at, tune_threshold
 from icdtransfer.report.aggregate import BEST, TABLE2, TABLE3
 from icdtransfer.report.bootstrap import draws, interval, replicate_scores
+from icdtransfer.report.protocol import PANEL_ID, TABLE_ID
 from icdtransfer.report.render import run_report
 
 pytestmark = pytest.mark.slow
@@ -244,8 +245,8 @@ def test_dashboard_renders_in_headless_chromium(reported: dict, tmp_path: Path) 
     body = re.search(r"<body([^>]*)>", dom.stdout).group(1)
     attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body))
     figures = int(attrs["figures"])
-    # 2 forest plots, table 2, deciles, frequency, 3 curves, 5 ablation, 3 Optuna
-    assert figures >= 16
+    # 2 forest plots, table 2, deciles, frequency, 3 curves, 5 ablation, 3 Optuna, protocols
+    assert figures >= 17
     # the answer first: the forest plot of every comparison is the page's first figure
     assert attrs["first-figure"] == "fig-forest"
     # every table fits the 1,400-pixel window: no right-hand column cut off
@@ -262,12 +263,14 @@ def test_dashboard_renders_in_headless_chromium(reported: dict, tmp_path: Path) 
         *(f"fig-ablation-{d}" for d in REFERENCE),
         "fig-ablation-deciles",
         *(f"optuna-abl-{k}" for k in ("importance", "parallel", "history")),
+        PANEL_ID,  # the protocol-sensitivity panel (report/protocol.py)
     }
     assert expected <= drawn, expected - drawn
     assert json.loads(attrs["errors"].replace("&quot;", '"')) == []
     console = [line for line in dom.stderr.splitlines() if ":CONSOLE" in line]
     assert not [line for line in console if "Uncaught" in line or "Failed to load" in line]
     assert "sortable" in dom.stdout
+    assert f'id="{TABLE_ID}"' in dom.stdout and "Protocol sensitivity" in dom.stdout
     shot = tmp_path / "dashboard.png"
     snap = subprocess.run(
         [browser, *flags, f"--screenshot={shot}", page.as_uri()],

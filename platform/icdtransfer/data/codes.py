@@ -20,6 +20,7 @@ _ICD9_PROC = re.compile(r"\d{2,4}")
 _ICD9_DX_DOTTED = re.compile(r"(?:\d{3}|V\d{2})\.\d{1,2}|E\d{3}\.\d")
 _ICD9_PROC_DOTTED = re.compile(r"\d{2}\.\d{1,2}")
 _ICD10CM = re.compile(r"[A-Z]\d[0-9A-Z](?:[0-9A-Z]{1,4})?")
+_ICD10PCS = re.compile(r"[0-9A-HJ-NP-Z]{7}")  # seven characters, no I or O, no dot
 
 
 class CodeSyntaxError(ValueError):
@@ -65,6 +66,15 @@ def format_icd10cm(code: str) -> str:
     return code if len(code) == 3 else f"{code[:3]}.{code[3:]}"
 
 
+def format_icd10pcs(code: str) -> str:
+    """An ICD-10-PCS procedure code as MIMIC-IV stores it (0DTJ4ZZ): seven characters, no dot
+    (none is ever inserted, as in Edin et al. 2023). Raises CodeSyntaxError otherwise."""
+    code = code.strip().upper()
+    if not _ICD10PCS.fullmatch(code):
+        raise CodeSyntaxError(f"{clip(code)!r} is not an ICD-10-PCS code")
+    return code
+
+
 def truncate(code: str, depth: int | None) -> str:
     """Keep `depth` characters after the dot: with depth 1, abc.xy -> abc.x (the paper's rule).
 
@@ -95,6 +105,8 @@ class CodeNormalizer:
         try:
             if self.system == "icd9":
                 return truncate(format_icd9(raw, procedure), self.depth)
+            if self.system == "icd10" and procedure:
+                return format_icd10pcs(raw)
             if self.system == "icd10":
                 return truncate(format_icd10cm(raw), self.depth)
             if raw == "":

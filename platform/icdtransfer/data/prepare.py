@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from icdtransfer.config import SourceConfig, TargetConfig, TokenizerConfig
+from icdtransfer.data import benchmarks
 from icdtransfer.data import codes as icd
 from icdtransfer.data.atomic import atomic_dir
 from icdtransfer.data.corpus import (
@@ -133,14 +134,20 @@ def prepare_target(cfg: TargetConfig, tokenizer: TokenizerConfig, source_dir: st
             doc_ids, patients, doc_codes, parts = _read_mimic(cfg, normalise, spool, read_stats)
         else:
             doc_ids, patients, doc_codes, parts = _read_jsonl(cfg, normalise, spool, read_stats)
+        missing: int | dict[str, int] = 0
+        if cfg.benchmark is not None:
+            doc_ids, patients, doc_codes, parts, splits, missing = benchmarks.apply(
+                cfg, doc_ids, patients, doc_codes, parts
+            )
         groups = [p if p else f"doc:{d}" for d, p in zip(doc_ids, patients, strict=True)]
-        missing = 0
-        if cfg.split_files is not None:
+        if cfg.benchmark is None and cfg.split_files is not None:
             splits, missing = split_from_files(
                 doc_ids, cfg.split_files.validation, cfg.split_files.test
             )
-        else:
+        elif cfg.benchmark is None:
             splits = split_by_group(groups, cfg.validation_size, cfg.test_size, cfg.seed)
+        if cfg.top_codes:
+            doc_codes = benchmarks.top_codes(doc_codes, splits, cfg.top_codes)
         docs = pd.DataFrame({"doc_id": doc_ids, "patient_id": patients, "split": _names(splits)})
         descriptions = icd.describe(sorted({c for cs in doc_codes for c in cs}), cfg.code_system)
         extra = {

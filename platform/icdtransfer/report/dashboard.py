@@ -3,7 +3,8 @@ opens offline on a closed hospital network.
 
 Sections: the members' convergence (a warning listing every member the epoch cap stopped
 before early stopping fired), overview, Table 2 and Table 3 with intervals, the report
-study's learning curves, macro-F by frequency decile, the ablation study's macro-F against
+study's learning curves, macro-F by frequency decile, the protocol-sensitivity panel
+(report/protocol.py), the ablation study's macro-F against
 each dimension and per decile, the label frequency distribution, and per study a sortable
 trial table; for Optuna studies also Optuna's parameter importances, parallel coordinates and
 optimisation history. Only ids,
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import html
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -45,7 +46,8 @@ from icdtransfer.report.forest import (
     verdict_table,
 )
 from icdtransfer.report.page import ERROR_PROBE, SORTER, STYLE
-from icdtransfer.report.systems import System
+from icdtransfer.report.protocol import protocol_section
+from icdtransfer.report.systems import Gold, System
 from icdtransfer.report.tables import caption2, caption3, table2, table3
 from icdtransfer.report.verdicts import on_all_seeds, verdict_text
 
@@ -58,6 +60,7 @@ class Views:
     systems: list[System]  # the report study's (learning curves)
     convergence: Convergence  # every study's members
     ablation: Ablation | None
+    report_systems: list[System] = field(default_factory=list)  # all, baselines too (protocols)
 
 
 def _table(frame: pd.DataFrame, sortable: bool = False, digits: int = 1) -> str:
@@ -364,6 +367,10 @@ def write_dashboard(
     sections.append(
         "<h2>Macro-F by code frequency</h2>" + _figure(decile_figure(report), "fig-deciles")
     )
+    panel = protocol_section(
+        report, views.report_systems, Gold.of(corpus), cfg.bootstrap, cfg.seed, _figure
+    )
+    sections.append(panel)
     if views.ablation is not None:
         sections.append(ablation_section(views.ablation))
     sections.append("<h2>Code frequency</h2>" + _figure(frequency_figure(report), "fig-frequency"))

@@ -156,7 +156,7 @@ def run_report(
         if cfg.ablation
         else None
     )
-    views = Views(studied, study_convergence(results), ablation)
+    views = Views(studied, study_convergence(results), ablation, systems)
     with atomic_dir(cfg.out_dir) as tmp:
         tables = tmp / "tables"
         tables.mkdir()

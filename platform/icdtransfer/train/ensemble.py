@@ -15,6 +15,7 @@ from pathlib import Path
 from icdtransfer.artifacts import (
     ENSEMBLE_FILE,
     HISTORY_FILE,
+    PREDICTIONS_FILE,
     PROBS_FILES,
     Metrics,
     average_members,
@@ -25,9 +26,10 @@ from icdtransfer.artifacts import (
 from icdtransfer.data.atomic import atomic_dir
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.data.errors import InputError
+from icdtransfer.evaluate.predictions import write_predictions
 
 # Not needed by `predict` (the ensemble holds the averaged probabilities), so not copied.
-NOT_COPIED = (*PROBS_FILES.values(), HISTORY_FILE)
+NOT_COPIED = (*PROBS_FILES.values(), HISTORY_FILE, PREDICTIONS_FILE)
 
 
 def build_ensemble(members: list[Path], corpus_dir: str, out_dir: str) -> Metrics:
@@ -50,6 +52,7 @@ def build_ensemble(members: list[Path], corpus_dir: str, out_dir: str) -> Metric
     out = Path(out_dir)
     with atomic_dir(out) as tmp:
         write_probs(tmp, validation, test)
+        write_predictions(tmp / PREDICTIONS_FILE, corpus, validation, test, len(members))
         metrics.write(tmp)
         names = []
         for i, member in enumerate(members, start=1):
