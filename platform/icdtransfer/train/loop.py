@@ -93,8 +93,22 @@ def make_optimizer(model: nn.Module, name: str, lr: float) -> torch.optim.Optimi
     if name == "adadelta":
         return torch.optim.Adadelta(params, lr=lr, rho=ADADELTA_RHO, eps=ADADELTA_EPS)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
+        # fused: one vectorised pass over each parameter instead of a dozen tensor ops; the
+        # same update (torch's own kernel). On CPU the unfused loop spent half of a default
+        # stage-2 epoch in Adam's sqrt and div over the 27k x 64 embedding table (README,
+        # "Benches"); fused Adam is 10x faster there.
+        return torch.optim.Adam(params, lr=lr, fused=_fusable(params))
     raise ValueError(f"unknown optimizer {name!r} (adadelta or adam)")
+
+
+def _fusable(params: list[nn.Parameter]) -> bool:
+    """torch's fused Adam takes floating-point parameters on CPU or CUDA, all on one device."""
+    devices = {p.device.type for p in params}
+    return (
+        len(devices) == 1
+        and devices <= {"cpu", "cuda"}
+        and all(p.is_floating_point() for p in params)
+    )
 
 
 def multilabel_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -203,11 +217,16 @@ def train_epoch(
     world_size: int = 1,
 ) -> tuple[float, float]:
     """One pass over `docs`; returns (mean loss, documents per second). With world_size > 1
-    this rank trains on its slice of every global batch (DDP averages the gradients)."""
+    this rank trains on its slice of every global batch (DDP averages the gradients).
+
+    No host sync in the step: the loss is summed on the device and read once, at the end of
+    the epoch (a per-step `float(loss)` makes the CPU wait for the GPU before it may queue the
+    next batch)."""
     rng = np.random.default_rng([settings.seed, epoch])
     torch.manual_seed(settings.seed * 100_003 + epoch * 101 + rank)
     model.train()
-    total, count, start = 0.0, 0, time.perf_counter()
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    count, start = 0, time.perf_counter()
     batches = iterate(
         corpus,
         docs,
@@ -231,9 +250,10 @@ def train_epoch(
         loss = multilabel_bce(logits.float(), batch.labels)
         loss.backward()
         optimizer.step()
-        total += float(loss.detach()) * len(batch.index)
+        total += loss.detach() * len(batch.index)
         count += len(batch.index)
-    return total / max(count, 1), count / (time.perf_counter() - start)
+    mean = float(total) / max(count, 1)  # the epoch's one sync
+    return mean, count / (time.perf_counter() - start)
 
 
 def validate_epoch(
@@ -275,10 +295,13 @@ def predict(
     device: torch.device,
     bf16: bool,
 ) -> np.ndarray:
-    """Probabilities (float32, docs x labels), in the order of `docs`; batches bucketed."""
+    """Probabilities (float32, docs x labels), in the order of `docs`; batches bucketed.
+
+    The batches' probabilities stay on the device and are put back in the order of `docs`
+    there; one copy to the host at the end, instead of a sync and a copy per batch."""
     model.eval()
-    out: np.ndarray | None = None
-    position = {int(d): i for i, d in enumerate(docs)}
+    parts: list[torch.Tensor] = []
+    order: list[np.ndarray] = []
     for batch in iterate(
         corpus,
         docs,
@@ -293,8 +316,12 @@ def predict(
         batch = batch.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(batch.tokens, batch.lengths)
-        probs = torch.sigmoid(logits.float()).cpu().numpy()
-        if out is None:
-            out = np.zeros((len(docs), probs.shape[1]), dtype=np.float32)
-        out[[position[int(d)] for d in batch.index]] = probs
-    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+        parts.append(torch.sigmoid(logits.float()))
+        order.append(batch.index)
+    if not parts:
+        return np.zeros((0, 0), dtype=np.float32)
+    position = {int(d): i for i, d in enumerate(docs)}
+    rows = torch.as_tensor([position[int(d)] for d in np.concatenate(order)], device=device)
+    probs = torch.cat(parts)
+    out = torch.empty_like(probs).index_copy_(0, rows, probs)
+    return out.cpu().numpy()
