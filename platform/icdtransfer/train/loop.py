@@ -217,7 +217,9 @@ def train_epoch(
     world_size: int = 1,
 ) -> tuple[float, float]:
     """One pass over `docs`; returns (mean loss, documents per second). With world_size > 1
-    this rank trains on its slice of every global batch (DDP averages the gradients).
+    every rank trains on a batch of its own, `batch_size` documents: the global batch is
+    world_size x batch_size, so N ranks take 1/N of the steps (DDP averages the gradients; the
+    learning rate is the one given, not scaled: README, "Data parallelism").
 
     No host sync in the step: the loss is summed on the device and read once, at the end of
     the epoch (a per-step `float(loss)` makes the CPU wait for the GPU before it may queue the
@@ -227,10 +229,11 @@ def train_epoch(
     model.train()
     total = torch.zeros((), dtype=torch.float64, device=device)
     count, start = 0, time.perf_counter()
+    global_batch = settings.batch_size * world_size
     batches = iterate(
         corpus,
         docs,
-        settings.batch_size,
+        global_batch,
         settings.max_tokens,
         settings.word_dropout,
         settings.min_length,
@@ -240,7 +243,7 @@ def train_epoch(
         rank=rank,
         world_size=world_size,
     )
-    n_batches = -(-len(docs) // settings.batch_size)
+    n_batches = -(-len(docs) // global_batch)
     desc = f"epoch {epoch + 1}/{settings.epochs}"
     for batch in progress(batches, desc, "batch", total=n_batches, leave=False):
         batch = batch.to(device)
