@@ -33,12 +33,14 @@ from icdtransfer.train.precision import use_bf16
 from icdtransfer.train.state import (
     Checkpointer,
     EpochRecord,
+    FileCheckpointer,
     LoopState,
     NoCheckpoints,
     Snapshot,
 )
 
 log = logging.getLogger(__name__)
+CUDA_CHECKPOINT_EVERY = 5  # file checkpoints on a GPU: every 5 epochs (checkpoint_due)
 
 
 @dataclass
@@ -59,6 +61,7 @@ class LoopSettings:
     min_length: int  # the widest filter
     min_delta: float = 0.0  # an epoch improves on the best by more than this (early stopping)
     min_epochs: int = 1  # early stopping may fire only once this many epochs have run
+    checkpoint_every: int = 0  # epochs between file checkpoints; 0: 1 on CPU, 5 on CUDA
 
 
 @dataclass(frozen=True)
@@ -193,15 +196,36 @@ def fit(
             shared = [state]
             torch.distributed.broadcast_object_list(shared, src=0)
             state = shared[0]
+        last = epoch + 1 >= settings.epochs or state.stopped(settings.patience, settings.min_epochs)
         snapshot = (
             Snapshot(raw_model.state_dict(), optimizer.state_dict(), best, state)
-            if master
+            if master and checkpoint_due(settings, device, checkpointer, epoch + 1, last)
             else None
         )
         checkpointer.save(snapshot, state.history[-1])
         if on_epoch is not None and master:
             on_epoch(state.history[-1])
     return FitResult(best, state)
+
+
+def checkpoint_due(
+    settings: LoopSettings,
+    device: torch.device,
+    checkpointer: Checkpointer,
+    epoch: int,
+    last: bool,
+) -> bool:
+    """Whether the snapshot after `epoch` (1-based) is written: every `checkpoint_every` epochs
+    (0: every epoch on the CPU, every CUDA_CHECKPOINT_EVERY on a GPU, where writing one waits
+    for the device and copies every weight and optimizer state to the host), and after the
+    last epoch. A resumed run retrains the epochs after its last snapshot and, its randomness
+    being fixed by (seed, epoch), ends where an uninterrupted run does
+    (tests/train/test_cadence.py). Only a local file skips epochs: Ray's checkpointers report
+    each epoch's metrics with its snapshot, so they get every one."""
+    if not isinstance(checkpointer, FileCheckpointer) or last:
+        return True
+    every = settings.checkpoint_every or (CUDA_CHECKPOINT_EVERY if device.type == "cuda" else 1)
+    return epoch % every == 0
 
 
 def train_epoch(
