@@ -166,3 +166,15 @@ def test_the_cache_key_names_the_instruction_set_limits(
     keys = list(json.loads(fresh.read_text()))
     assert len(keys) == 2 and any("ONEDNN_MAX_CPU_ISA=AVX2" in k for k in keys)
     assert all(torch.backends.cpu.get_cpu_capability() in k for k in keys)
+
+
+def test_an_avx2_cap_means_no_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """How an AVX2-only checking machine is emulated: oneDNN capped at AVX2 has no bf16."""
+    from icdtransfer.train import hardware
+
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert hardware.limited_to_avx2() and not hardware.cpu_has_bf16()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
+    assert hardware.limited_to_avx2() is not torch.backends.cpu.get_cpu_capability().startswith(
+        "AVX512"
+    )

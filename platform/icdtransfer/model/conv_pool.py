@@ -214,11 +214,19 @@ def _pool_gemm(
 def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """x @ weight.T + bias. On CPU through oneDNN's matmul: torch's own fp32 GEMM is MKL's,
     which on AMD CPUs ran at about half of oneDNN's rate (bench/_kernels.py). The oneDNN entry
-    point is the one torch.compile's CPU backend calls (`mkldnn._linear_pointwise`); a torch
-    without it falls back to F.linear."""
-    if x.device.type == "cpu" and _onednn_linear() is not None:
-        return _onednn_linear()(x, weight, bias, "none", [None], "")
+    point is the one torch.compile's CPU backend calls (`mkldnn._linear_pointwise`); where it
+    is missing or refuses a dtype (bf16 with ONEDNN_MAX_CPU_ISA=AVX2), F.linear, and oneDNN is
+    not tried again for that dtype in this process."""
+    op = _onednn_linear() if x.device.type == "cpu" and x.dtype not in _REFUSED else None
+    if op is not None:
+        try:
+            return op(x, weight, bias, "none", [None], "")
+        except RuntimeError:
+            _REFUSED.add(x.dtype)
     return F.linear(x, weight, bias)
+
+
+_REFUSED: set[torch.dtype] = set()  # dtypes oneDNN's linear refused in this process
 
 
 def _onednn_linear():  # noqa: ANN202 - a torch op, or None
