@@ -112,7 +112,6 @@ class _ConvMaxPool(torch.autograd.Function):
         d_params: list[torch.Tensor | None] = []
         grad = grad.float()
         filters = weights[0].shape[0]
-        rows, steps = [], []  # embedding rows that get a gradient, and their gradients
         for i, (weight, index) in enumerate(zip(weights, winners, strict=True)):
             width, dim = weight.shape[2], weight.shape[1]
             g = grad[:, i * filters : (i + 1) * filters] * (lengths >= width)[:, None]
@@ -125,12 +124,10 @@ class _ConvMaxPool(torch.autograd.Function):
                 d_weight = d_weight.transpose(1, 2).contiguous()  # [F, E, w]
             if d_table is not None:  # dE[x[b, t_bf + k]] += g[f, b] W[f, :, k]
                 per_k = weight.float().transpose(1, 2)  # [F, w, E]
-                rows.append(ids)
-                steps.append((g[:, :, None, None] * per_k[:, None]).reshape(-1, dim))
+                step = (g[:, :, None, None] * per_k[:, None]).reshape(-1, dim)
+                d_table.index_add_(0, ids, step.to(table.dtype))
             d_bias = g.sum(1) if needs[7 + 2 * i] else None
             d_params += [d_weight, d_bias]
-        if d_table is not None:
-            d_table.index_add_(0, torch.cat(rows), torch.cat(steps).to(table.dtype))
         if d_table is not None and ctx.padding_idx is not None:
             d_table[ctx.padding_idx] = 0  # nn.Embedding's rule: the padding row never learns
         return (None, None, None, None, None, d_table, *d_params)
