@@ -10,7 +10,7 @@ adaptation 512, 1,231 codes, 6,000 tokens; 96 notes). Same synthetic notes, same
 * fp32 eager (baseline, written here): torch.no_grad, batches in input order, each padded to
   its longest note, fp32, the textbook encoder (full feature maps, masked_fill, amax);
 * project: icdtransfer.train.loop.predict (inference_mode, length-bucketed batches of
-  `--batch`, 64 by default, `precision: auto` and the kernel chosen with it: printed, with the
+  `--batch`, 16 by default as in validation, `precision: auto` and the kernel chosen with it: printed, with the
   timings that chose them; max-pool without positions), which `icdtransfer predict` also
   uses; the baseline keeps batches of 16.
 
@@ -58,7 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dims", choices=sorted(DIMS), default="default")
     parser.add_argument("--docs", type=int, default=0, help="0: 400 (default), 96 (paper)")
-    parser.add_argument("--batch", type=int, default=64, help="the project's batch")
+    parser.add_argument("--batch", type=int, default=16, help="the project's batch")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
@@ -114,7 +114,7 @@ def main() -> None:
         f"of {args.batch}): {project:.2f} docs/s"
     )
     print(
-        f"FLOPs per note: {forward / args.docs / 1e9:.1f} G forward convolution; achieved "
+        f"FLOPs per note: {forward / args.docs / 1e9:.3f} G forward convolution; achieved "
         f"{achieved:.0f} GFLOP/s (fp32 eager: {forward / min(base_times) / 1e9:.0f} GFLOP/s)"
     )
     print(f"efficiency: {achieved / peak_rate:.2f}")

@@ -143,9 +143,9 @@ def main() -> None:
     print(f"naive loop (fp32, pad to longest, word dropout after padding): {naive:.2f} docs/s")
     print(f"icdtransfer train_epoch ({precision.name}): {project:.2f} docs/s")
     print(
-        f"FLOPs per note: {forward / args.docs / 1e9:.1f} G forward convolution + "
+        f"FLOPs per note: {forward / args.docs / 1e9:.3f} G forward convolution + "
         f"{backward / args.docs / 1e9:.3f} G sparse max-pool backward "
-        f"(a dense backward would add {2 * forward / args.docs / 1e9:.1f} G)"
+        f"(a dense backward would add {2 * forward / args.docs / 1e9:.3f} G)"
     )
     print(
         f"achieved: {achieved:.0f} GFLOP/s executed "
