@@ -10,9 +10,9 @@ adaptation 512, 1,231 codes, 6,000 tokens; 96 notes). Same synthetic notes, same
 * fp32 eager (baseline, written here): torch.no_grad, batches in input order, each padded to
   its longest note, fp32, the textbook encoder (full feature maps, masked_fill, amax);
 * project: icdtransfer.train.loop.predict (inference_mode, length-bucketed batches of
-  `--batch`, 16 by default as in validation, `precision: auto` and the kernel chosen with it: printed, with the
-  timings that chose them; max-pool without positions), which `icdtransfer predict` also
-  uses; the baseline keeps batches of 16.
+  `--batch`, 16 by default as in validation, `precision: auto` and the kernel chosen with it,
+  printed with the timings that chose them; max-pool without positions), which
+  `icdtransfer predict` also uses; the baseline keeps batches of 16.
 
 Checks that both give the same top code for every note, prints docs/s for both, the project's
 achieved GFLOP/s (forward convolutions, bench/_kernels.py) and `efficiency:` = that rate over
