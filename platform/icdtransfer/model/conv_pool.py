@@ -25,7 +25,7 @@ measured per machine (train/precision.py, `KERNELS`):
   at once, the narrower widths' weights zero-padded ([w_max*E, F*len(widths)]; 20% more
   multiply-adds at widths 3/4/5), then max over time on [B, T, F*len(widths)]. On an AVX-512
   EPYC it beat `conv` by 1.3-1.5x at the default dimensions; on the same chip limited to AVX2
-  `conv` was faster (README, "Benches").
+  `conv` was faster (README, "Speed for the science").
 
 Without gradients (validation, prediction, a frozen copy) the max-pool keeps no positions:
 an amax, several times cheaper than max-with-indices.

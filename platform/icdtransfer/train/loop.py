@@ -99,7 +99,7 @@ def make_optimizer(model: nn.Module, name: str, lr: float) -> torch.optim.Optimi
         # fused: one vectorised pass over each parameter instead of a dozen tensor ops; the
         # same update (torch's own kernel). On CPU the unfused loop spent half of a default
         # stage-2 epoch in Adam's sqrt and div over the 27k x 64 embedding table (README,
-        # "Benches"); fused Adam is 10x faster there.
+        # "Speed for the science"); fused Adam is 10x faster there.
         return torch.optim.Adam(params, lr=lr, fused=_fusable(params))
     raise ValueError(f"unknown optimizer {name!r} (adadelta or adam)")
 
@@ -243,7 +243,7 @@ def train_epoch(
     """One pass over `docs`; returns (mean loss, documents per second). With world_size > 1
     every rank trains on a batch of its own, `batch_size` documents: the global batch is
     world_size x batch_size, so N ranks take 1/N of the steps (DDP averages the gradients; the
-    learning rate is the one given, not scaled: README, "Data parallelism").
+    learning rate is the one given, not scaled: README, "Stage 1 on many workers").
 
     No host sync in the step: the loss is summed on the device and read once, at the end of
     the epoch (a per-step `float(loss)` makes the CPU wait for the GPU before it may queue the

@@ -14,10 +14,10 @@ version and encoder shape in the user's cache folder, so a machine pays for it o
 The same probe picks the convolution kernel (model/conv_pool.py, KERNELS): each kernel is
 timed in each precision, the precision is decided on the fastest kernel of each, and the
 encoders run the fastest kernel of the chosen precision (with an explicit `precision` too). On
-an AVX-512 EPYC `gemm` won, with the same chip limited to AVX2 `conv` did (README, "Benches"),
-so neither is right everywhere. The cache key includes ATEN_CPU_CAPABILITY and
-ONEDNN_MAX_CPU_ISA: a machine told to use AVX2 only measures again. On CUDA the kernel is `conv`
-(cuDNN) without a measurement; bench/gpu_check.py times both.
+an AVX-512 EPYC `gemm` won in bf16, with the same chip limited to AVX2 `conv` did (README,
+"Speed for the science"), so neither is right everywhere. The cache key includes
+ATEN_CPU_CAPABILITY and ONEDNN_MAX_CPU_ISA: a machine told to use AVX2 only measures again. On
+CUDA the kernel is `conv` (cuDNN) without a measurement; bench/gpu_check.py times both.
 """
 
 from __future__ import annotations
