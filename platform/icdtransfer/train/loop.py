@@ -350,5 +350,5 @@ def predict(
     position = {int(d): i for i, d in enumerate(docs)}
     rows = torch.as_tensor([position[int(d)] for d in np.concatenate(order)], device=device)
     probs = torch.cat(parts)
-    out = torch.empty_like(probs).index_copy_(0, rows, probs)
+    out = probs.new_zeros(len(docs), probs.shape[1]).index_copy_(0, rows, probs)
     return out.cpu().numpy()
