@@ -72,7 +72,17 @@ def sync(device: torch.device) -> None:
 
 
 def check_backward(device: torch.device) -> None:
-    """Sparse max-pool backward == autograd through the textbook encoder, fp32, each kernel."""
+    """Sparse max-pool backward == autograd through the textbook encoder, fp32, each kernel;
+    with TF32 off (cuDNN's convolutions use it by default), so that fp32 means fp32."""
+    flags = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        _check_backward(device)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
+
+
+def _check_backward(device: torch.device) -> None:
     g = torch.Generator().manual_seed(0)
     lengths = torch.tensor([40, 23, 5, 3, 1, 30])
     tokens = torch.randint(1, 200, (6, 40), generator=g)
