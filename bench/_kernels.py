@@ -22,8 +22,34 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from icdtransfer.artifacts import EncoderShape
 from icdtransfer.model.cnn import CNNEncoder
 from icdtransfer.model.conv_pool import reference_features
+
+# The benches' two sizes (`--dims`): params.yaml's defaults (the study `make repro` runs) and
+# presets/paper.yaml's. mean_length: the synthetic notes' mean words (default corpus: 1,268).
+DIMS = {
+    "default": dict(
+        shape=EncoderShape(27_026, 64, 64, (3, 4, 5)),
+        labels=71,
+        adaptation=256,
+        dropout=0.1,
+        max_tokens=700,
+        mean_length=1_268,
+        codes_per_note=4.7,
+        batch=16,
+    ),
+    "paper": dict(
+        shape=EncoderShape(30_000, 300, 300, (3, 4, 5)),
+        labels=1_231,
+        adaptation=512,
+        dropout=0.5,
+        max_tokens=6_000,
+        mean_length=5_303,
+        codes_per_note=7.4,
+        batch=16,
+    ),
+}
 
 
 def conv_forward_flops(lengths: np.ndarray, embedding_dim: int, filters: int, widths) -> float:
@@ -65,6 +91,14 @@ def fp32_matmul_rates(size: int = 2048, repeats: int = 5) -> dict[str, float]:
         with torch.no_grad():
             rates["oneDNN linear"] = flops / best_seconds(lambda: layer(x), repeats) / 1e9
     return rates
+
+
+def kernel_line(choice) -> str:  # noqa: ANN001 - a train.precision.PrecisionChoice
+    """What the benches print about the kernel and precision the project chose, and why."""
+    return (
+        f"precision auto: {choice.name} ({choice.reason}); convolution kernel {choice.kernel} "
+        f"({choice.kernel_reason})"
+    )
 
 
 def peak(*measurements: dict[str, float]) -> tuple[float, str]:

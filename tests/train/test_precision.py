@@ -33,13 +33,15 @@ def timing(fp32_ms: float, bf16_ms: float, calls: list | None = None):  # noqa: 
     return measure
 
 
-def test_cpu_without_native_bf16_is_fp32_without_measuring(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cpu_without_native_bf16_is_fp32_without_timing_bf16(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
-    calls: list = []
-    monkeypatch.setattr(precision, "measure_cpu", timing(1.0, 1.0, calls))
     choice = precision.choose("auto", CPU, SHAPE)
     assert not choice.bf16 and "neither AVX512-BF16 nor AMX" in choice.reason
-    assert calls == []
+    assert choice.kernel in ("conv", "gemm") and choice.kernel_reason.startswith("fp32 encoder")
+    times = precision.cached_cpu_timing(SHAPE)  # the kernels' fp32 timings only
+    assert set(times) == {"fp32_ms", "fp32_conv_ms", "fp32_gemm_ms"}
 
 
 def test_measured_bf16_slower_picks_fp32_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -124,4 +126,55 @@ def test_real_measurement_leaves_the_random_stream_and_threads_alone() -> None:
     times = precision.measure_cpu(SHAPE)  # times on one thread
     assert torch.get_num_threads() == threads
     assert torch.equal(torch.rand(3), expected)
-    assert times["fp32_ms"] > 0 and times["bf16_ms"] > 0
+    assert times["fp32_ms"] > 0
+    assert ("bf16_ms" in times) is precision.cpu_has_bf16()  # bf16 timed only where native
+    assert times["fp32_ms"] == min(times["fp32_conv_ms"], times["fp32_gemm_ms"])
+
+
+def kernel_timing(**times: float):  # noqa: ANN201
+    def measure(shape: EncoderShape) -> dict[str, float]:
+        out = dict(times)
+        for name in ("fp32", "bf16"):
+            out[f"{name}_ms"] = min(v for k, v in times.items() if k.startswith(name))
+        return out
+
+    return measure
+
+
+def test_the_fastest_kernel_of_the_chosen_precision_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
+    fake = kernel_timing(fp32_conv_ms=10.0, fp32_gemm_ms=7.0, bf16_conv_ms=3.0, bf16_gemm_ms=5.0)
+    monkeypatch.setattr(precision, "measure_cpu", fake)
+    choice = precision.choose("auto", CPU, SHAPE)
+    assert choice.bf16 and choice.kernel == "conv"  # bf16 3.0 ms (conv) beats fp32 7.0 (gemm)
+    assert "bf16 2.33x" in choice.reason and "conv 3.0 ms, gemm 5.0 ms" in choice.kernel_reason
+    fp32 = precision.choose("fp32", CPU, SHAPE)  # an explicit precision still gets its kernel
+    assert not fp32.bf16 and fp32.kernel == "gemm"
+    model = TargetModel(SHAPE, 3, 4, 0.0, frozen_copy=True)
+    assert precision.use_bf16("fp32", CPU, model) is False
+    assert model.encoder.kernel == model.frozen_encoder.kernel == "gemm"
+
+
+def test_the_cache_key_names_the_instruction_set_limits(
+    monkeypatch: pytest.MonkeyPatch, fresh: Path
+) -> None:
+    monkeypatch.setattr(precision, "measure_cpu", timing(10.0, 4.0))
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    precision.cached_cpu_timing(SHAPE)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    precision.cached_cpu_timing(SHAPE)
+    keys = list(json.loads(fresh.read_text()))
+    assert len(keys) == 2 and any("ONEDNN_MAX_CPU_ISA=AVX2" in k for k in keys)
+    assert all(torch.backends.cpu.get_cpu_capability() in k for k in keys)
+
+
+def test_an_avx2_cap_means_no_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """How an AVX2-only checking machine is emulated: oneDNN capped at AVX2 has no bf16."""
+    from icdtransfer.train import hardware
+
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert hardware.limited_to_avx2() and not hardware.cpu_has_bf16()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
+    assert hardware.limited_to_avx2() is not torch.backends.cpu.get_cpu_capability().startswith(
+        "AVX512"
+    )

@@ -25,7 +25,13 @@ class CNNEncoder(nn.Module):
     for that width. ReLU is monotonic, so max-then-ReLU equals ReLU-then-max: the ReLU runs
     on the pooled [B, F] values instead of the whole [B, F, T] feature map. The max-pool's
     backward touches only the winning windows (model/conv_pool.py).
+
+    `kernel` names the convolution kernel (conv_pool.KERNELS); the training loop sets the one
+    measured fastest on its machine (train/precision.py). Not saved with the weights: every
+    kernel computes the same function.
     """
+
+    kernel: str = "conv"
 
     def __init__(self, shape: EncoderShape) -> None:
         super().__init__()
@@ -40,7 +46,8 @@ class CNNEncoder(nn.Module):
         dtype = self.embedding.weight.dtype
         if torch.is_autocast_enabled(device):
             dtype = torch.get_autocast_dtype(device)  # cast once for all widths
-        return torch.relu(conv_max_pool(tokens, lengths, self.embedding, self.convs, dtype))
+        pooled = conv_max_pool(tokens, lengths, self.embedding, self.convs, dtype, self.kernel)
+        return torch.relu(pooled)
 
 
 class SourceModel(nn.Module):

@@ -16,10 +16,19 @@ tie only when they hold the same words, and then both routes give the same weigh
 embedding gradients; under bf16, where ties between different windows are common, either is a
 valid subgradient.
 
-The forward is oneDNN's (or cuDNN's) conv1d on the [B, E, T] layout (a channels-last view
-measured slower on CPU: oneDNN reorders it per width; so did one convolution of 3F filters of
-the widest width, zero-padded, and a GEMM over unfolded windows), windows reaching into padding
-excluded.
+The forward has two kernels, both excluding windows that reach into padding; which one runs is
+measured per machine (train/precision.py, `KERNELS`):
+
+* `conv`: oneDNN's (or cuDNN's) conv1d per width on the [B, E, T] layout, max over time;
+* `gemm`: the batch's embeddings gathered once as channels-last rows [B*T, E], every row's
+  widest window unfolded beside it ([B*T, w_max*E]), and ONE GEMM against all widths' filters
+  at once, the narrower widths' weights zero-padded ([w_max*E, F*len(widths)]; 20% more
+  multiply-adds at widths 3/4/5), then max over time on [B, T, F*len(widths)]. On an AVX-512
+  EPYC it beat `conv` by 1.3-1.5x at the default dimensions; on the same chip limited to AVX2
+  `conv` was faster (README, "Speed for the science").
+
+Without gradients (validation, prediction, a frozen copy) the max-pool keeps no positions:
+an amax, several times cheaper than max-with-indices.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 NEG_INF = float("-inf")
+KERNELS = ("conv", "gemm")
 
 
 def conv_max_pool(
@@ -39,39 +49,66 @@ def conv_max_pool(
     embedding: nn.Embedding,
     convs: Sequence[nn.Conv1d],
     dtype: torch.dtype,
+    kernel: str = "conv",
 ) -> torch.Tensor:
     """[B, F * len(convs)] max over the valid windows of each width (before ReLU); 0 for a
-    document shorter than the width. Computed in `dtype`, gradients in the parameters' dtype."""
+    document shorter than the width. Computed in `dtype` with `kernel` (KERNELS), gradients in
+    the parameters' dtype."""
+    if kernel not in KERNELS:
+        raise ValueError(f"unknown convolution kernel {kernel!r} ({', '.join(KERNELS)})")
     params = [p for conv in convs for p in (conv.weight, conv.bias)]
-    return _ConvMaxPool.apply(
-        tokens, lengths, dtype, embedding.padding_idx, embedding.weight, *params
-    )
+    table = embedding.weight
+    if not torch.is_grad_enabled() or not any(t.requires_grad for t in (table, *params)):
+        with torch.autocast(tokens.device.type, enabled=False):
+            pooled, _ = _pool(kernel, tokens, lengths, dtype, table, params, positions=False)
+        return pooled
+    return _ConvMaxPool.apply(tokens, lengths, dtype, kernel, embedding.padding_idx, table, *params)
+
+
+def _pool(
+    kernel: str,
+    tokens: torch.Tensor,
+    lengths: torch.Tensor,
+    dtype: torch.dtype,
+    table: torch.Tensor,
+    params: Sequence[torch.Tensor],
+    positions: bool,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The pooled features [B, F * widths] and, with `positions`, each width's winners [B, F]."""
+    weights, biases = params[::2], params[1::2]
+    if kernel == "gemm":
+        return _pool_gemm(tokens, lengths, dtype, table, weights, biases, positions)
+    x = _lookup(tokens, table, dtype).transpose(1, 2).contiguous()  # [B, E, T]
+    pooled, winners = [], []
+    for weight, bias in zip(weights, biases, strict=True):
+        values, index = _pool_one_width(x, lengths, weight.to(dtype), bias.to(dtype), positions)
+        pooled.append(values)
+        winners.append(index)
+    return torch.cat(pooled, dim=1), winners
+
+
+def _lookup(tokens: torch.Tensor, table: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Embedding rows in `dtype`, casting the smaller of the table and the lookup."""
+    if table.shape[0] < tokens.numel():
+        return F.embedding(tokens, table.to(dtype))
+    return F.embedding(tokens, table).to(dtype)
 
 
 class _ConvMaxPool(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, tokens, lengths, dtype, padding_idx, table, *params):  # noqa: ANN001
-        pooled, winners = [], []
+    def forward(ctx, tokens, lengths, dtype, kernel, padding_idx, table, *params):  # noqa: ANN001
         with torch.autocast(tokens.device.type, enabled=False):  # dtype is chosen explicitly
-            if table.shape[0] < tokens.numel():  # cast the smaller of table and lookup
-                x = F.embedding(tokens, table.to(dtype))
-            else:
-                x = F.embedding(tokens, table).to(dtype)
-            x = x.transpose(1, 2).contiguous()  # [B, E, T]
-            for weight, bias in zip(params[::2], params[1::2], strict=True):
-                values, index = _pool_one_width(x, lengths, weight.to(dtype), bias.to(dtype))
-                pooled.append(values)
-                winners.append(index)
+            pooled, winners = _pool(kernel, tokens, lengths, dtype, table, params, positions=True)
         ctx.padding_idx = padding_idx
         ctx.save_for_backward(tokens, lengths, table, *params[::2], *winners)
-        return torch.cat(pooled, dim=1)
+        return pooled
 
     @staticmethod
     def backward(ctx, grad):  # noqa: ANN001
         tokens, lengths, table, *rest = ctx.saved_tensors
         weights, winners = rest[: len(rest) // 2], rest[len(rest) // 2 :]
         needs = ctx.needs_input_grad
-        d_table = torch.zeros_like(table) if needs[4] else None
+        d_table = torch.zeros_like(table) if needs[5] else None
         d_params: list[torch.Tensor | None] = []
         grad = grad.float()
         filters = weights[0].shape[0]
@@ -79,29 +116,30 @@ class _ConvMaxPool(torch.autograd.Function):
             width, dim = weight.shape[2], weight.shape[1]
             g = grad[:, i * filters : (i + 1) * filters] * (lengths >= width)[:, None]
             g = g.t().contiguous()  # [F, B]: filter-major, as bmm over filters wants it
-            ids = _winning_tokens(tokens, index, width).permute(1, 2, 0)  # [F, w, B]
-            per_k = weight.float().permute(2, 0, 1)  # [w, F, E]
-            d_weight = weight.new_empty(width, filters, dim) if needs[5 + 2 * i] else None
-            for k in range(width):
-                rows = ids[:, k].reshape(-1)  # embedding row of each (filter, document)
-                if d_weight is not None:
-                    windows = table.index_select(0, rows).view(filters, -1, dim).float()
-                    d_weight[k] = torch.bmm(g[:, None, :], windows).squeeze(1)
-                if d_table is not None:
-                    step = (g[:, :, None] * per_k[k][:, None, :]).view(-1, dim)
-                    d_table.index_add_(0, rows, step.to(table.dtype))
-            if d_weight is not None:
-                d_weight = d_weight.permute(1, 2, 0).contiguous()  # [F, E, w]
-            d_bias = g.sum(1) if needs[6 + 2 * i] else None
+            ids = _winning_tokens(tokens, index, width).transpose(0, 1).reshape(-1)  # [F*B*w]
+            d_weight = None
+            if needs[6 + 2 * i]:  # dW[f, :, k] = sum_b g[f, b] E[x[b, t_bf + k]]
+                windows = table.index_select(0, ids).view(filters, -1, width * dim).float()
+                d_weight = torch.bmm(g[:, None, :], windows).view(filters, width, dim)
+                d_weight = d_weight.transpose(1, 2).contiguous()  # [F, E, w]
+            if d_table is not None:  # dE[x[b, t_bf + k]] += g[f, b] W[f, :, k]
+                per_k = weight.float().transpose(1, 2)  # [F, w, E]
+                step = (g[:, :, None, None] * per_k[:, None]).reshape(-1, dim)
+                d_table.index_add_(0, ids, step.to(table.dtype))
+            d_bias = g.sum(1) if needs[7 + 2 * i] else None
             d_params += [d_weight, d_bias]
         if d_table is not None and ctx.padding_idx is not None:
             d_table[ctx.padding_idx] = 0  # nn.Embedding's rule: the padding row never learns
-        return (None, None, None, None, d_table, *d_params)
+        return (None, None, None, None, None, d_table, *d_params)
 
 
 def _pool_one_width(
-    x: torch.Tensor, lengths: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+    x: torch.Tensor,
+    lengths: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    positions: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Values and positions of the max over valid windows; 0 where there is no valid window."""
     width = weight.shape[2]
     if x.shape[2] < width:  # no document in the batch is that long
@@ -109,21 +147,97 @@ def _pool_one_width(
         return zeros, torch.zeros(zeros.shape, dtype=torch.long, device=x.device)
     h = F.conv1d(x, weight, bias)  # [B, F, T - w + 1]
     windows = lengths - width + 1  # valid windows per document
-    # Only the columns past the shortest document can hold padding windows: in a bucketed
-    # batch a short tail. On the GPU the whole map is masked instead of syncing for the start.
-    start = max(int(windows.min()), 0) if h.device.type == "cpu" else 0
-    if start < h.shape[2]:
-        steps = torch.arange(start, h.shape[2], device=h.device)
-        tail = (steps[None, :] >= windows[:, None])[:, None, :]
-        h[:, :, start:].masked_fill_(tail, NEG_INF)
-    values, index = h.max(dim=2)
+    _mask_tail(h.unsqueeze(3), windows[:, None], time_dim=2)
+    values, index = h.max(dim=2) if positions else (h.amax(dim=2), None)
     return values.masked_fill_((windows <= 0)[:, None], 0.0), index
+
+
+def _mask_tail(h: torch.Tensor, windows: torch.Tensor, time_dim: int) -> None:
+    """-inf at every window position >= `windows` ([B, G]: valid windows per document and width
+    group) of `h` ([B, F, T, G] with time_dim 2, or [B, T, G, F] with time_dim 1), in place.
+
+    Only the positions past the shortest document's last window can hold padding windows: in
+    a bucketed batch a short tail. On the GPU the whole map is masked instead of syncing for
+    the start."""
+    steps_total = h.shape[time_dim]
+    start = max(int(windows.min()), 0) if h.device.type == "cpu" else 0
+    if start >= steps_total:
+        return
+    steps = torch.arange(start, steps_total, device=h.device)
+    tail = steps[None, :, None] >= windows[:, None, :]  # [B, T - start, G]
+    if time_dim == 2:
+        h[:, :, start:].masked_fill_(tail[:, None, :, :], NEG_INF)
+    else:
+        h[:, start:].masked_fill_(tail[:, :, :, None], NEG_INF)
+
+
+def _pool_gemm(
+    tokens: torch.Tensor,
+    lengths: torch.Tensor,
+    dtype: torch.dtype,
+    table: torch.Tensor,
+    weights: Sequence[torch.Tensor],
+    biases: Sequence[torch.Tensor],
+    positions: bool,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """All widths in one GEMM over unfolded channels-last windows (module docstring)."""
+    batch, steps = tokens.shape
+    filters, dim = weights[0].shape[0], weights[0].shape[1]
+    widths = [w.shape[2] for w in weights]
+    widest = max(widths)
+    # the rows' tokens back to back, then widest - 1 padding tokens, so that every row has a
+    # full window; windows reaching past a document's end are masked below
+    flat = torch.cat([tokens.reshape(-1), tokens.new_zeros(widest - 1)])
+    rows = _lookup(flat, table, dtype)  # [B*T + widest - 1, E]
+    unfolded = rows.as_strided((batch * steps, widest * dim), (dim, 1)).contiguous()
+    packed = torch.zeros(len(widths) * filters, widest * dim, dtype=dtype, device=tokens.device)
+    for i, weight in enumerate(weights):  # [F, E, w] -> [F, w*E], the unfolded rows' order
+        block = weight.to(dtype).permute(0, 2, 1).reshape(filters, -1)
+        packed[i * filters : (i + 1) * filters, : block.shape[1]] = block
+    h = _linear(unfolded, packed, torch.cat(biases).to(dtype))
+    h = h.view(batch, steps, len(widths), filters)
+    windows = lengths[:, None] - torch.tensor(widths, device=tokens.device)[None, :] + 1
+    _mask_tail(h, windows, time_dim=1)
+    h = h.view(batch, steps, -1)
+    if positions:
+        values, index = h.max(dim=1)
+        winners = list(index.split(filters, dim=1))
+    else:
+        values, winners = h.amax(dim=1), []
+    empty = (windows <= 0).repeat_interleave(filters, dim=1)
+    return values.masked_fill_(empty, 0.0), winners
+
+
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """x @ weight.T + bias. On CPU through oneDNN's matmul: torch's own fp32 GEMM is MKL's,
+    which on AMD CPUs ran at about half of oneDNN's rate (bench/_kernels.py). The oneDNN entry
+    point is the one torch.compile's CPU backend calls (`mkldnn._linear_pointwise`); where it
+    is missing or refuses a dtype (bf16 with ONEDNN_MAX_CPU_ISA=AVX2), F.linear, and oneDNN is
+    not tried again for that dtype in this process."""
+    op = _onednn_linear() if x.device.type == "cpu" and x.dtype not in _REFUSED else None
+    if op is not None:
+        try:
+            return op(x, weight, bias, "none", [None], "")
+        except RuntimeError:
+            _REFUSED.add(x.dtype)
+    return F.linear(x, weight, bias)
+
+
+_REFUSED: set[torch.dtype] = set()  # dtypes oneDNN's linear refused in this process
+
+
+def _onednn_linear():  # noqa: ANN202 - a torch op, or None
+    if not torch.backends.mkldnn.is_available():
+        return None
+    return getattr(torch.ops.mkldnn, "_linear_pointwise", None)
 
 
 def _winning_tokens(tokens: torch.Tensor, index: torch.Tensor, width: int) -> torch.Tensor:
     """Token ids of each filter's winning window: [B, F, w]."""
     steps = torch.arange(width, device=index.device)
     positions = (index[:, :, None] + steps).reshape(index.shape[0], -1)
+    # a document with no valid window (its gradient is zero) may point past the batch's end
+    positions = positions.clamp_(max=tokens.shape[1] - 1)
     return tokens.gather(1, positions).view(*index.shape, width)
 
 

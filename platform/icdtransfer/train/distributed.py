@@ -2,8 +2,10 @@
 
 Every worker memory-maps the corpus (on another machine, a copy shipped through Ray's
 object store: data/ship.py) and runs the project's one training loop (train/loop.py) as one
-rank: it trains on its slice of each global batch (the same global batches as the
-single-process run, so the two compute the same updates); rank 0 validates, decides early
+rank: each rank trains on a batch of its own, `pretrain.batch_size` documents, so the global
+batch is num_workers x batch_size and N workers take 1/N of the single process's steps (the
+same updates as a single process with batch_size x N; the learning rate is not scaled, README
+"When DDP pays" says when it does); rank 0 validates, decides early
 stopping for all ranks, and checkpoints after every epoch to `<ray.storage_path>/<run name>`
 through `RayTrainCheckpointer`. Running the same command again after a kill resumes from the
 last checkpoint (Ray Train V2 restores a run from its name and storage path;

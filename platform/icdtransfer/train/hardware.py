@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from icdtransfer.config import ConfigError
@@ -23,8 +25,21 @@ def cpu_has_bf16() -> bool:
     torch 2.13 answers this only through private functions (`torch.cpu._is_*_supported`;
     the public `torch.backends.cpu.get_cpu_capability()` names AVX512 but not BF16 or AMX).
     They are called here and nowhere else, so a torch upgrade that renames them breaks this
-    one function, loudly (AttributeError), not the choice of precision somewhere else."""
-    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    one function, loudly (AttributeError), not the choice of precision somewhere else.
+
+    A process limited below AVX-512 (ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2: how an
+    AVX2-only machine is emulated) has no native bf16 kernels either, whatever the chip has."""
+    if not limited_to_avx2() and torch.cpu._is_amx_tile_supported():
+        return True
+    return not limited_to_avx2() and bool(torch.cpu._is_avx512_bf16_supported())
+
+
+def limited_to_avx2() -> bool:
+    """Whether torch's or oneDNN's kernels are capped below AVX-512 in this process."""
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
+    capped = isa not in ("ALL", "DEFAULT") and not isa.startswith(("AVX512", "AVX10"))
+    capped = capped and not isa.startswith("AMX")
+    return capped or not torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
 def cpu_has_amx() -> bool:

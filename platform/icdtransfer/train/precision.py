@@ -10,11 +10,20 @@ whose bf16 dot products run at twice its fp32 FMA rate, and where MKL's fp32 GEM
 only when it is clearly faster (BF16_MARGIN). A CPU without native bf16 instructions would only
 emulate it: fp32 without a measurement. The measurement is cached per machine, CPU model, torch
 version and encoder shape in the user's cache folder, so a machine pays for it once.
+
+The same probe picks the convolution kernel (model/conv_pool.py, KERNELS): each kernel is
+timed in each precision, the precision is decided on the fastest kernel of each, and the
+encoders run the fastest kernel of the chosen precision (with an explicit `precision` too). On
+an AVX-512 EPYC `gemm` won in bf16, with the same chip limited to AVX2 `conv` did (README,
+"Speed for the science"), so neither is right everywhere. The cache key includes
+ATEN_CPU_CAPABILITY and ONEDNN_MAX_CPU_ISA: a machine told to use AVX2 only measures again. On
+CUDA the kernel is `conv` (cuDNN) without a measurement; bench/gpu_check.py times both.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -29,6 +38,7 @@ from torch import nn
 from icdtransfer.artifacts import EncoderShape
 from icdtransfer.data.atomic import atomic_file
 from icdtransfer.model.cnn import CNNEncoder
+from icdtransfer.model.conv_pool import KERNELS
 from icdtransfer.train.hardware import cpu_has_amx, cpu_has_bf16
 
 log = logging.getLogger(__name__)
@@ -43,6 +53,8 @@ _CHOSEN: dict[tuple, PrecisionChoice] = {}  # one decision (and one log line) pe
 class PrecisionChoice:
     bf16: bool
     reason: str
+    kernel: str = "conv"  # model/conv_pool.py KERNELS
+    kernel_reason: str = "the default"
 
     @property
     def name(self) -> str:
@@ -50,8 +62,13 @@ class PrecisionChoice:
 
 
 def use_bf16(precision: str, device: torch.device, model: nn.Module) -> bool:
-    """Whether to run `model` under bf16 autocast on `device` for `precision` (auto|bf16|fp32)."""
-    return choose(precision, device, encoder_shape(model)).bf16
+    """Whether to run `model` under bf16 autocast on `device` for `precision` (auto|bf16|fp32);
+    also sets its encoders' convolution kernel to the one chosen with it."""
+    choice = choose(precision, device, encoder_shape(model))
+    for module in model.modules():
+        if isinstance(module, CNNEncoder):
+            module.kernel = choice.kernel
+    return choice.bf16
 
 
 def encoder_shape(model: nn.Module) -> EncoderShape:
@@ -65,8 +82,16 @@ def choose(precision: str, device: torch.device, shape: EncoderShape) -> Precisi
     """The precision for this model on this device, decided (and logged) once per process."""
     key = (precision, str(device), shape.embedding_dim, shape.filters, shape.widths)
     if key not in _CHOSEN:
-        choice = _decide(precision, device, shape)
-        log.info("precision %s: %s on %s (%s)", precision, choice.name, device, choice.reason)
+        choice = _with_kernel(_decide(precision, device, shape), device, shape)
+        log.info(
+            "precision %s: %s on %s (%s); kernel %s (%s)",
+            precision,
+            choice.name,
+            device,
+            choice.reason,
+            choice.kernel,
+            choice.kernel_reason,
+        )
         _CHOSEN[key] = choice
     return _CHOSEN[key]
 
@@ -97,6 +122,21 @@ def _decide(precision: str, device: torch.device, shape: EncoderShape) -> Precis
     return PrecisionChoice(False, f"{measured} < {BF16_MARGIN}x")
 
 
+def _with_kernel(choice: PrecisionChoice, device: torch.device, shape: EncoderShape):  # noqa: ANN202
+    """`choice` with the convolution kernel measured fastest in its precision on this CPU."""
+    if device.type != "cpu":
+        return dataclasses.replace(choice, kernel_reason=f"cuDNN's conv1d on {device.type}")
+    times = cached_cpu_timing(shape)
+    per_kernel = {k: times.get(f"{choice.name}_{k}_ms") for k in KERNELS}
+    per_kernel = {k: v for k, v in per_kernel.items() if v is not None}
+    if not per_kernel:
+        return choice
+    kernel = min(per_kernel, key=per_kernel.get)
+    timed = ", ".join(f"{k} {v:.1f} ms" for k, v in per_kernel.items())
+    reason = f"{choice.name} encoder forward, one thread: {timed}; the fastest"
+    return dataclasses.replace(choice, kernel=kernel, kernel_reason=reason)
+
+
 def cached_cpu_timing(shape: EncoderShape) -> dict[str, float]:
     """measure_cpu(shape), from the cache when this machine has measured it before."""
     key = " | ".join(
@@ -105,7 +145,9 @@ def cached_cpu_timing(shape: EncoderShape) -> dict[str, float]:
             cpu_model(),
             f"torch {torch.__version__}",
             f"E={shape.embedding_dim} F={shape.filters} widths={list(shape.widths)}",
-            f"probe {PROBE_BATCH}x{probe_tokens(shape)}",
+            f"probe {PROBE_BATCH}x{probe_tokens(shape)}, kernels {'/'.join(KERNELS)}",
+            f"capability {torch.backends.cpu.get_cpu_capability()}",
+            f"ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', 'unset')}",
         ]
     )
     path = cache_path()
@@ -142,9 +184,10 @@ def probe_tokens(shape: EncoderShape) -> int:
 
 
 def measure_cpu(shape: EncoderShape) -> dict[str, float]:
-    """Best-of-PROBE_REPEATS milliseconds of the encoder's forward pass (all widths) in fp32 and
-    under bf16 autocast on one thread, the two interleaved so that load from other processes
-    hits both. One thread: the ratio of the kernels' per-core speeds is what decides, and a
+    """Best-of-PROBE_REPEATS milliseconds of the encoder's forward pass (all widths) with each
+    kernel in fp32 and under bf16 autocast (`<precision>_<kernel>_ms`; `fp32_ms` and `bf16_ms`:
+    the fastest kernel's) on one thread, all interleaved so that load from other processes
+    hits each alike. One thread: the ratio of the kernels' per-core speeds is what decides, and a
     multi-threaded pass on a shared machine times the other processes as much as the kernel
     (measured here: 2 threads under load swung the ratio from 2.2x to 0.6x)."""
     length = probe_tokens(shape)
@@ -154,24 +197,35 @@ def measure_cpu(shape: EncoderShape) -> dict[str, float]:
         encoder = CNNEncoder(probe).eval()
         tokens = torch.randint(1, probe.vocab_size, (PROBE_BATCH, length))
     lengths = torch.full((PROBE_BATCH,), length)
-    best = {"fp32_ms": float("inf"), "bf16_ms": float("inf")}
+    names = ("fp32", "bf16") if cpu_has_bf16() else ("fp32",)  # emulated bf16: not timed
+    best = {f"{p}_{k}_ms": float("inf") for p in names for k in KERNELS}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        _time_passes(encoder, tokens, lengths, best)
+        _time_passes(encoder, tokens, lengths, names, best)
     finally:
         torch.set_num_threads(threads)
+    for name in names:
+        best[f"{name}_ms"] = min(best[f"{name}_{k}_ms"] for k in KERNELS)
     return best
 
 
 def _time_passes(
-    encoder: CNNEncoder, tokens: torch.Tensor, lengths: torch.Tensor, best: dict[str, float]
+    encoder: CNNEncoder,
+    tokens: torch.Tensor,
+    lengths: torch.Tensor,
+    names: tuple[str, ...],
+    best: dict[str, float],
 ) -> None:
     with torch.inference_mode():
         for repeat in range(PROBE_REPEATS + 1):  # the first round warms up oneDNN's kernels
-            for name, bf16 in (("fp32_ms", False), ("bf16_ms", True)):
-                start = time.perf_counter()
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                    encoder(tokens, lengths)
-                if repeat:
-                    best[name] = min(best[name], 1e3 * (time.perf_counter() - start))
+            for name in names:
+                bf16 = name == "bf16"
+                for kernel in KERNELS:
+                    encoder.kernel = kernel
+                    start = time.perf_counter()
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                        encoder(tokens, lengths)
+                    if repeat:
+                        key = f"{name}_{kernel}_ms"
+                        best[key] = min(best[key], 1e3 * (time.perf_counter() - start))

@@ -1,0 +1,77 @@
+"""One stage-2 member's epoch at the default dimensions: training and validation seconds.
+
+    .venv/bin/python bench/member_epoch.py [--epochs 3] [--precision auto] [--threads 1]
+                                           [--frozen-embeddings]
+
+Default dimensions (params.yaml): 750 training and 200 validation notes (synthetic, ~1,268
+words, so nearly all cut at 700 tokens), vocabulary 27,026, 71 codes, E=64, 64 filters of
+widths 3/4/5, adaptation 256, batch 16, word dropout 0.3, Adam. Runs the project's
+train_epoch and predict; the best of `--epochs` epochs counts. Run it with PYTHONPATH set to
+another checkout's platform/ to time that code on the same notes (the README's speed-ups are
+this file run on two checkouts, alternately). Prints the precision and kernel chosen and why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _synthetic import synthetic_notes  # noqa: E402
+from icdtransfer.artifacts import EncoderShape  # noqa: E402
+from icdtransfer.model.cnn import TargetModel  # noqa: E402
+from icdtransfer.train import precision as precision_module  # noqa: E402
+from icdtransfer.train.loop import LoopSettings, make_optimizer, predict, train_epoch  # noqa: E402
+
+TRAIN, VAL, VOCAB, CODES = 750, 200, 27_026, 71
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--frozen-embeddings", action="store_true", help="EM not trained")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    shape = EncoderShape(VOCAB, 64, 64, (3, 4, 5))
+    notes = synthetic_notes(TRAIN + VAL, 0, 1_268, CODES, 4.7, VOCAB)
+    torch.manual_seed(0)
+    model = TargetModel(shape, CODES, 256, 0.1)
+    if args.frozen_embeddings:
+        model.encoder.embedding.weight.requires_grad_(False)
+    cpu = torch.device("cpu")
+    bf16 = precision_module.use_bf16(args.precision, cpu, model)
+    choice = precision_module.choose(args.precision, cpu, shape)
+    kernel = getattr(choice, "kernel", "conv (this checkout has one kernel)")
+    settings = LoopSettings("adam", 3e-3, 16, 60, 3, 1, args.precision, "cpu", True, 700, 0.3, 5)
+    optimizer = make_optimizer(model, "adam", 3e-3)
+    train_times, val_times = [], []
+    for epoch in range(args.epochs):
+        start = time.perf_counter()
+        train_epoch(model, notes, np.arange(TRAIN), optimizer, settings, epoch, cpu, bf16)
+        middle = time.perf_counter()
+        predict(model, notes, np.arange(TRAIN, TRAIN + VAL), 16, 700, 5, cpu, bf16)
+        train_times.append(middle - start)
+        val_times.append(time.perf_counter() - middle)
+    print(
+        f"code {Path(precision_module.__file__).parents[2]}; {args.threads} thread(s); "
+        f"ATEN_CPU_CAPABILITY={os.environ.get('ATEN_CPU_CAPABILITY', 'unset')} "
+        f"ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', 'unset')}; "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
+    print(f"precision {args.precision}: {choice.name} ({choice.reason}); kernel {kernel}")
+    print(
+        f"epoch (best of {args.epochs}): train {min(train_times):.2f} s, "
+        f"validation {min(val_times):.2f} s, total {min(train_times) + min(val_times):.2f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()
