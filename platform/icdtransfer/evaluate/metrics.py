@@ -188,10 +188,10 @@ def evaluate(
 def describe(scores: ThresholdScores, kind: str) -> str:
     """Test scores as a log line names them: the metric, its label set and the threshold
     (`kind`: "tuned" on validation or "fixed")."""
-    where = "tuned on validation" if kind == "tuned" else "fixed"
+    where = "the threshold tuned on validation" if kind == "tuned" else "the fixed threshold"
     return (
         f"test micro-F {scores.micro_f:.4f}, macro-F over all codes (the paper's)"
         f" {scores.macro_f_all_labels:.4f} and over codes with a test positive"
-        f" {scores.macro_f:.4f}, at the {where} threshold {scores.threshold:g}"
+        f" {scores.macro_f:.4f}, at {where} ({scores.threshold:g})"
     )
 
