@@ -39,12 +39,15 @@ from icdtransfer.train.state import (
     NoCheckpoints,
     Snapshot,
 )
-from icdtransfer.train.validation import predict, validate_epoch
+from icdtransfer.train.validation import predict, trivial_macro_f, validate_epoch
 
 __all__ = ["DDP", "FitResult", "LoopSettings", "fit", "make_optimizer", "predict", "train_epoch"]
 
 log = logging.getLogger(__name__)
 CUDA_CHECKPOINT_EVERY = 5  # file checkpoints on a GPU: every 5 epochs (checkpoint_due)
+# early stopping may fire only once the watched criterion beats predicting every code by this
+# (train/validation.py, trivial_macro_f): the first epochs of a slow learner sit at that level
+LEARNING_MARGIN = 0.02
 
 
 @dataclass
@@ -187,6 +190,9 @@ def fit(
     train = corpus.split("train") if train_docs is None else train_docs
     val = corpus.split("validation")
     y_val = dense(corpus.labels[val]) if master else None
+    trivial = trivial_macro_f(y_val, settings.criterion) if master else None
+    if trivial is not None:  # not started learning until 0.02 above predicting every code
+        state.floor = trivial + LEARNING_MARGIN
     for epoch in range(state.epoch, settings.epochs):
         if state.stopped(settings.patience, settings.min_epochs, settings.lr_reductions):
             if not settings.audit_patience:

@@ -55,6 +55,9 @@ class LoopState:
     epochs_without_improvement: int = 0  # of the watched (smoothed) criterion
     history: list[EpochRecord] = field(default_factory=list)
     best_watched: float = -1.0  # the best mean of `smoothing` epochs' criterion so far
+    # the criterion of predicting every code (train/validation.py, trivial_macro_f): a model
+    # whose watched criterion has not beaten it has not started learning, and may not stop
+    floor: float = -1.0
     audit_stop: int = 0  # a convergence audit: the epoch the rule stopped at (0: not yet)
     audit_best: float = -1.0  # ... and the best criterion then
     lr_reductions: int = 0  # learning-rate reductions on plateau so far
@@ -67,12 +70,14 @@ class LoopState:
 
     def stopped(self, patience: int, min_epochs: int = 1, lr_reductions: int = 0) -> bool:
         """Early stopping: once the learning rate has been reduced `lr_reductions` times,
-        `patience` epochs in a row without a better validation macro-F, once at least
-        `min_epochs` epochs have run (docs/DESIGN.md section 4)."""
+        `patience` epochs in a row without a better validation criterion, once at least
+        `min_epochs` epochs have run and the criterion has beaten `floor`, the score of
+        predicting every code (docs/DESIGN.md section 4)."""
         return (
             self.epoch >= min_epochs
             and self.lr_reductions >= lr_reductions
             and self.waited() >= patience
+            and self.best_watched > self.floor
         )
 
     def reduce_lr(self, lr_patience: int, lr_reductions: int) -> bool:

@@ -60,6 +60,19 @@ def macro_f_companions(y: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     return {"val_macro_f_best": float(max(curve)), "val_macro_f_band": float(np.mean(curve))}
 
 
+def trivial_macro_f(y: np.ndarray, criterion: str) -> float | None:
+    """What predicting every code scores on `criterion`: the floor a learning model beats.
+
+    Macro-F over all labels at the best threshold (`val_macro_f_best`) of a model that is
+    still uniform is that of predicting every code (F = 2 n_j / (n_j + N) per code, about 0.11
+    on the default corpus): early in training it looks like a plateau. None for `val_macro_f`
+    (its threshold is tuned for micro-F, which all-positive predictions lose: no such floor)."""
+    if criterion != "val_macro_f_best" or not len(y):
+        return None
+    positives = y.sum(axis=0).astype(float)
+    return float(np.mean(2 * positives / (positives + len(y))))
+
+
 def validation_loss(y: np.ndarray, probs: np.ndarray) -> float:
     """J_CE of probabilities (as `multilabel_bce` of their logits, up to float32 clipping)."""
     if not len(y):
