@@ -10,11 +10,13 @@ import torch
 
 from builders import loop_settings as settings
 from icdtransfer.data.corpus import Corpus
+from icdtransfer.evaluate.metrics import dense, scores_at
 from icdtransfer.model.cnn import EncoderShape, TargetModel
 from icdtransfer.train.audit import StoppingRule, continuation_gain
 from icdtransfer.train.average import WeightAverage
 from icdtransfer.train.loop import fit
 from icdtransfer.train.state import EpochRecord, LoopState
+from icdtransfer.train.validation import trivial_macro_f
 
 
 def _model(corpus: Corpus) -> TargetModel:
@@ -103,3 +105,28 @@ def test_replayed_rules_by_hand() -> None:
     history = [{"val_macro_f": v} for v in curve]
     assert continuation_gain(history, 5, patience=10) == pytest.approx(0.01)
     assert continuation_gain(history, 9, patience=10) == 0.0
+
+
+def test_a_member_at_the_all_codes_level_has_not_started_and_does_not_stop(tiny: dict) -> None:
+    # the first epochs of a slow learner: the criterion sits at what predicting every code
+    # scores; patience runs out there, but the rule may not fire until it beats that + 0.02
+    state = LoopState(floor=0.1295)
+    for epoch in range(1, 13):
+        value = 0.109 + (0.01 if epoch == 3 else 0.0)  # one bump inside the noise
+        record = EpochRecord(epoch, 1.0, 1.0, 0.0, 0.0, 0.5, val_macro_f_best=value)
+        state.record(record, 0.0, "val_macro_f_best", 3)
+    assert state.waited() >= 8 and not state.stopped(8, 5)
+    record = EpochRecord(13, 1.0, 1.0, 0.0, 0.0, 0.5, val_macro_f_best=0.4)
+    state.record(record, 0.0, "val_macro_f_best", 1)
+    assert state.best_watched > state.floor
+    corpus = Corpus.open(tiny["target"])
+    y = dense(corpus.labels[corpus.split("validation")])
+    positives = y.sum(axis=0)
+    by_hand = np.mean(
+        [scores_at(y[:, [j]], np.ones((len(y), 1), bool)).micro_f for j in range(y.shape[1])]
+    )
+    assert trivial_macro_f(y, "val_macro_f_best") == pytest.approx(by_hand)
+    assert trivial_macro_f(y, "val_macro_f_best") == pytest.approx(
+        np.mean(2 * positives / (positives + len(y)))
+    )
+    assert trivial_macro_f(y, "val_macro_f") is None
