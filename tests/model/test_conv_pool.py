@@ -178,3 +178,21 @@ def test_the_kernels_agree_in_fp32() -> None:
     model.kernel = "winograd"
     with pytest.raises(ValueError, match="unknown convolution kernel 'winograd'"):
         model(tokens, lengths)
+
+
+def test_the_gemm_kernel_in_chunks_of_documents_computes_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where the unfolded windows would pass UNFOLD_BYTES, `gemm` runs a few documents at a
+    time (the paper's 6,000-token notes): same features, same gradients."""
+    from icdtransfer.model import conv_pool
+
+    torch.manual_seed(0)
+    model = CNNEncoder(EncoderShape(200, 12, 8, WIDTHS))
+    model.kernel = "gemm"
+    whole, whole_grads = forward_backward(model, fused)
+    monkeypatch.setattr(conv_pool, "UNFOLD_BYTES", 40 * max(WIDTHS) * 12 * 4 * 2)  # 2 documents
+    chunked, chunked_grads = forward_backward(model, fused)
+    assert torch.equal(whole, chunked)
+    for name, grad in whole_grads.items():
+        assert torch.equal(grad, chunked_grads[name]), name

@@ -41,6 +41,7 @@ from torch import nn
 
 NEG_INF = float("-inf")
 KERNELS = ("conv", "gemm")
+UNFOLD_BYTES = 64 << 20  # `gemm`: unfolded windows of at most this size at once (paper: 2 notes)
 
 
 def conv_max_pool(
@@ -180,11 +181,31 @@ def _pool_gemm(
     biases: Sequence[torch.Tensor],
     positions: bool,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """All widths in one GEMM over unfolded channels-last windows (module docstring)."""
+    """All widths in one GEMM over unfolded channels-last windows (module docstring), a few
+    documents at a time where the unfolded windows would pass UNFOLD_BYTES."""
     batch, steps = tokens.shape
     filters, dim = weights[0].shape[0], weights[0].shape[1]
     widths = [w.shape[2] for w in weights]
     widest = max(widths)
+    per_document = steps * widest * dim * torch.empty((), dtype=dtype).element_size()
+    chunk = max(UNFOLD_BYTES // max(per_document, 1), 1)
+    if batch > chunk:
+        parts = [
+            _pool_gemm(
+                tokens[i : i + chunk],
+                lengths[i : i + chunk],
+                dtype,
+                table,
+                weights,
+                biases,
+                positions,
+            )
+            for i in range(0, batch, chunk)
+        ]
+        values = torch.cat([v for v, _ in parts])
+        per_width = zip(*(w for _, w in parts), strict=True)
+        winners = [torch.cat(ws) for ws in per_width] if positions else []
+        return values, winners
     # the rows' tokens back to back, then widest - 1 padding tokens, so that every row has a
     # full window; windows reaching past a document's end are masked below
     flat = torch.cat([tokens.reshape(-1), tokens.new_zeros(widest - 1)])
