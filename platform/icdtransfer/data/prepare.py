@@ -101,7 +101,7 @@ def prepare_source(cfg: SourceConfig, tokenizer: TokenizerConfig) -> dict:
             parts.append([part])
         if not pmids:
             raise InputError(cfg.input, None, f"no usable citations among {read} read")
-        splits = split_by_group(pmids, cfg.validation_size, cfg.test_size, cfg.seed)
+        splits = split_by_group(pmids, cfg.validation_size, cfg.test_size, cfg.seed, "source")
         docs = pd.DataFrame({"doc_id": pmids, "patient_id": "", "split": _names(splits)})
         extra = {"read": read, "skipped": dict(skipped), "tokenizer_numbers": tokenizer.numbers}
         gathered = (spool, parts, docs, doc_codes, splits)
@@ -140,7 +140,7 @@ def prepare_target(cfg: TargetConfig, tokenizer: TokenizerConfig, source_dir: st
                 doc_ids, cfg.split_files.validation, cfg.split_files.test
             )
         else:
-            splits = split_by_group(groups, cfg.validation_size, cfg.test_size, cfg.seed)
+            splits = split_by_group(groups, cfg.validation_size, cfg.test_size, cfg.seed, "target")
         docs = pd.DataFrame({"doc_id": doc_ids, "patient_id": patients, "split": _names(splits)})
         descriptions = icd.describe(sorted({c for cs in doc_codes for c in cs}), cfg.code_system)
         extra = {
