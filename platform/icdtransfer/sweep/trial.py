@@ -327,7 +327,7 @@ def sweep_trial(config: dict, ctx: TrialContext) -> None:
     # trained by this trial, as the store records it: a trial restarted after it stored its
     # member (its driver was lost before Tune saw it finish) still counts the member as its own
     rows = ray.get(store.rows.remote([(key, seed) for seed in seeds]))
-    trained = sum(1 for row in rows if row.get("trial_id") == trial_id)
+    trained = sum(1 for r in rows if (r.get("study"), r.get("trial_id")) == (ctx.study, trial_id))
     outcome = TrialOutcome(
         variant=variant,
         ensemble_size=size,
