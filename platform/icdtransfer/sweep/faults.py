@@ -2,11 +2,12 @@
 
 `ICDTRANSFER_FAULT=<point>:<n>` makes the n-th time a process reaches `fault(<point>)` kill
 the sweep as a lost head would be lost: SIGKILL to the process group of the sweep (the
-driver, its Ray processes and workers, which the test starts in a session of their own), so
-nothing gets a clean shutdown. Unset (always, outside that test), `fault()` is one dictionary
-lookup. The count is per process; the driver, the store actor and each trial process count
-their own hits, and `ICDTRANSFER_FAULT_LOG`, when set, gets one line per kill (the point), so
-the test can tell a kill point that was reached from one that was not.
+driver, its Ray processes and workers, which the test starts in a session of their own;
+`ICDTRANSFER_FAULT_PGID` names another group), so nothing gets a clean shutdown. Unset
+(always, outside that test), `fault()` is one dictionary lookup. The count is per process:
+the driver, the store actor and each trial process count their own hits.
+`ICDTRANSFER_FAULT_LOG`, when set, gets one line per kill (the point), so the test can tell
+a kill point that was reached from one that was not.
 """
 
 from __future__ import annotations
@@ -33,9 +34,7 @@ def fault(point: str) -> None:
             handle.write(point + "\n")
             handle.flush()
             os.fsync(handle.fileno())
-    group = os.environ.get("ICDTRANSFER_FAULT_PGID")
-    if group:
-        os.killpg(int(group), signal.SIGKILL)
+    os.killpg(int(os.environ.get("ICDTRANSFER_FAULT_PGID") or os.getpgrp()), signal.SIGKILL)
     os._exit(137)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import pandas as pd
 
@@ -17,13 +17,10 @@ from icdtransfer.sweep.members import STORE, TRIAL_LOG
 from icdtransfer.sweep.study import Study
 from icdtransfer.sweep.trial import CLOCK, FIRST_MEMBER_METRIC
 
-if TYPE_CHECKING:
-    from icdtransfer.sweep.runner import Plan
-
 
 def write_results(
     out: Path,
-    plan: Plan,
+    plan: Any,  # runner.Plan (not imported: runner imports this module)
     trials: pd.DataFrame,
     members: pd.DataFrame,
     used: list[tuple[str, int]],

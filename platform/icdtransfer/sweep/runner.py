@@ -252,7 +252,7 @@ def _run(plan: Plan, request: StudyRequest, retry_errored: bool) -> dict:
     activate(study.name, root, folder)
     storage_path, filesystem = root.tune_storage(folder)
     experiment = f"{storage_path}/{EXPERIMENT}"
-    if tune.Tuner.can_restore(experiment, storage_filesystem=filesystem):
+    if saved_experiment(root, folder):
         log.info("resuming study %s from %s", study.name, root.where(f"{folder}/{EXPERIMENT}"))
         tuner = tune.Tuner.restore(
             experiment,
@@ -261,6 +261,7 @@ def _run(plan: Plan, request: StudyRequest, retry_errored: bool) -> dict:
             storage_filesystem=filesystem,
         )
     else:
+        discard_unsaved(root, folder)
         tuner = tune.Tuner(
             trainable,
             param_space=tune_space(study),
@@ -322,6 +323,27 @@ def _run(plan: Plan, request: StudyRequest, retry_errored: bool) -> dict:
             len(members),
         )
     return best
+
+
+def saved_experiment(root: StateRoot, folder: str) -> bool:
+    """Whether Tune saved the experiment's state (an experiment_state-*.json), not only its
+    tuner.pkl: Tune writes that first, and a run killed before its first save left nothing to
+    restore (Tuner.can_restore says yes, and the restored run had no search space)."""
+    return any(
+        "/" not in name and name.startswith("experiment_state-") and name.endswith(".json")
+        for name in root.files(f"{folder}/{EXPERIMENT}")
+    )
+
+
+def discard_unsaved(root: StateRoot, folder: str) -> None:
+    """Before a fresh start of a key: an Optuna database is from a run killed before Tune
+    saved anything (its trials have no Tune trial): removed, here and on the URI."""
+    path = root.local / folder / "optuna.db"
+    if path.exists() or root.exists(f"{folder}/optuna.db"):
+        log.warning("study state %s: Optuna's trials of a run that saved no Tune state: removed",
+                    root.where(folder))  # fmt: skip
+        path.unlink(missing_ok=True)
+        root.delete(f"{folder}/optuna.db")
 
 
 def _write_json(root: StateRoot, rel: str, data: dict) -> None:

@@ -143,6 +143,12 @@ class StateRoot:
             use_threads=False,
         )
 
+    def delete(self, rel: str) -> None:
+        """Remove the file `rel` from the URI (nothing for a local storage_path)."""
+        if self.uri is None or not self.exists(rel):
+            return
+        self.filesystem()[0].delete_file(self.remote(rel))
+
     def files(self, rel: str) -> list[str]:
         """The files under `rel` on the authoritative copy, as paths relative to `rel`."""
         if self.uri is None:
