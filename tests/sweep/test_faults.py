@@ -63,9 +63,9 @@ max_concurrent: 1
 seeds: [1]
 search_seed: 2
 space:
-  variant: [scratch, frozen]
+  variant: [scratch]
   word_dropout: {uniform: [0.0, 0.5]}  # every trial its own member
-train: {epochs: 4, patience: 4, max_tokens: 40}
+train: {epochs: 3, patience: 3, max_tokens: 40}
 """
 
 LOCAL = [

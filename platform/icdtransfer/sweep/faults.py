@@ -38,6 +38,13 @@ def fault(point: str) -> None:
     os._exit(137)
 
 
+def arm() -> None:
+    """In the driver, before Ray starts: its workers (which inherit its environment but run
+    in process groups of their own) kill the driver's group, not only their own."""
+    if os.environ.get("ICDTRANSFER_FAULT"):
+        os.environ.setdefault("ICDTRANSFER_FAULT_PGID", str(os.getpgrp()))
+
+
 def fault_points():
     """A Tune callback with the driver's kill points in Tune's loop: a trial's result seen by
     Tune but not yet in its saved state (`driver_trial_result`), a checkpoint being registered

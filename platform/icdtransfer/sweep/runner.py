@@ -48,7 +48,7 @@ from icdtransfer.config import (
 from icdtransfer.data.atomic import atomic_file
 from icdtransfer.data.ship import digest_folder
 from icdtransfer.sweep import SweepInterrupted
-from icdtransfer.sweep.faults import fault, fault_points
+from icdtransfer.sweep.faults import arm, fault, fault_points
 from icdtransfer.sweep.lock import study_lock
 from icdtransfer.sweep.manifest import Manifest
 from icdtransfer.sweep.members import TRIAL_LOG
@@ -208,6 +208,7 @@ def _run(plan: Plan, request: StudyRequest, retry_errored: bool) -> dict:
         request.ray,
     )
     log.info(begin(plan))
+    arm()  # the fault-injection test's kill points (faults.py); nothing otherwise
     connect(ray_cfg)
     # Reports differ by design (first-member epochs for ASHA, one final report for the
     # search), so Tune's check that every report holds every metric is off; Tune's warning
