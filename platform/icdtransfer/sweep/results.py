@@ -60,6 +60,26 @@ def members_used(trials: pd.DataFrame) -> list[tuple[str, int]]:
     return list(used)
 
 
+def credit_lost_trials(trials: pd.DataFrame, members: pd.DataFrame, study: str) -> None:
+    """A member this study trained in a Tune trial that its saved state never had (the driver
+    was lost before Tune saved the trial; the restored Optuna study asked for the same
+    configuration again, and the new Tune trial reused the member) is credited, in place, to
+    the first finished trial that uses it: `members_trained_here` and the member's
+    `trial_id` name the trial that stands for the lost one in trials.parquet."""
+    if members.empty or "member_key" not in trials or "trial_id" not in members:
+        return
+    known = set(trials["trial_id"])
+    finished = trials[trials["status"] == "TERMINATED"]
+    for i, member in members.iterrows():
+        if member.get("study") != study or member["trial_id"] in known:
+            continue
+        for j, row in finished.iterrows():
+            if row["member_key"] == member["key"] and member["seed"] in json.loads(row["seeds"]):
+                trials.loc[j, "members_trained_here"] += 1
+                members.loc[i, "trial_id"] = row["trial_id"]
+                break
+
+
 def trial_status(metrics: dict, error: object) -> TrialStatus:
     """A trial that has ended: failed, finished (it made its final report), or stopped by
     the scheduler (ASHA) before it."""

@@ -52,7 +52,13 @@ from icdtransfer.sweep.faults import arm, fault, fault_points
 from icdtransfer.sweep.lock import study_lock
 from icdtransfer.sweep.manifest import Manifest
 from icdtransfer.sweep.members import TRIAL_LOG
-from icdtransfer.sweep.results import best_trial, members_used, trial_table, write_results
+from icdtransfer.sweep.results import (
+    best_trial,
+    credit_lost_trials,
+    members_used,
+    trial_table,
+    write_results,
+)
 from icdtransfer.sweep.storage import StateRoot
 from icdtransfer.sweep.study import Study, load_study
 
@@ -295,6 +301,7 @@ def _run(plan: Plan, request: StudyRequest, retry_errored: bool) -> dict:
     trials = trial_table(results)
     used = members_used(trials)
     members = pd.DataFrame(ray.get(store.rows.remote(used)))
+    credit_lost_trials(trials, members, study.name)
     counts = ray.get(store.counts.remote())
     best = best_trial(trials, study)
     best["members_used"] = len(members)
