@@ -236,3 +236,30 @@ def test_prepare_target_with_split_sizes_beyond_the_corpus_exits_2_in_one_line(
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("icdtransfer prepare-target: error: target.validation_size (60)")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_member_of_a_tune_trial_lost_with_the_driver_counts_for_its_rerun() -> None:
+    """The restored search asks for the lost trial's configuration again; the new Tune trial
+    reuses the member the lost one stored, which then counts for it (the exact count)."""
+    import pandas as pd
+
+    from icdtransfer.sweep.results import credit_lost_trials
+
+    trials = pd.DataFrame(
+        {
+            "trial_id": ["a", "b", "c"],
+            "status": ["TERMINATED", "TERMINATED", "EARLY_STOPPED"],
+            "member_key": ["k1", "k2", None],
+            "seeds": ["[1]", "[1]", None],
+            "members_trained_here": [1, 0, None],
+        }
+    )
+    members = pd.DataFrame(
+        {"key": ["k1", "k2"], "seed": [1, 1], "study": ["s", "s"], "trial_id": ["a", "lost"]}
+    )
+    credit_lost_trials(trials, members, "s")
+    assert trials["members_trained_here"].tolist()[:2] == [1, 1]
+    assert members["trial_id"].tolist() == ["a", "b"]
+    other = members.assign(study="other", trial_id=["a", "x"])  # another study's: untouched
+    credit_lost_trials(trials, other, "s")
+    assert other["trial_id"].tolist() == ["a", "x"]
