@@ -4,6 +4,7 @@ from Tune's results and the member store's rows: whole or not at all."""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from icdtransfer.sweep.faults import fault
 from icdtransfer.sweep.members import STORE, TRIAL_LOG
 from icdtransfer.sweep.study import Study
 from icdtransfer.sweep.trial import CLOCK, FIRST_MEMBER_METRIC
+
+log = logging.getLogger(__name__)
 
 
 def write_results(
@@ -78,6 +81,30 @@ def credit_lost_trials(trials: pd.DataFrame, members: pd.DataFrame, study: str) 
                 trials.loc[j, "members_trained_here"] += 1
                 members.loc[i, "trial_id"] = row["trial_id"]
                 break
+
+
+def prune_checkpoints(results) -> int:
+    """Remove the Tune checkpoints of trials that ended without error, once the study's state
+    (which says they ended) is saved: Tune keeps every checkpoint while a trial runs
+    (runner._checkpoints), and an ended trial is never resumed. A failed trial keeps its
+    checkpoints for `--retry-errored`. Returns how many were removed."""
+    import pyarrow.fs as pafs
+
+    removed = 0
+    for result in results:
+        if result.error is not None:
+            continue
+        fs = result.filesystem
+        try:
+            for info in fs.get_file_info(pafs.FileSelector(result.path, allow_not_found=True)):
+                if info.type == pafs.FileType.Directory and info.base_name.startswith(
+                    "checkpoint_"
+                ):
+                    fs.delete_dir(info.path)
+                    removed += 1
+        except OSError as err:  # best effort: the checkpoints only take room
+            log.warning("could not remove the checkpoints of %s: %s", result.path, err)
+    return removed
 
 
 def trial_status(metrics: dict, error: object) -> TrialStatus:

@@ -56,6 +56,7 @@ from icdtransfer.sweep.results import (
     best_trial,
     credit_lost_trials,
     members_used,
+    prune_checkpoints,
     trial_table,
     write_results,
 )
@@ -311,6 +312,7 @@ def _run(plan: Plan, request: StudyRequest, retry_errored: bool) -> dict:
     write_results(Path(sweep.results_dir) / study.name, plan, trials, members, used, best)
     fault("driver_after_results")
     root.push(folder)
+    prune_checkpoints(results)
     log.info(
         "study %s: %d trials (%d not finished), %d members (%d trained in this run); best %s = "
         "%.4f",
