@@ -89,7 +89,7 @@ LOCAL = [
     "trial_before_final_report:1",
     "optuna_before_tell:1",
     "driver_trial_complete:1",
-    "searcher_saved:3",
+    "searcher_saved:1",
     "results_partly_written:1",
 ]
 S3 = [
