@@ -191,6 +191,7 @@ def _check(params, reference: Path, tmp_path: Path, name: str) -> None:
             assert told[row.trial_id].state == optuna.trial.TrialState.PRUNED
 
 
+@pytest.mark.timeout(1800)  # about 35 sweep runs: 10 min on a quiet 2-core machine, 15+ loaded
 def test_a_study_killed_anywhere_resumes_to_the_uninterrupted_result(
     s3_server, tiny_params, tmp_path: Path
 ) -> None:
