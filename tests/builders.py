@@ -7,7 +7,7 @@ import gzip
 import json
 from pathlib import Path
 
-from icdtransfer.data import synthesize
+from icdtransfer.synth import synthesize
 from icdtransfer.train.loop import LoopSettings
 
 

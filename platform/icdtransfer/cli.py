@@ -54,7 +54,7 @@ def openmp_defaults() -> dict[str, str]:
 
 def _synthesize(params: Params, args: argparse.Namespace) -> None:
     from icdtransfer.data.corpus import format_table1
-    from icdtransfer.data.synthesize import synthesize
+    from icdtransfer.synth.synthesize import synthesize
 
     # Only where the abstracts come from and the holdout reserved for the synthesizer: the
     # rest of the source section (splits, vocabulary, out_dir) does not change the notes.

@@ -371,8 +371,11 @@ def read_yaml(path: str | Path, what: str) -> Any:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: {what} not found") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as err:  # one line: where, and what is wrong
+        mark, problem = getattr(err, "problem_mark", None), getattr(err, "problem", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        text = " ".join(str(problem or err).split())
+        raise ConfigError(f"{path}: not valid YAML{where}: {text}") from None
 
 
 def dump_params(params: Params) -> str:

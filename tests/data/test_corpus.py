@@ -13,8 +13,8 @@ import pytest
 from icdtransfer.data.corpus import Corpus, filter_labels
 from icdtransfer.data.emr import ReadStats, read_notes
 from icdtransfer.data.splits import TEST, TRAIN, VALIDATION
-from icdtransfer.data.synthesize import synthesize
 from icdtransfer.data.tokenizer import raw_tokens
+from icdtransfer.synth.synthesize import synthesize
 
 
 def test_min_count_counts_training_documents_or_all_of_them() -> None:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from icdtransfer.data.clinical_terms import terms_for
 from icdtransfer.data.codes import format_icd9, icd9_descriptions, truncate
-from icdtransfer.data.synonyms import clean_phrase, icd10_wordings
-from icdtransfer.data.synth_phrases import build_family, cms_wordings
-from icdtransfer.data.synthesize import synthesize
+from icdtransfer.synth.clinical_terms import terms_for
+from icdtransfer.synth.phrases import build_family, cms_wordings
+from icdtransfer.synth.synonyms import clean_phrase, icd10_wordings
+from icdtransfer.synth.synthesize import synthesize
 
 
 def test_clean_phrase_drops_coding_qualifiers() -> None:

@@ -20,7 +20,7 @@ def build_corpora(
     with `synthesize` and `target` overrides; skipped when root/target already holds a
     corpus. Returns `params` pointing at the three folders."""
     from icdtransfer.data.prepare import prepare_source, prepare_target
-    from icdtransfer.data.synthesize import synthesize as write_notes
+    from icdtransfer.synth.synthesize import synthesize as write_notes
 
     source_cfg = replace(params.source, out_dir=str(root / "source"))
     synth_cfg = replace(params.synthesize, out_dir=str(root / "raw"), **(synthesize or {}))

@@ -31,11 +31,18 @@ def starts(results: Path) -> pd.Series:
 
 
 def test_smoke_study_end_to_end(ray_local, tiny_params, tmp_path: Path) -> None:
-    params = replace(tiny_params, sweep=replace(tiny_params.sweep, results_dir=str(tmp_path)))
+    params = replace(
+        tiny_params,
+        sweep=replace(tiny_params.sweep, results_dir=str(tmp_path)),
+        ray=replace(tiny_params.ray, storage_path=str(tmp_path / "ray")),
+    )
     best = run_sweep(params, str(REPO / "studies" / "smoke.yaml"))
     out = tmp_path / "smoke"
     trials = pd.read_parquet(out / "trials.parquet")
     assert len(trials) == 2 and set(trials["status"]) == {"TERMINATED"}
+    # every epoch was checkpointed while the trials ran; once they ended, none is kept
+    assert list((tmp_path / "ray").glob("studies/smoke/*/tune/*/result.json"))
+    assert not list((tmp_path / "ray").glob("studies/smoke/*/tune/*/checkpoint_*"))
     assert set(trials["config_variant"]) == {"scratch", "tune_all"}
     for column in (
         "val_macro_f",

@@ -23,11 +23,11 @@ from pathlib import Path
 import pandas as pd
 
 from icdtransfer.baseline.nerc import MatchType
-from icdtransfer.data.clinical_terms import terms_for
 from icdtransfer.data.codes import CodeSystem, icd9_descriptions, icd10cm_descriptions, truncate
-from icdtransfer.data.mesh_match import match_mesh_to_groups
-from icdtransfer.data.synonyms import clean_phrase, icd10_wordings
-from icdtransfer.data.synth_phrases import names_something
+from icdtransfer.synth.clinical_terms import terms_for
+from icdtransfer.synth.mesh_match import match_mesh_to_groups
+from icdtransfer.synth.phrases import names_something
+from icdtransfer.synth.synonyms import clean_phrase, icd10_wordings
 
 Terms = dict[str, list[tuple[str, MatchType]]]
 

@@ -16,9 +16,10 @@ class InputError(ValueError):
     def __init__(self, path: str | Path, record: str | None, problem: str) -> None:
         self.path = str(path)
         self.record = record
-        self.problem = problem
+        # one line: a parser's message (lxml's, csv's) may hold a newline
+        self.problem = " ".join(str(problem).split())
         where = f"{self.path}: {record}" if record else self.path
-        super().__init__(f"{where}: {problem}")
+        super().__init__(f"{where}: {self.problem}")
 
     def __reduce__(self) -> tuple:
         # Rebuild from the three parts, so the error survives a trip through a process pool.

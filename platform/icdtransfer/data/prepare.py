@@ -102,7 +102,7 @@ def prepare_source(cfg: SourceConfig, tokenizer: TokenizerConfig) -> dict:
             parts.append([part])
         if not pmids:
             raise InputError(cfg.input, None, f"no usable citations among {read} read")
-        splits = split_by_group(pmids, cfg.validation_size, cfg.test_size, cfg.seed)
+        splits = split_by_group(pmids, cfg.validation_size, cfg.test_size, cfg.seed, "source")
         docs = pd.DataFrame({"doc_id": pmids, "patient_id": "", "split": _names(splits)})
         extra = {"read": read, "skipped": dict(skipped), "tokenizer_numbers": tokenizer.numbers}
         gathered = (spool, parts, docs, doc_codes, splits)
@@ -145,7 +145,7 @@ def prepare_target(cfg: TargetConfig, tokenizer: TokenizerConfig, source_dir: st
                 doc_ids, cfg.split_files.validation, cfg.split_files.test
             )
         elif cfg.benchmark is None:
-            splits = split_by_group(groups, cfg.validation_size, cfg.test_size, cfg.seed)
+            splits = split_by_group(groups, cfg.validation_size, cfg.test_size, cfg.seed, "target")
         if cfg.top_codes:
             doc_codes = benchmarks.top_codes(doc_codes, splits, cfg.top_codes)
         docs = pd.DataFrame({"doc_id": doc_ids, "patient_id": patients, "split": _names(splits)})

@@ -26,19 +26,24 @@ def in_holdout(pmid: str, fraction: float, seed: int) -> bool:
 
 
 def split_by_group(
-    groups: Sequence[str], validation_size: int, test_size: int, seed: int
+    groups: Sequence[str], validation_size: int, test_size: int, seed: int, section: str = ""
 ) -> np.ndarray:
     """Assign documents to splits so that no group (patient) is in two splits.
 
     Groups are shuffled with `seed`; whole groups go to test until it holds `test_size`
     documents, then to validation, and the rest to training. A split can overshoot its size by
-    at most one group's documents. Returns one split code per document.
+    at most one group's documents. Returns one split code per document. Sizes that leave no
+    training document are bad params: a ConfigError naming the keys (`section`.validation_size
+    and `section`.test_size), which the CLI prints as one line (exit 2).
     """
+    from icdtransfer.config import ConfigError
+
     n = len(groups)
     if validation_size < 0 or test_size < 0 or validation_size + test_size >= n:
-        raise ValueError(
-            f"validation_size ({validation_size}) + test_size ({test_size}) must be below the "
-            f"number of documents ({n})"
+        prefix = f"{section}." if section else ""
+        raise ConfigError(
+            f"{prefix}validation_size ({validation_size}) + {prefix}test_size ({test_size}) "
+            f"must be below the number of documents ({n}), so that training keeps some"
         )
     keys, inverse = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
     sizes = np.bincount(inverse, minlength=len(keys))

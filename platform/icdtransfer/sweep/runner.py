@@ -32,13 +32,12 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from icdtransfer.artifacts import MODEL_FILE, TRIAL_COLUMNS, TrialStatus
+from icdtransfer.artifacts import MODEL_FILE
 from icdtransfer.config import (
     EncoderConfig,
     HeadConfig,
@@ -46,21 +45,39 @@ from icdtransfer.config import (
     SweepConfig,
     TrainTargetConfig,
 )
-from icdtransfer.data.atomic import atomic_dir, atomic_file
+from icdtransfer.data.atomic import atomic_file
 from icdtransfer.data.ship import digest_folder
 from icdtransfer.sweep import SweepInterrupted
+from icdtransfer.sweep.faults import arm, fault, fault_points
 from icdtransfer.sweep.lock import study_lock
 from icdtransfer.sweep.manifest import Manifest
-from icdtransfer.sweep.members import STORE, TRIAL_LOG
+from icdtransfer.sweep.members import TRIAL_LOG
+from icdtransfer.sweep.results import (
+    best_trial,
+    credit_lost_trials,
+    members_used,
+    prune_checkpoints,
+    trial_table,
+    write_results,
+)
 from icdtransfer.sweep.storage import StateRoot
 from icdtransfer.sweep.study import Study, load_study
-from icdtransfer.sweep.trial import CLOCK, FIRST_MEMBER_METRIC
 
 log = logging.getLogger(__name__)
 NAMESPACE = "icdtransfer"
 MANIFEST = "manifest.json"
 LATEST = "latest.json"
 EXPERIMENT = "tune"
+
+
+def _checkpoints():
+    """Every Tune checkpoint of a trial is kept. Tune deletes a checkpoint beyond num_to_keep
+    at once, but uploads the experiment state that names the latest ones in the background:
+    a driver lost in between resumed its trial from a checkpoint that no longer existed, and
+    the trial ended in ERROR (`--retry-errored` too: same missing checkpoint)."""
+    from ray import tune
+
+    return tune.CheckpointConfig(num_to_keep=None)
 
 
 def study_path(studies_dir: str, name: str) -> Path:
@@ -198,12 +215,14 @@ def _run(plan: Plan, request: StudyRequest, retry_errored: bool) -> dict:
         request.ray,
     )
     log.info(begin(plan))
+    arm()  # the fault-injection test's kill points (faults.py); nothing otherwise
     connect(ray_cfg)
     # Reports differ by design (first-member epochs for ASHA, one final report for the
     # search), so Tune's check that every report holds every metric is off; Tune's warning
     # that per-epoch checkpoints force frequent experiment-state syncs is expected too.
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # the store is the storage root's (members.py); this run's actor is its door to it
     store_name = f"members-{study.name}-{plan.manifest.key}"
     store = (
         ray.remote(MemberStore)
@@ -216,7 +235,7 @@ def _run(plan: Plan, request: StudyRequest, retry_errored: bool) -> dict:
                 node_id=ray.get_runtime_context().get_node_id(), soft=False
             ),
         )
-        .remote(root, f"{folder}/{TRIAL_LOG}")
+        .remote(root)
     )
     ctx = TrialContext(
         study=study.name,
@@ -233,6 +252,7 @@ def _run(plan: Plan, request: StudyRequest, retry_errored: bool) -> dict:
         seeds=study.seeds,
         cpus=study.resources.cpu,
         every_seed=study.every_seed,
+        trial_log=f"{folder}/{TRIAL_LOG}",
     )
     trainable = tune.with_resources(
         tune.with_parameters(sweep_trial, ctx=ctx),
@@ -241,7 +261,7 @@ def _run(plan: Plan, request: StudyRequest, retry_errored: bool) -> dict:
     activate(study.name, root, folder)
     storage_path, filesystem = root.tune_storage(folder)
     experiment = f"{storage_path}/{EXPERIMENT}"
-    if tune.Tuner.can_restore(experiment, storage_filesystem=filesystem):
+    if saved_experiment(root, folder):
         log.info("resuming study %s from %s", study.name, root.where(f"{folder}/{EXPERIMENT}"))
         tuner = tune.Tuner.restore(
             experiment,
@@ -250,6 +270,7 @@ def _run(plan: Plan, request: StudyRequest, retry_errored: bool) -> dict:
             storage_filesystem=filesystem,
         )
     else:
+        discard_unsaved(root, folder)
         tuner = tune.Tuner(
             trainable,
             param_space=tune_space(study),
@@ -265,7 +286,8 @@ def _run(plan: Plan, request: StudyRequest, retry_errored: bool) -> dict:
                 storage_path=storage_path,
                 storage_filesystem=filesystem,
                 failure_config=tune.FailureConfig(max_failures=study.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                checkpoint_config=_checkpoints(),
+                callbacks=[fault_points()],
                 verbose=1,
             ),
         )
@@ -277,17 +299,21 @@ def _run(plan: Plan, request: StudyRequest, retry_errored: bool) -> dict:
             f"trials finished; run the same command again to resume from "
             f"{root.where(folder)}"
         )
-    trials = _trial_table(results)
-    used = _members_used(trials)
+    fault("driver_after_fit")
+    trials = trial_table(results)
+    used = members_used(trials)
     members = pd.DataFrame(ray.get(store.rows.remote(used)))
+    credit_lost_trials(trials, members, study.name)
     counts = ray.get(store.counts.remote())
-    best = _best(trials, study)
+    best = best_trial(trials, study)
     best["members_used"] = len(members)
     best["unconverged_members"] = (
         int((~members["converged"].astype(bool)).sum()) if len(members) else 0
     )
-    _write_results(Path(sweep.results_dir) / study.name, plan, trials, members, used, best)
+    write_results(Path(sweep.results_dir) / study.name, plan, trials, members, used, best)
+    fault("driver_after_results")
     root.push(folder)
+    prune_checkpoints(results)
     log.info(
         "study %s: %d trials (%d not finished), %d members (%d trained in this run); best %s = "
         "%.4f",
@@ -310,39 +336,31 @@ def _run(plan: Plan, request: StudyRequest, retry_errored: bool) -> dict:
     return best
 
 
+def saved_experiment(root: StateRoot, folder: str) -> bool:
+    """Whether Tune saved the experiment's state (an experiment_state-*.json), not only its
+    tuner.pkl: Tune writes that first, and a run killed before its first save left nothing to
+    restore (Tuner.can_restore says yes, and the restored run had no search space)."""
+    return any(
+        "/" not in name and name.startswith("experiment_state-") and name.endswith(".json")
+        for name in root.files(f"{folder}/{EXPERIMENT}")
+    )
+
+
+def discard_unsaved(root: StateRoot, folder: str) -> None:
+    """Before a fresh start of a key: an Optuna database is from a run killed before Tune
+    saved anything (its trials have no Tune trial): removed, here and on the URI."""
+    path = root.local / folder / "optuna.db"
+    if path.exists() or root.exists(f"{folder}/optuna.db"):
+        log.warning("study state %s: Optuna's trials of a run that saved no Tune state: removed",
+                    root.where(folder))  # fmt: skip
+        path.unlink(missing_ok=True)
+        root.delete(f"{folder}/optuna.db")
+
+
 def _write_json(root: StateRoot, rel: str, data: dict) -> None:
     with atomic_file(root.local / rel) as handle:
         handle.write(json.dumps(data, indent=2, default=str) + "\n")
     root.push(rel)
-
-
-def _write_results(
-    out: Path,
-    plan: Plan,
-    trials: pd.DataFrame,
-    members: pd.DataFrame,
-    used: list[tuple[str, int]],
-    best: dict,
-) -> None:
-    """results/<study>/, whole or not at all (module docstring)."""
-    local = plan.root.local
-    with atomic_dir(out) as tmp:
-        trials.to_parquet(tmp / "trials.parquet", index=False)
-        members.to_parquet(tmp / "members.parquet", index=False)
-        (tmp / "members").mkdir()
-        for key, seed in used:  # a copy: each study's results stand on their own
-            shutil.copytree(
-                local / STORE / key / f"seed{seed}",
-                tmp / "members" / key / f"seed{seed}",
-                ignore=shutil.ignore_patterns(".*"),
-            )
-        (tmp / "search").mkdir()
-        if plan.study.kind == "optuna":
-            shutil.copyfile(local / plan.folder / "optuna.db", tmp / "search" / "optuna.db")
-        else:
-            (tmp / "search" / "grid.json").write_text(json.dumps(plan.study.space, indent=2) + "\n")
-        shutil.copyfile(local / plan.folder / TRIAL_LOG, tmp / "trial_starts.jsonl")
-        (tmp / "best.json").write_text(json.dumps(best, indent=2, default=str) + "\n")
 
 
 def _grid_size(study: Study) -> int:
@@ -359,63 +377,3 @@ def _scheduler(study: Study, train: TrainTargetConfig):
     from icdtransfer.sweep.search import asha
 
     return asha(study, study.epoch_cap(train.epochs))
-
-
-def _members_used(trials: pd.DataFrame) -> list[tuple[str, int]]:
-    """(key, seed) of every member a finished trial's ensemble averaged, in trial order."""
-    used: dict[tuple[str, int], None] = {}
-    if "member_key" not in trials:
-        return []
-    for row in trials[trials["status"] == "TERMINATED"].itertuples():
-        for seed in json.loads(row.seeds):
-            used[(row.member_key, int(seed))] = None
-    return list(used)
-
-
-def trial_status(metrics: dict, error: object) -> TrialStatus:
-    """A trial that has ended: failed, finished (it made its final report), or stopped by
-    the scheduler (ASHA) before it."""
-    if error is not None:
-        return "ERROR"
-    return "TERMINATED" if metrics.get("final") else "EARLY_STOPPED"
-
-
-def _trial_table(results) -> pd.DataFrame:
-    """One row per trial: its config, status, final metrics, time and node."""
-    rows = []
-    for result in results:
-        metrics = dict(result.metrics or {})
-        config = result.config or {}
-        row = {
-            "trial_id": metrics.get("trial_id") or Path(result.path).name,
-            "status": trial_status(metrics, result.error),
-            "error": None if result.error is None else type(result.error).__name__,
-        }
-        row.update({f"config_{k}": v for k, v in config.items()})
-        if metrics.get("final"):
-            keep = [k for k in metrics if k.startswith(("test_", "val_")) or k in TRIAL_COLUMNS]
-            row.update({k: metrics[k] for k in keep if k != FIRST_MEMBER_METRIC})
-        elif row["status"] == "EARLY_STOPPED":  # where ASHA stopped it, on the trial clock
-            row["stopped_at_member_epoch"] = metrics.get(CLOCK)
-        rows.append(row)
-    frame = pd.DataFrame(rows)
-    for column in frame.columns:  # lists (deciles, seeds, epochs) are stored as JSON text
-        if frame[column].map(lambda v: isinstance(v, list | dict)).any():
-            frame[column] = frame[column].map(lambda v: json.dumps(v) if v is not None else None)
-    return frame
-
-
-def _best(trials: pd.DataFrame, study: Study) -> dict:
-    done = trials[trials["status"] == "TERMINATED"]
-    if done.empty or study.metric not in done:
-        return {"study": study.name, "trials": len(trials), "finished": 0}
-    best = done.sort_values(study.metric, ascending=study.mode == "min").iloc[0]
-    row = {k: (v.item() if hasattr(v, "item") else v) for k, v in best.items() if pd.notna(v)}
-    return {
-        "study": study.name,
-        "metric": study.metric,
-        "mode": study.mode,
-        "trials": len(trials),
-        "finished": len(done),
-        **row,
-    }

@@ -25,7 +25,8 @@ from typing import Any
 
 from ray.tune.search.optuna import OptunaSearch
 
-from icdtransfer.data.atomic import temp_prefix
+from icdtransfer.data.atomic import atomic_file, temp_prefix
+from icdtransfer.sweep.faults import fault
 from icdtransfer.sweep.storage import StateRoot
 from icdtransfer.sweep.study import Study
 from icdtransfer.sweep.trial import CLOCK, FIRST_MEMBER_METRIC
@@ -77,13 +78,16 @@ class StudySearch(OptunaSearch):
         if trial_id in self._ot_trials:  # joins the Optuna study to trials.parquet
             self._ot_trials[trial_id].set_user_attr("trial_id", trial_id)
         if isinstance(config, dict):  # an Optuna trial was asked for (not None, not FINISHED)
+            fault("optuna_after_ask")
             push_database(*_active(self._icd_study))
         return config
 
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
+        fault("optuna_before_tell")
         super().on_trial_complete(trial_id, result, error)
+        fault("optuna_after_tell")
         push_database(*_active(self._icd_study))
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -116,18 +120,30 @@ class StudySearch(OptunaSearch):
             }
 
     def save(self, checkpoint_path: str) -> None:
+        """The searcher's state for Tune's saved experiment, with a copy of the Optuna
+        database as it is now: the two are restored together (`restore`)."""
+        state = self.__getstate__()
+        state["_database_copy"] = database_bytes(*_active(self._icd_study))
         with open(checkpoint_path, "wb") as handle:
-            pickle.dump(self.__getstate__(), handle)
+            pickle.dump(state, handle)
+        fault("searcher_saved")
 
     def restore(self, checkpoint_path: str) -> None:
-        """Tune's saved searcher state, at a resumed run's start. The database may be newer
-        (it is pushed as it changes, Tune's state every few seconds): an Optuna trial that
-        this state does not know was asked for a Tune trial the resumed run never had, and
-        stays RUNNING forever unless it is closed, as FAIL."""
+        """Tune's saved searcher state, at a resumed run's start, and the Optuna database as
+        it was when Tune saved that state. The live database may be ahead of Tune's state (it
+        is pushed as it changes, Tune's state every few seconds): a trial told COMPLETE or
+        PRUNED there that Tune's state never saw would stay in the study, and the sampler's
+        saved random state, older than it, would propose its configuration again. So the
+        database goes back to Tune's point; an Optuna trial this state does not know (a state
+        saved before this copy was kept) is closed as FAIL."""
         import optuna
 
         with open(checkpoint_path, "rb") as handle:
-            self.__setstate__(pickle.load(handle))
+            state = pickle.load(handle)
+        copy = state.pop("_database_copy", None)
+        if copy is not None:
+            restore_database(*_active(state["_icd_study"]), copy)
+        self.__setstate__(state)
         if self._ot_study is None:
             return
         known = {t._trial_id for t in self._ot_trials.values()}
@@ -153,6 +169,31 @@ def asha(study: Study, epoch_cap: int):
         reduction_factor=2,
         stop_last_trials=False,
     )
+
+
+def database_bytes(root: StateRoot, folder: str) -> bytes | None:
+    """A consistent copy of the study's Optuna database (SQLite's backup), as bytes."""
+    source = root.local / folder / DATABASE
+    if not source.exists():
+        return None
+    snapshot = source.with_name(temp_prefix(source) + "copy")
+    try:
+        with closing(sqlite3.connect(source)) as live, closing(sqlite3.connect(snapshot)) as copy:
+            live.backup(copy)
+        return snapshot.read_bytes()
+    finally:
+        snapshot.unlink(missing_ok=True)
+
+
+def restore_database(root: StateRoot, folder: str, data: bytes) -> None:
+    """Put `data` (database_bytes) in place of the study's Optuna database, and push it."""
+    target = root.local / folder / DATABASE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in ("-journal", "-wal"):  # a killed writer's, of the database replaced
+        target.with_name(target.name + suffix).unlink(missing_ok=True)
+    with atomic_file(target, "wb", durable=True) as handle:
+        handle.write(data)
+    push_database(root, folder)
 
 
 def push_database(root: StateRoot, folder: str) -> None:

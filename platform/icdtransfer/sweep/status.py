@@ -14,6 +14,7 @@ from pathlib import Path
 
 from icdtransfer.sweep.lock import describe, holder
 from icdtransfer.sweep.members import INDEX, STORE
+from icdtransfer.sweep.results import trial_status
 from icdtransfer.sweep.runner import (
     EXPERIMENT,
     Plan,
@@ -22,7 +23,6 @@ from icdtransfer.sweep.runner import (
     explain_resume,
     plan_study,
     previous_manifest,
-    trial_status,
 )
 
 STATES = ("TERMINATED", "EARLY_STOPPED", "ERROR", "RUNNING", "PENDING", "PAUSED")

@@ -138,7 +138,34 @@ class StateRoot:
             self.remote(rel),
             source_filesystem=pafs.LocalFileSystem(),
             destination_filesystem=fs,
+            # one thread: pyarrow's threaded uploads to S3 can hang (apache/arrow#32372;
+            # Ray turns them off for its own uploads for the same reason)
+            use_threads=False,
         )
+
+    def delete(self, rel: str) -> None:
+        """Remove the file `rel` from the URI (nothing for a local storage_path)."""
+        if self.uri is None or not self.exists(rel):
+            return
+        self.filesystem()[0].delete_file(self.remote(rel))
+
+    def files(self, rel: str) -> list[str]:
+        """The files under `rel` on the authoritative copy, as paths relative to `rel`."""
+        if self.uri is None:
+            base = self.local / rel
+            return [p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file()]
+        import pyarrow.fs as pafs
+
+        fs, _ = self.filesystem()
+        base = self.remote(rel)
+        if fs.get_file_info(base).type != pafs.FileType.Directory:
+            return []
+        selector = pafs.FileSelector(base, recursive=True)
+        return [
+            e.path[len(base) + 1 :]
+            for e in fs.get_file_info(selector)
+            if e.type == pafs.FileType.File
+        ]
 
     def read_text(self, rel: str) -> str | None:
         """`rel` as text from the authoritative copy (the URI, else the folder); None if absent.

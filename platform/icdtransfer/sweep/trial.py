@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import socket
 import tempfile
 import threading
@@ -42,6 +43,7 @@ from icdtransfer.artifacts import (
 )
 from icdtransfer.config import EncoderConfig, HeadConfig, MemberConfig, TrainTargetConfig
 from icdtransfer.data.ship import Shipped, local_copy
+from icdtransfer.sweep.faults import fault
 from icdtransfer.sweep.members import member_key, read_member_files
 from icdtransfer.train.state import EpochRecord, Snapshot
 
@@ -70,6 +72,7 @@ class TrialContext:
     seeds: list[int]
     cpus: float
     every_seed: bool = False  # also train the study's other seeds (Study.every_seed)
+    trial_log: str | None = None  # the study's trial_starts.jsonl, relative to the root
 
 
 @dataclass
@@ -138,10 +141,12 @@ class Reporter:
         with tempfile.TemporaryDirectory(prefix="icdtransfer-ckpt-") as folder:
             snapshot.save(Path(folder) / SNAPSHOT_FILE)
             (Path(folder) / PROGRESS_FILE).write_text(json.dumps(dataclasses.asdict(self.progress)))
+            fault("trial_before_report")
             tune.report(
                 {**self.metrics(seed, record.epoch, record.val_macro_f), "replayed": False},
                 checkpoint=tune.Checkpoint.from_directory(folder),
             )
+            fault("trial_after_report")
 
 
 def restored(key: str) -> tuple[Progress, Snapshot | None]:
@@ -156,7 +161,9 @@ def restored(key: str) -> tuple[Progress, Snapshot | None]:
         progress = Progress(**json.loads((Path(folder) / PROGRESS_FILE).read_text()))
         if progress.key != key:
             return Progress(key), None
-        snapshot = Snapshot.load(Path(folder) / SNAPSHOT_FILE) if progress.seed else None
+        # `is not None`: seed 0 is a seed (a falsy test lost its snapshot, retraining it)
+        has = progress.seed is not None and (Path(folder) / SNAPSHOT_FILE).exists()
+        snapshot = Snapshot.load(Path(folder) / SNAPSHOT_FILE) if has else None
     return progress, snapshot
 
 
@@ -237,8 +244,16 @@ class Claims:
         stop = threading.Event()
 
         def beat() -> None:
-            while not stop.wait(HEARTBEAT_S):
-                self.store.heartbeat.remote(self.key, seed, self.trial_id)
+            # under the fault-injection test, a tick every 0.1 s: `training` kills the sweep
+            # mid-epoch, the n-th tick after this member's training began
+            tick = 0.1 if os.environ.get("ICDTRANSFER_FAULT") else HEARTBEAT_S
+            since = 0.0
+            while not stop.wait(tick):
+                fault("training")
+                since += tick
+                if since >= HEARTBEAT_S or tick == HEARTBEAT_S:
+                    self.store.heartbeat.remote(self.key, seed, self.trial_id)
+                    since = 0.0
 
         threading.Thread(target=beat, daemon=True).start()
         try:
@@ -278,14 +293,12 @@ def sweep_trial(config: dict, ctx: TrialContext) -> None:
     seeds = list(ctx.seeds[:size])
     progress, snapshot = restored(key)
     resumed = {"seed": progress.seed, "epoch": snapshot.loop.epoch} if snapshot else None
-    ray.get(store.log_start.remote(trial_id, uuid.uuid4().hex, node_name(), resumed))
+    ray.get(store.log_start.remote(trial_id, uuid.uuid4().hex, node_name(), resumed, ctx.trial_log))
     reporter = Reporter(progress, seeds[0])
     claims = Claims(store, key, trial_id)
-    trained = 0
 
     def obtain(seed: int) -> bool:
         """Reuse or train member `seed`; False while another trial trains it."""
-        nonlocal trained
         state = claims.claim(seed)
         if state == "busy":
             return False
@@ -299,7 +312,6 @@ def sweep_trial(config: dict, ctx: TrialContext) -> None:
             seed,
             lambda: train_member(ctx, head, train, variant, seed, checkpointer, trial_id),
         )
-        trained += 1
         return True
 
     while not obtain(seeds[0]):  # the first member first: ASHA judges the trial on it
@@ -315,6 +327,10 @@ def sweep_trial(config: dict, ctx: TrialContext) -> None:
         [ray.get(store.probabilities.remote(key, seed)) for seed in seeds]
     )
     trainings: list[Training] = [ray.get(store.info.remote(key, seed)).training for seed in seeds]
+    # trained by this trial, as the store records it: a trial restarted after it stored its
+    # member (its driver was lost before Tune saw it finish) still counts the member as its own
+    rows = ray.get(store.rows.remote([(key, seed) for seed in seeds]))
+    trained = sum(1 for r in rows if (r.get("study"), r.get("trial_id")) == (ctx.study, trial_id))
     outcome = TrialOutcome(
         variant=variant,
         ensemble_size=size,
@@ -327,4 +343,5 @@ def sweep_trial(config: dict, ctx: TrialContext) -> None:
         metrics=Corpus.open(target_dir).evaluate(validation, test),
         **TrialOutcome.convergence(trainings),
     )
+    fault("trial_before_final_report")
     tune.report(outcome.report())

