@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: repro test bench lint install system-packages clean
+.PHONY: repro test test-faults bench lint install system-packages clean
 
 install: $(STAMP)
 
@@ -25,6 +25,10 @@ repro: $(STAMP)
 
 test: $(STAMP) system-packages
 	$(BIN)/python -m pytest
+
+# the fault-injection test (kills a sweep at 21 points, local and S3), left out of `make test`
+test-faults: $(STAMP)
+	$(BIN)/python -m pytest -m faults tests/sweep/test_faults.py
 
 system-packages:
 	@bash requirements/system-packages.sh

@@ -22,9 +22,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from icdtransfer.artifacts import EncoderShape
 from icdtransfer.model.cnn import CNNEncoder
 from icdtransfer.model.conv_pool import reference_features
+from icdtransfer.model_meta import EncoderShape
 
 # The benches' two sizes (`--dims`): params.yaml's defaults (the study `make repro` runs) and
 # presets/paper.yaml's. mean_length: the synthetic notes' mean words (default corpus: 1,268).

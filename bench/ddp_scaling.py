@@ -26,8 +26,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from _synthetic import synthetic_notes
-from icdtransfer.artifacts import EncoderShape
 from icdtransfer.model.cnn import SourceModel
+from icdtransfer.model_meta import EncoderShape
 from icdtransfer.train.loop import LoopSettings, make_optimizer, train_epoch
 
 SHAPE = EncoderShape(30_000, 64, 64, (3, 4, 5))

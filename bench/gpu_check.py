@@ -43,11 +43,11 @@ import torch
 
 from _kernels import conv_forward_flops, sparse_backward_flops
 from _synthetic import synthetic_notes
-from icdtransfer.artifacts import EncoderShape
 from icdtransfer.config import load_params
 from icdtransfer.model.cnn import CNNEncoder, SourceModel, TargetModel
 from icdtransfer.model.conv_pool import KERNELS, reference_features
 from icdtransfer.model.transfer import VARIANTS, build_target_model
+from icdtransfer.model_meta import EncoderShape
 from icdtransfer.sweep.study import load_study
 from icdtransfer.train.loop import LoopSettings, make_optimizer, predict, train_epoch
 from icdtransfer.train.precision import choose, use_bf16

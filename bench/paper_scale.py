@@ -35,9 +35,9 @@ import torch
 
 from _kernels import conv_forward_flops, fp32_matmul_rates, peak, sparse_backward_flops
 from _synthetic import synthetic_notes
-from icdtransfer.artifacts import EncoderShape
 from icdtransfer.config import load_params
 from icdtransfer.model.cnn import SourceModel, TargetModel
+from icdtransfer.model_meta import EncoderShape
 from icdtransfer.sweep.study import load_study
 from icdtransfer.train.hardware import resolve_device
 from icdtransfer.train.loop import make_optimizer, predict, train_epoch

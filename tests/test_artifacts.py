@@ -9,17 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from icdtransfer.artifacts import (
-    EncoderShape,
-    MemberInfo,
-    Metrics,
-    ModelMeta,
-    Training,
-    average_members,
-    metric_columns,
-    read_trials,
-)
+from icdtransfer.artifacts import MemberInfo, Metrics, Training, average_members
 from icdtransfer.evaluate.metrics import evaluate
+from icdtransfer.model_meta import EncoderShape, ModelMeta
+from icdtransfer.rows import metric_columns, read_trials
 
 
 @pytest.fixture

@@ -4,9 +4,9 @@ Train, baseline, sweep, report and predict read and write these through this mod
 
 * the member directory: file names, probabilities, JSON files, the ensemble spec;
 * `Metrics`, the metrics.json schema, with the two threshold kinds `ThresholdKind`;
-* `ModelMeta`, what model.pt says about the network it holds;
+* `ModelMeta`, what model.pt says about the network it holds (model_meta.py);
 * `MemberInfo`, member.json, with the training outcome (`Training`: converged or not);
-* the trial and member rows of a sweep (trials.parquet, members.parquet);
+* the trial and member rows of a sweep (trials.parquet, members.parquet: rows.py);
 * `CorpusLike`, what the batching code needs of a corpus;
 * `average_members`, the seed ensemble.
 
@@ -136,24 +136,6 @@ def read_codes_table(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, sep="\t", dtype={"code": str}, keep_default_na=False)
 
 
-def write_member_files(
-    out: Path,
-    corpus_dir: Path,
-    probs: tuple[np.ndarray, np.ndarray],
-    metrics: Metrics,
-    info: MemberInfo,
-) -> None:
-    """What every member directory holds besides its model: vocabulary and codes,
-    (validation, test) probabilities, the prediction file, metrics.json and member.json."""
-    from icdtransfer.evaluate.predictions import write_member_predictions  # reads the corpus
-
-    copy_vocab_and_codes(corpus_dir, out)
-    write_probs(out, *probs)
-    write_member_predictions(out / PREDICTIONS_FILE, corpus_dir, *probs)
-    metrics.write(out)
-    info.write(out)
-
-
 def average_members(members: Sequence[Sequence[np.ndarray]]) -> tuple[np.ndarray, ...]:
     """The seed ensemble (the paper's AVG): split by split, the mean of the members'
     probabilities in float32. Each member is a sequence of arrays, one per split, in the same
@@ -274,65 +256,6 @@ class Metrics:
         return cls.from_json(read_json(folder / METRICS_FILE))
 
 
-# --- model.pt metadata -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EncoderShape:
-    """The encoder's size: vocabulary, embedding dimension E, filters per width, widths."""
-
-    vocab_size: int
-    embedding_dim: int
-    filters: int
-    widths: tuple[int, ...]
-
-    @property
-    def features(self) -> int:
-        return self.filters * len(self.widths)
-
-
-@dataclass(frozen=True)
-class ModelMeta:
-    """What model.pt says about its network, enough to rebuild it without any config: a
-    stage-1 model (`source`: encoder + sigmoid over MeSH) or a stage-2 model (`target`)."""
-
-    kind: Literal["source", "target"]
-    shape: EncoderShape
-    n_labels: int
-    dropout: float
-    max_tokens: int  # documents are truncated here, in training and in prediction
-    variant: str | None = None  # target: the transfer variant and its paper notation
-    paper: str | None = None
-    adaptation_size: int | None = None
-    frozen_copy: bool = False
-
-    @property
-    def min_length(self) -> int:
-        """Batches are padded at least to the widest filter."""
-        return max(self.shape.widths)
-
-    def to_json(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["shape"]["widths"] = list(self.shape.widths)
-        if self.kind == "source":
-            for key in ("variant", "paper", "adaptation_size", "frozen_copy"):
-                del out[key]
-        return out
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ModelMeta:
-        shape = data["shape"]
-        return cls(
-            **{k: v for k, v in data.items() if k != "shape"},
-            shape=EncoderShape(
-                shape["vocab_size"],
-                shape["embedding_dim"],
-                shape["filters"],
-                tuple(shape["widths"]),
-            ),
-        )
-
-
 # --- member.json -------------------------------------------------------------------------------
 
 StopReason = Literal["early_stopping", "epoch_cap"]
@@ -423,116 +346,3 @@ class MemberInfo:
     @classmethod
     def read(cls, folder: Path) -> MemberInfo:
         return cls.from_json(read_json(folder / INFO_FILE))
-
-
-# --- sweep rows (trials.parquet, members.parquet) ----------------------------------------------
-
-TRIAL_MEASURES = ("micro_f", "macro_f", "macro_f_all_labels", "micro_p", "micro_r")
-TrialStatus = Literal["TERMINATED", "EARLY_STOPPED", "ERROR"]
-
-
-def test_column(measure: str, kind: ThresholdKind) -> str:
-    """A test-split column of the sweep tables, e.g. `test_macro_f_tuned`."""
-    return f"test_{measure}_{kind}"
-
-
-def metric_columns(metrics: Metrics) -> dict[str, Any]:
-    """The headline numbers of a metrics.json as the sweep tables' flat columns."""
-    out: dict[str, Any] = {}
-    for kind in THRESHOLD_KINDS:
-        scores = metrics.at(kind)
-        for measure in TRIAL_MEASURES:
-            out[test_column(measure, kind)] = getattr(scores, measure)
-        out[test_column("decile_macro_f", kind)] = scores.decile_macro_f
-    out["threshold_tuned"] = metrics.tuned.threshold
-    out["val_macro_f"] = metrics.validation["tuned"].macro_f
-    out["val_micro_f"] = metrics.validation["tuned"].micro_f
-    return out
-
-
-@dataclass
-class TrialOutcome:
-    """A finished trial's last report to Tune; its fields and metric columns become the
-    trial's row in trials.parquet (next to trial_id, status, error and config_* columns).
-
-    The convergence columns summarise the ensemble's members (docs/DESIGN.md section 4), one
-    list entry per seed in `seeds` order: `converged` is true when every member converged
-    (early stopping fired), `unconverged_members` counts those the epoch cap stopped."""
-
-    variant: str
-    ensemble_size: int
-    member_key: str
-    seeds: list[int]
-    members_trained_here: int
-    node: str
-    data_from: Literal["driver folder", "object store"]
-    trial_seconds: float
-    metrics: Metrics
-    converged: bool
-    unconverged_members: int
-    member_best_epochs: list[int]
-    member_epochs_run: list[int]
-    epoch_cap: int
-    patience: int
-    member_validation_curves: list[list[float]]  # validation macro-F by epoch, per member
-
-    @staticmethod
-    def convergence(trainings: Sequence[Training]) -> dict[str, Any]:
-        """The convergence fields of an ensemble whose members ended as `trainings`."""
-        return {
-            "converged": all(t.converged for t in trainings),
-            "unconverged_members": sum(not t.converged for t in trainings),
-            "member_best_epochs": [t.best_epoch for t in trainings],
-            "member_epochs_run": [t.epochs_run for t in trainings],
-            "epoch_cap": max(t.epoch_cap for t in trainings),
-            "patience": max(t.patience for t in trainings),
-            "member_validation_curves": [t.validation_curve for t in trainings],
-        }
-
-    def report(self) -> dict[str, Any]:
-        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        del fields["metrics"]
-        return {**metric_columns(self.metrics), **fields, "final": True}
-
-
-# trials.parquet keeps these columns of a trial's reports, besides test_* and val_* ones
-TRIAL_COLUMNS = (
-    *(f.name for f in dataclasses.fields(TrialOutcome) if f.name != "metrics"),
-    "threshold_tuned",
-    "time_total_s",
-    "training_iteration",
-)
-
-
-@dataclass
-class MemberRow:
-    """One trained member in members.parquet (and in the member store's index)."""
-
-    variant: str
-    adaptation_size: int
-    word_dropout: float
-    learning_rate: float
-    epochs: int
-    node: str
-    train_seconds: float
-    study: str  # the study whose trial trained it (members are shared between studies)
-    trial_id: str
-    training: Training
-    metrics: Metrics
-    gpus: str = ""  # the GPU ids Ray gave the trial, e.g. "0" ("" on CPU)
-
-    def row(self) -> dict[str, Any]:
-        training = dataclasses.asdict(self.training)
-        # the curve as JSON text, like trials.parquet's lists (history.json has every column)
-        for curve in ("validation_curve", "validation_loss_curve", "train_loss_curve"):
-            training[curve] = json.dumps(training[curve])
-        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        del fields["training"], fields["metrics"]
-        return {**fields, **training, **metric_columns(self.metrics)}
-
-
-def read_trials(path: Path) -> pd.DataFrame:
-    """trials.parquet; tables written before the threshold kinds were named one way
-    (`test_micro_f_0.5`) read with today's column names."""
-    frame = pd.read_parquet(path)
-    return frame.rename(columns=lambda c: c.replace("_0.5", "_fixed") if c[:5] == "test_" else c)

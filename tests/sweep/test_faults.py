@@ -52,7 +52,7 @@ from helpers.runs import study_args, sweep_command, write_params
 from icdtransfer.sweep.runner import plan_study
 from icdtransfer.sweep.status import _trials
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.faults]
 
 STUDY = """name: faults
 kind: optuna

@@ -43,7 +43,6 @@ from icdtransfer.artifacts import (
     read_codes_table,
     read_json,
     write_json,
-    write_member_files,
 )
 from icdtransfer.baseline import store
 from icdtransfer.baseline.l2r_features import (
@@ -67,6 +66,7 @@ from icdtransfer.data.atomic import atomic_dir
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.data.texts import document_texts
 from icdtransfer.evaluate.metrics import describe
+from icdtransfer.evaluate.predictions import write_member_files
 
 log = logging.getLogger(__name__)
 NAMES = {"lr_l2r": "LR + L2R", "lr_l2r_nerc": "LR + L2R + NERC"}

@@ -28,13 +28,13 @@ from icdtransfer.artifacts import (
     VECTORIZER_FILE,
     MemberInfo,
     Metrics,
-    write_member_files,
 )
 from icdtransfer.baseline import store
 from icdtransfer.config import BaselineConfig, build
 from icdtransfer.data.atomic import atomic_dir
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.evaluate.metrics import dense, describe
+from icdtransfer.evaluate.predictions import write_member_files
 
 log = logging.getLogger(__name__)
 

@@ -21,6 +21,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from icdtransfer.artifacts import (
+    PREDICTIONS_FILE,
+    MemberInfo,
+    Metrics,
+    copy_vocab_and_codes,
+    write_probs,
+)
 from icdtransfer.data.errors import InputError
 from icdtransfer.evaluate import protocols
 from icdtransfer.evaluate.metrics import dense, evaluate
@@ -187,3 +194,19 @@ def score_file(path: str | Path, protocol: str) -> dict[str, Any]:
             names = ", ".join(PROTOCOL_CHOICES)
             raise InputError("--protocol", None, f"{err}; or one of {names}") from None
     return score_predictions(read_predictions(path), protocol)
+
+
+def write_member_files(
+    out: Path,
+    corpus_dir: Path,
+    probs: tuple[np.ndarray, np.ndarray],
+    metrics: Metrics,
+    info: MemberInfo,
+) -> None:
+    """What every member directory holds besides its model: vocabulary and codes,
+    (validation, test) probabilities, the prediction file, metrics.json and member.json."""
+    copy_vocab_and_codes(corpus_dir, out)
+    write_probs(out, *probs)
+    write_member_predictions(out / PREDICTIONS_FILE, corpus_dir, *probs)
+    metrics.write(out)
+    info.write(out)

@@ -13,8 +13,8 @@ import copy
 import torch
 from torch import nn
 
-from icdtransfer.artifacts import EncoderShape, ModelMeta
 from icdtransfer.model.conv_pool import conv_max_pool
+from icdtransfer.model_meta import EncoderShape, ModelMeta
 
 
 class CNNEncoder(nn.Module):

@@ -22,7 +22,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from icdtransfer.artifacts import THRESHOLD_KINDS, read_trials, test_column
+from icdtransfer.artifacts import THRESHOLD_KINDS
 from icdtransfer.config import ReportConfig
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.report.ablation import Ablation
@@ -50,6 +50,7 @@ from icdtransfer.report.protocol import protocol_section
 from icdtransfer.report.systems import Gold, System
 from icdtransfer.report.tables import caption2, caption3, table2, table3
 from icdtransfer.report.verdicts import on_all_seeds, verdict_text
+from icdtransfer.rows import read_trials, test_column
 
 log = logging.getLogger(__name__)
 

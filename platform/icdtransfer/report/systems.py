@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from icdtransfer.artifacts import MemberInfo, Training, average_members, read_probs, read_trials
+from icdtransfer.artifacts import MemberInfo, Training, average_members, read_probs
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.evaluate.metrics import dense
 from icdtransfer.model.transfer import VARIANTS
 from icdtransfer.report.bootstrap import subsets
+from icdtransfer.rows import read_trials
 
 Probs = tuple[np.ndarray, np.ndarray]  # (validation, test) probabilities, documents x labels
 # The paper's Table 3 baselines, in its order: method -> (system name, label in the tables)

@@ -11,8 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from icdtransfer.artifacts import TRIAL_COLUMNS, TrialStatus
 from icdtransfer.data.atomic import atomic_dir
+from icdtransfer.rows import TRIAL_COLUMNS, TrialStatus
 from icdtransfer.sweep.faults import fault
 from icdtransfer.sweep.members import STORE, TRIAL_LOG
 from icdtransfer.sweep.study import Study

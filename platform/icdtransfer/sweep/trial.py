@@ -34,15 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from icdtransfer.artifacts import (
-    MemberRow,
-    Training,
-    TrialOutcome,
-    average_members,
-    member_name,
-)
+from icdtransfer.artifacts import Training, average_members, member_name
 from icdtransfer.config import EncoderConfig, HeadConfig, MemberConfig, TrainTargetConfig
 from icdtransfer.data.ship import Shipped, local_copy
+from icdtransfer.rows import MemberRow, TrialOutcome
 from icdtransfer.sweep.faults import fault
 from icdtransfer.sweep.members import member_key, read_member_files
 from icdtransfer.train.state import EpochRecord, Snapshot

@@ -28,11 +28,11 @@ from typing import Any
 
 import torch
 
-from icdtransfer.artifacts import ModelMeta
 from icdtransfer.config import RayConfig
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.data.ship import local_copy, publish
 from icdtransfer.model.cnn import build_model
+from icdtransfer.model_meta import ModelMeta
 from icdtransfer.ray_env import absolute_storage, connect, train_run_state_file
 from icdtransfer.train.loop import DDP, FitResult, LoopSettings, fit
 from icdtransfer.train.state import EpochRecord, Snapshot

@@ -14,11 +14,11 @@ from icdtransfer.artifacts import (
     MODEL_FILE,
     MemberInfo,
     Metrics,
-    ModelMeta,
     write_json,
-    write_member_files,
 )
+from icdtransfer.evaluate.predictions import write_member_files
 from icdtransfer.model.cnn import SourceModel, TargetModel, build_model
+from icdtransfer.model_meta import ModelMeta
 from icdtransfer.train.state import EpochRecord
 
 

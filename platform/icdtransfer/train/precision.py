@@ -35,10 +35,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from icdtransfer.artifacts import EncoderShape
 from icdtransfer.data.atomic import atomic_file
 from icdtransfer.model.cnn import CNNEncoder
 from icdtransfer.model.conv_pool import KERNELS
+from icdtransfer.model_meta import EncoderShape
 from icdtransfer.train.hardware import cpu_has_amx, cpu_has_bf16
 
 log = logging.getLogger(__name__)

@@ -14,15 +14,7 @@ from typing import Any, Literal
 
 import torch
 
-from icdtransfer.artifacts import (
-    MODEL_FILE,
-    VOCAB_FILE,
-    EncoderShape,
-    MemberInfo,
-    Metrics,
-    ModelMeta,
-    member_name,
-)
+from icdtransfer.artifacts import MODEL_FILE, VOCAB_FILE, MemberInfo, Metrics, member_name
 from icdtransfer.config import (
     ConfigError,
     EncoderConfig,
@@ -39,6 +31,7 @@ from icdtransfer.data.vocab import Vocabulary
 from icdtransfer.evaluate.metrics import describe
 from icdtransfer.model.cnn import build_model
 from icdtransfer.model.transfer import build_target_model, variant
+from icdtransfer.model_meta import EncoderShape, ModelMeta
 from icdtransfer.train.hardware import resolve_device
 from icdtransfer.train.loop import FitResult, LoopSettings, fit, predict
 from icdtransfer.train.member import load_model_file, write_member

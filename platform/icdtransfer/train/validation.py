@@ -5,7 +5,7 @@ stopping may watch and the validation loss (docs/DESIGN.md section 4)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -16,8 +16,13 @@ from icdtransfer.data.corpus import Corpus
 from icdtransfer.evaluate.metrics import scores_at, tune_threshold
 from icdtransfer.train.batches import iterate
 
-if TYPE_CHECKING:
-    from icdtransfer.train.loop import LoopSettings
+
+class Batching(Protocol):
+    """What validation needs of the loop's settings (train/loop.py's LoopSettings)."""
+
+    batch_size: int
+    max_tokens: int
+    min_length: int
 
 
 def validate_epoch(
@@ -25,7 +30,7 @@ def validate_epoch(
     corpus: Corpus,
     val: np.ndarray,
     y_val: np.ndarray,
-    settings: LoopSettings,
+    settings: Batching,
     device: torch.device,
     bf16: bool,
 ) -> tuple[Scores, float, float, dict[str, float]]:
