@@ -114,7 +114,8 @@ def study_systems(results: Path) -> list[System]:
     """One system per finished trial of a grid study over variant x ensemble_size."""
     trials = read_trials(results / "trials.parquet")
     trials = trials[trials["status"] == "TERMINATED"]
-    seeds_of = trials["seeds"].map(lambda s: json.loads(s) if isinstance(s, str) else list(s))
+    column = "member_seeds" if "member_seeds" in trials else "seeds"  # every_seed studies
+    seeds_of = trials[column].map(lambda s: json.loads(s) if isinstance(s, str) else list(s))
     trained: dict[str, set[int]] = {}  # member key -> every seed the study trained for it
     for key, seeds in zip(trials["member_key"], seeds_of, strict=True):
         trained.setdefault(key, set()).update(int(s) for s in seeds)

@@ -53,12 +53,14 @@ def write_results(
 
 
 def members_used(trials: pd.DataFrame) -> list[tuple[str, int]]:
-    """(key, seed) of every member a finished trial's ensemble averaged, in trial order."""
+    """(key, seed) of every member a finished trial's ensemble averaged, or, in an every_seed
+    study, every member it obtained (`member_seeds`), in trial order."""
     used: dict[tuple[str, int], None] = {}
     if "member_key" not in trials:
         return []
+    column = "member_seeds" if "member_seeds" in trials else "seeds"
     for row in trials[trials["status"] == "TERMINATED"].itertuples():
-        for seed in json.loads(row.seeds):
+        for seed in json.loads(getattr(row, column)):
             used[(row.member_key, int(seed))] = None
     return list(used)
 

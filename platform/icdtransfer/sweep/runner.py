@@ -301,6 +301,10 @@ def _run(plan: Plan, request: StudyRequest, retry_errored: bool) -> dict:
         )
     fault("driver_after_fit")
     trials = trial_table(results)
+    if study.every_seed and "seeds" in trials:  # every finished trial obtained every seed
+        trials["member_seeds"] = [
+            json.dumps(study.seeds) if isinstance(s, str) else s for s in trials["seeds"]
+        ]
     used = members_used(trials)
     members = pd.DataFrame(ray.get(store.rows.remote(used)))
     credit_lost_trials(trials, members, study.name)
