@@ -173,3 +173,21 @@ def test_a_study_that_selects_on_test_is_refused(tmp_path) -> None:
         load_study(path)
     path.write_text("name: s\nkind: grid\nmetric: val_macro_f\nspace: {variant: [scratch]}\n")
     assert load_study(path).metric == "val_macro_f"
+
+
+def test_an_every_seed_trial_reports_every_member_it_obtained() -> None:
+    from icdtransfer.sweep.results import members_used
+
+    trials = pd.DataFrame(
+        {
+            "status": ["TERMINATED", "TERMINATED", "EARLY_STOPPED"],
+            "member_key": ["a", "b", "c"],
+            "seeds": ["[1]", "[1, 2, 3]", "[1]"],
+            "member_seeds": ["[1, 2, 3, 4]", "[1, 2, 3, 4]", "[1]"],
+        }
+    )
+    # the ensemble's seeds are [1] and [1, 2, 3]; the report needs every seed of each key
+    assert members_used(trials) == [(k, s) for k in "ab" for s in (1, 2, 3, 4)]
+    assert members_used(trials.drop(columns="member_seeds")) == [("a", 1)] + [
+        ("b", s) for s in (1, 2, 3)
+    ]
