@@ -18,7 +18,6 @@ halves test the same pairs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -196,7 +195,3 @@ def agreement(a: pd.DataFrame, b: pd.DataFrame) -> dict:
         "opposite": opposite,
         "share": same / total if total else float("nan"),
     }
-
-
-def renamed(system: System, name: str) -> System:
-    return replace(system, name=name)
