@@ -144,6 +144,9 @@ class HeadConfig:
     dropout: Rate = 0.1  # before the output layer; paper: 0.5 (with 65k training EMRs)
     word_dropout: Rate = 0.3  # share of tokens removed during training
     max_tokens: Size = 400  # EMRs truncated here; paper: 6000
+    # max: the paper's max over time; label_attention: CAML's per-code attention over the
+    # convolution's positions (docs/DESIGN.md section 4, "Pooling")
+    pooling: Literal["max", "label_attention"] = "max"
 
 
 @dataclass

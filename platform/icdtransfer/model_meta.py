@@ -37,6 +37,9 @@ class ModelMeta:
     paper: str | None = None
     adaptation_size: int | None = None
     frozen_copy: bool = False
+    # target: the head's pooling (model/attention.py); a model.pt written before the field
+    # existed has none and is a max-pooling model
+    pooling: Literal["max", "label_attention"] = "max"
 
     @property
     def min_length(self) -> int:
@@ -47,7 +50,7 @@ class ModelMeta:
         out = dataclasses.asdict(self)
         out["shape"]["widths"] = list(self.shape.widths)
         if self.kind == "source":
-            for key in ("variant", "paper", "adaptation_size", "frozen_copy"):
+            for key in ("variant", "paper", "adaptation_size", "frozen_copy", "pooling"):
                 del out[key]
         return out
 

@@ -4,6 +4,8 @@ g(x) = [max_t ReLU(W_w * E[x])_t for w in widths]           (the encoder: EM and
 stage 1: sigmoid(W_S g(x) + b_S)                              (MeSH descriptors)
 stage 2: sigmoid(W_o dropout(ReLU(W_a h + b_a)) + b_o)        (ICD codes)
          h = g(x), or g(x) || g'(x) with a frozen copy g'
+stage 2 with head.pooling label_attention: the encoder's feature maps before the max,
+         per-position adaptation, one attention and one output per code (model/attention.py)
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import copy
 import torch
 from torch import nn
 
+from icdtransfer.model.attention import POOLINGS, attend, conv_feature_maps
 from icdtransfer.model.conv_pool import conv_max_pool
 from icdtransfer.model_meta import EncoderShape, ModelMeta
 
@@ -42,12 +45,22 @@ class CNNEncoder(nn.Module):
         )
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        device = tokens.device.type
-        dtype = self.embedding.weight.dtype
-        if torch.is_autocast_enabled(device):
-            dtype = torch.get_autocast_dtype(device)  # cast once for all widths
+        dtype = self._dtype(tokens)
         pooled = conv_max_pool(tokens, lengths, self.embedding, self.convs, dtype, self.kernel)
         return torch.relu(pooled)
+
+    def feature_maps(
+        self, tokens: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The features before the max: [B, P, F * widths] per window start, and which
+        positions are valid [B, P] (model/attention.py)."""
+        return conv_feature_maps(tokens, lengths, self.embedding, self.convs, self._dtype(tokens))
+
+    def _dtype(self, tokens: torch.Tensor) -> torch.dtype:
+        device = tokens.device.type
+        if torch.is_autocast_enabled(device):
+            return torch.get_autocast_dtype(device)  # cast once for all widths
+        return self.embedding.weight.dtype
 
 
 class SourceModel(nn.Module):
@@ -64,7 +77,12 @@ class SourceModel(nn.Module):
 
 
 class TargetModel(nn.Module):
-    """Stage 2: encoder (and optionally a frozen copy) -> adaptation layer -> codes (logits)."""
+    """Stage 2: encoder (and optionally a frozen copy) -> adaptation layer -> codes (logits).
+
+    `pooling` max: the adaptation layer over the max-pooled features. label_attention: over
+    every position's features, then one attention vector (`attention`, [L, A]) and one
+    output vector (`output`) per code. The encoder and its parameter names are the same in
+    both, so stage 1's EM and CV transfer alike (model/transfer.py)."""
 
     def __init__(
         self,
@@ -73,8 +91,12 @@ class TargetModel(nn.Module):
         adaptation_size: int,
         dropout: float,
         frozen_copy: bool = False,
+        pooling: str = "max",
     ) -> None:
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r} ({', '.join(POOLINGS)})")
+        self.pooling = pooling
         self.encoder = CNNEncoder(shape)
         self.frozen_encoder: CNNEncoder | None = None
         if frozen_copy:
@@ -83,6 +105,9 @@ class TargetModel(nn.Module):
         self.adaptation = nn.Linear(width, adaptation_size)
         self.dropout = nn.Dropout(dropout)
         self.output = nn.Linear(adaptation_size, n_labels)
+        self.attention: nn.Linear | None = None
+        if pooling == "label_attention":  # created last: max-pooling models draw the same init
+            self.attention = nn.Linear(adaptation_size, n_labels, bias=False)
 
     def features(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """h: g(x), or g(x) || g'(x) when there is a frozen copy."""
@@ -93,9 +118,24 @@ class TargetModel(nn.Module):
             g_frozen = self.frozen_encoder(tokens, lengths)
         return torch.cat([g, g_frozen], dim=1)
 
+    def feature_maps(
+        self, tokens: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """H [B, P, features] and valid [B, P]; the frozen copy's maps concatenated."""
+        maps, valid = self.encoder.feature_maps(tokens, lengths)
+        if self.frozen_encoder is None:
+            return maps, valid
+        with torch.no_grad():
+            frozen, _ = self.frozen_encoder.feature_maps(tokens, lengths)
+        return torch.cat([maps, frozen], dim=2), valid
+
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.adaptation(self.features(tokens, lengths)))
-        return self.output(self.dropout(h))
+        if self.attention is None:
+            h = torch.relu(self.adaptation(self.features(tokens, lengths)))
+            return self.output(self.dropout(h))
+        maps, valid = self.feature_maps(tokens, lengths)
+        h = self.dropout(torch.relu(self.adaptation(maps)))  # [B, P, A]
+        return attend(h, valid, self.attention.weight, self.output.weight, self.output.bias)
 
     def train(self, mode: bool = True) -> TargetModel:
         super().train(mode)
@@ -110,5 +150,10 @@ def build_model(meta: ModelMeta) -> SourceModel | TargetModel:
         return SourceModel(meta.shape, meta.n_labels, meta.dropout)
     assert meta.adaptation_size is not None
     return TargetModel(
-        meta.shape, meta.n_labels, meta.adaptation_size, meta.dropout, meta.frozen_copy
+        meta.shape,
+        meta.n_labels,
+        meta.adaptation_size,
+        meta.dropout,
+        meta.frozen_copy,
+        meta.pooling,
     )

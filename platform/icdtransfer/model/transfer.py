@@ -110,11 +110,14 @@ def build_target_model(
     target_tokens: list[str],
     stage1: tuple[dict[str, torch.Tensor], list[str]] | None,
     seed: int,
+    pooling: str = "max",
 ) -> TargetModel:
     """A stage-2 model for one variant, initialised (seeded) and with the right parameters
-    frozen. `stage1` is (encoder state dict, stage-1 vocabulary); `scratch` never reads it."""
+    frozen. `stage1` is (encoder state dict, stage-1 vocabulary); `scratch` never reads it.
+    Every variant takes either `pooling`: the encoder transfers the same (docs/DESIGN.md
+    section 4)."""
     torch.manual_seed(seed)
-    model = TargetModel(shape, n_labels, adaptation_size, dropout, spec.frozen_copy)
+    model = TargetModel(shape, n_labels, adaptation_size, dropout, spec.frozen_copy, pooling)
     if spec.transfer:
         if stage1 is None:
             raise ValueError(f"variant {spec.name} needs a stage-1 model")

@@ -28,18 +28,25 @@ from icdtransfer.sweep.study import Study
 
 RUNTIME_KEYS = ("max_concurrent", "max_failures", "resources")  # how to run, not what
 NOT_MEMBER_DEFINING = ("device", "pretrained")  # train_target keys that change no result
+DEFAULTED_HEAD_KEYS = {"pooling": "max"}  # issue 22: keyed only when not the default
 
 
 def member_sections(
     encoder: EncoderConfig, head: HeadConfig, train: TrainTargetConfig
 ) -> dict[str, Any]:
-    """The sections a member is built from, as the keys see them."""
+    """The sections a member is built from, as the keys see them. A head key added after
+    members were stored is left out at its default (DEFAULTED_HEAD_KEYS), so those members'
+    keys, and the studies' keys, stay what they were."""
     train_fields = dataclasses.asdict(train)
     for key in NOT_MEMBER_DEFINING:
         del train_fields[key]
+    head_fields = dataclasses.asdict(head)
+    for key, default in DEFAULTED_HEAD_KEYS.items():
+        if head_fields[key] == default:
+            del head_fields[key]
     return {
         "encoder": dataclasses.asdict(encoder),
-        "head": dataclasses.asdict(head),
+        "head": head_fields,
         "train": train_fields,
     }
 

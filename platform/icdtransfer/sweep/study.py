@@ -15,7 +15,7 @@ Format (documented in studies/README.md):
     every_seed: true            # each trial also trains its configuration's other seeds
     search_seed: 0              # Optuna's sampler seed
     space:                      # variant (required), adaptation_size, word_dropout,
-      variant: [scratch, tune_all]      #   ensemble_size, learning_rate, epochs
+      variant: [scratch, tune_all]      #   ensemble_size, learning_rate, epochs, pooling
       ensemble_size: [1, 3]             # a list: grid values (grid) or a choice (optuna)
       word_dropout: {uniform: [0.0, 0.5]}   # optuna only: uniform, loguniform, int
       adaptation_size: {value: 256}     # fixed
@@ -69,6 +69,7 @@ DIMENSIONS = (
     "ensemble_size",
     "learning_rate",
     "epochs",
+    "pooling",
 )
 TRAIN_KEYS = (
     "epochs",
@@ -89,6 +90,7 @@ TRAIN_KEYS = (
     "dropout",
     "word_dropout",
     "adaptation_size",
+    "pooling",
 )
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "value")
 

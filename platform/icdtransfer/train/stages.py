@@ -156,6 +156,7 @@ def train_target(
         paper=spec.paper,
         adaptation_size=head.adaptation_size,
         frozen_copy=spec.frozen_copy,
+        pooling=head.pooling,
     )
     stage1 = _stage1_encoder(Path(cfg.pretrained), meta.shape) if spec.transfer else None
     model = build_target_model(
@@ -167,6 +168,7 @@ def train_target(
         corpus.vocab.tokens,
         stage1,
         member.seed,
+        head.pooling,
     )
     settings = loop_settings(cfg, encoder, head.max_tokens, head.word_dropout, member.seed)
     pretrained_key = _digest(Path(cfg.pretrained) / MODEL_FILE) if spec.transfer else None
