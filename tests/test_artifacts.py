@@ -79,3 +79,37 @@ def test_average_members_is_the_mean_split_by_split() -> None:
     assert np.array_equal(test, np.full((4, 3), 0.5, np.float32))
     with pytest.raises(ValueError, match="same corpus"):
         average_members([a, (a[0], np.zeros((5, 3)))])
+
+
+def test_member_json_compute_round_trips_and_old_files_load() -> None:
+    """Cost accounting: cpu_seconds/gpu_seconds/device are flattened into member.json and read
+    back; a member.json written before them loads with compute None."""
+    from icdtransfer.artifacts import Compute, MemberInfo
+
+    info = MemberInfo(
+        stage="train_target",
+        tokenizer_numbers="placeholder",
+        train_seconds=12.0,
+        settings={},
+        compute=Compute(12.5, 0.0, "cpu: test", "fp32", 4, 3.0, 2),
+    )
+    data = info.to_json()
+    assert data["cpu_seconds"] == 12.5 and data["gpu_seconds"] == 0.0
+    assert data["device"] == "cpu: test" and "compute" not in data
+    back = MemberInfo.from_json(data)
+    assert back.compute == info.compute and back.details == {}
+    old = {
+        k: v
+        for k, v in data.items()
+        if k
+        not in (
+            "cpu_seconds",
+            "gpu_seconds",
+            "device",
+            "precision",
+            "epochs",
+            "seconds_per_epoch",
+            "threads",
+        )
+    }
+    assert MemberInfo.from_json(old).compute is None

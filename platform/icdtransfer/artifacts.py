@@ -290,6 +290,21 @@ class Training:
 
 
 @dataclass
+class Compute:
+    """What a member cost (docs/DESIGN.md, "Cost accounting"): CPU seconds of the process that
+    trained and evaluated it, wall seconds on CUDA devices x their number (0 on the CPU), and
+    the device, precision and epochs it ran with; flattened into member.json."""
+
+    cpu_seconds: float
+    gpu_seconds: float
+    device: str  # e.g. "cpu: Intel(R) Xeon(R) ... (avx512_bf16)" or "cuda: NVIDIA H200 x1"
+    precision: str = ""
+    epochs: int = 0
+    seconds_per_epoch: float | None = None
+    threads: int = 1  # torch's intra-op threads
+
+
+@dataclass
 class MemberInfo:
     """member.json: what was trained, how, on what, and how its training ended."""
 
@@ -311,23 +326,28 @@ class MemberInfo:
     model: str | None = None  # a baseline's description
     features: int | list[str] | None = None  # LR: its feature count; L2R: the ranker's features
     details: dict[str, Any] = field(default_factory=dict)  # a method's own diagnostics, flattened
+    compute: Compute | None = None  # flattened; None in member.json files written before it
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name in ("training", "details"):
-                out.update(
-                    dataclasses.asdict(value) if f.name == "training" and value else value or {}
-                )
+            if f.name in ("training", "compute") and value is not None:
+                out.update(dataclasses.asdict(value))
+            elif f.name == "details":
+                out.update(value or {})
             elif value is not None:
                 out[f.name] = value
         return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> MemberInfo:
-        names = {f.name for f in dataclasses.fields(cls)} - {"training", "details"}
+        names = {f.name for f in dataclasses.fields(cls)} - {"training", "details", "compute"}
         training_names = {f.name for f in dataclasses.fields(Training)}
+        compute_names = {f.name for f in dataclasses.fields(Compute)}
+        compute = None
+        if "cpu_seconds" in data:  # members written before cost accounting have none
+            compute = Compute(**{k: data[k] for k in compute_names if k in data})
         required = {
             f.name for f in dataclasses.fields(Training) if f.default is dataclasses.MISSING
         }
@@ -337,8 +357,9 @@ class MemberInfo:
         known = {k: v for k, v in data.items() if k in names}
         if not isinstance(known.get("model"), str | None):
             del known["model"]  # members written before the encoder/head split
-        details = {k: v for k, v in data.items() if k not in names | training_names | {"model"}}
-        return cls(**known, training=training, details=details)
+        skip = names | training_names | compute_names | {"model"}
+        details = {k: v for k, v in data.items() if k not in skip}
+        return cls(**known, training=training, details=details, compute=compute)
 
     def write(self, folder: Path) -> None:
         write_json(folder / INFO_FILE, self.to_json())

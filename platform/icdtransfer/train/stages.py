@@ -14,7 +14,14 @@ from typing import Any, Literal
 
 import torch
 
-from icdtransfer.artifacts import MODEL_FILE, VOCAB_FILE, MemberInfo, Metrics, member_name
+from icdtransfer.artifacts import (
+    MODEL_FILE,
+    VOCAB_FILE,
+    Compute,
+    MemberInfo,
+    Metrics,
+    member_name,
+)
 from icdtransfer.config import (
     ConfigError,
     EncoderConfig,
@@ -32,7 +39,7 @@ from icdtransfer.evaluate.metrics import describe
 from icdtransfer.model.cnn import build_model
 from icdtransfer.model.transfer import build_target_model, variant
 from icdtransfer.model_meta import EncoderShape, ModelMeta
-from icdtransfer.train.hardware import resolve_device
+from icdtransfer.train.hardware import describe_device, resolve_device
 from icdtransfer.train.loop import FitResult, LoopSettings, fit, predict
 from icdtransfer.train.member import load_model_file, write_member
 from icdtransfer.train.precision import use_bf16
@@ -108,7 +115,7 @@ def pretrain(
     meta = model_meta(corpus, encoder, cfg.dropout, cfg.max_tokens)
     # Word dropout is the paper's device for long EMRs; abstracts are used whole.
     settings = loop_settings(cfg, encoder, cfg.max_tokens, 0.0, cfg.seed)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     run: dict = {}
     if cfg.num_workers > 0:
         from icdtransfer.train.distributed import fit_on_ray
@@ -128,7 +135,8 @@ def pretrain(
         result = fit(build_model(meta), corpus, settings, checkpoint)
         checkpoint.remove()  # finished: checkpoints exist only for unfinished runs
     info = member_info("pretrain", corpus, settings, result, start, **run)
-    return evaluate_and_write(cfg.out_dir, meta, result, corpus, settings, info)
+    gpus = cfg.num_workers if cfg.num_workers > 0 and cfg.use_gpu else 1
+    return evaluate_and_write(cfg.out_dir, meta, result, corpus, settings, info, cpu_start, gpus)
 
 
 def train_target(
@@ -173,7 +181,7 @@ def train_target(
     settings = loop_settings(cfg, encoder, head.max_tokens, head.word_dropout, member.seed)
     pretrained_key = _digest(Path(cfg.pretrained) / MODEL_FILE) if spec.transfer else None
     key = run_key(encoder, head, settings, spec.name, corpus.stats, pretrained_key)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     checkpoint = checkpointer or FileCheckpointer(Path(member.checkpoint_dir) / f"{key}.pt")
     result = fit(model, corpus, settings, checkpoint)
     info = member_info(
@@ -190,7 +198,7 @@ def train_target(
         pretrained=cfg.pretrained if spec.transfer else None,
     )
     out = out_dir or str(Path(member.out_dir) / member_name(spec.name, member.seed))
-    metrics = evaluate_and_write(out, meta, result, corpus, settings, info)
+    metrics = evaluate_and_write(out, meta, result, corpus, settings, info, cpu_start)
     if isinstance(checkpoint, FileCheckpointer):  # finished: nothing left to resume
         checkpoint.remove()
     log.info(
@@ -247,8 +255,11 @@ def evaluate_and_write(
     corpus: Corpus,
     settings: LoopSettings,
     info: MemberInfo,
+    cpu_start: float | None = None,
+    gpus: int = 1,
 ) -> Metrics:
-    """Score the best weights on validation and test and write the member directory."""
+    """Score the best weights on validation and test and write the member directory; with
+    `cpu_start` (process_time when training began) member.json records its compute."""
     model = build_model(meta)
     model.load_state_dict(result.best_state)
     device = resolve_device(settings.device)
@@ -268,6 +279,10 @@ def evaluate_and_write(
         for split in ("validation", "test")
     }
     metrics = corpus.evaluate(probs["validation"], probs["test"])
+    if cpu_start is not None:
+        info = dataclasses.replace(
+            info, compute=member_compute(info, device, bf16, cpu_start, gpus)
+        )
     with atomic_dir(out_dir) as tmp:
         write_member(
             tmp,
@@ -281,6 +296,26 @@ def evaluate_and_write(
             info=info,
         )
     return metrics
+
+
+def member_compute(
+    info: MemberInfo, device: torch.device, bf16: bool, cpu_start: float, gpus: int
+) -> Compute:
+    """What training and evaluating the member cost this process (docs/DESIGN.md, "Cost
+    accounting"). CPU seconds are this process's (all its threads); a stage-1 run on Ray
+    Train workers counts the driver's only (the workers' own are not summed yet). GPU seconds
+    are wall seconds since training began x the GPUs used."""
+    wall = info.train_seconds
+    epochs = info.training.epochs_run if info.training is not None else 0
+    return Compute(
+        cpu_seconds=round(time.process_time() - cpu_start, 2),
+        gpu_seconds=round(wall * gpus, 2) if device.type == "cuda" else 0.0,
+        device=describe_device(device, gpus),
+        precision="bf16" if bf16 else "fp32",
+        epochs=epochs,
+        seconds_per_epoch=round(wall / epochs, 3) if epochs else None,
+        threads=torch.get_num_threads(),
+    )
 
 
 def _stage1_encoder(
