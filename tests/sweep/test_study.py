@@ -178,6 +178,11 @@ def test_table2_is_the_papers_grid() -> None:
             "points: [{variant: scratch}, {variant: frozen}]\n",
             "2 points but num_samples 1",
         ),
+        # pooling: a head key with two values (model/attention.py)
+        (
+            "name: x\nkind: grid\nspace: {variant: [scratch], pooling: [max, mean]}\n",
+            "space.pooling[1] must be one of ['max', 'label_attention'], got 'mean'",
+        ),
     ],
 )
 def test_malformed_study_names_the_key(tmp_path: Path, text: str, message: str) -> None:
@@ -243,3 +248,14 @@ def test_the_default_ablation_is_one_factor_at_a_time_around_table2s_members() -
     assert study.seeds == [1, 2, 3, 4, 5, 6] and study.every_seed
     table2 = load_study(REPO / "studies" / "table2.yaml")
     assert table2.convergence == study.convergence and table2.train == study.train
+
+
+def test_pooling_is_a_study_dimension_over_the_heads_poolings(tmp_path: Path) -> None:
+    path = tmp_path / "pooling.yaml"
+    path.write_text(
+        "name: pooling\nkind: grid\nspace:\n  variant: [scratch, tune_all]\n"
+        "  pooling: [max, label_attention]\n"
+    )
+    study = load_study(path)
+    assert study.space["pooling"] == ["max", "label_attention"]
+    assert tune_space(study)["pooling"] == {"grid_search": ["max", "label_attention"]}
