@@ -12,7 +12,9 @@ from icdtransfer.sweep.study import load_study, tune_space
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("name", ["table2", "table2_paper", "sweep", "smoke", "ablation", "pooling"])
+@pytest.mark.parametrize(
+    "name", ["table2", "table2_paper", "sweep", "smoke", "ablation", "pooling"]
+)
 def test_shipped_studies_load(name: str, ray_local) -> None:
     study = load_study(REPO / "studies" / f"{name}.yaml")
     assert study.name == name

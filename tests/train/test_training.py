@@ -70,6 +70,9 @@ def test_stage_runs_write_complete_members(tiny: dict, pretrained: Path) -> None
     history = json.loads((folder / "history.json").read_text())
     assert info["epochs_run"] == len(history) and info["epoch_cap"] == 3
     assert info["validation_curve"] == [h["val_macro_f"] for h in history]
+    # its compute (docs/DESIGN.md, "Cost accounting"): CPU time spent, no GPU on a CPU run
+    assert info["cpu_seconds"] > 0 and info["gpu_seconds"] == 0.0
+    assert info["device"].startswith("cpu") and info["epochs"] == info["epochs_run"]
     # the stored metrics are exactly a recomputation from the stored probabilities
     again = evaluate(
         corpus.labels[corpus.split("validation")],
@@ -238,6 +241,8 @@ def test_the_stage1_member_records_its_training(tiny: dict, pretrained: Path) ->
     assert training is not None and training.epoch_cap == tiny["pretrain"].epochs
     assert training.epochs_run == len(training.validation_curve) > 0
     assert training.converged == (training.stop_reason == "early_stopping")
+    stored = json.loads((pretrained / "member.json").read_text())  # stage 1 records its cost
+    assert stored["cpu_seconds"] > 0 and stored["device"].startswith("cpu")
 
 
 def _timeless(history) -> list[dict]:
