@@ -144,8 +144,7 @@ class HeadConfig:
     dropout: Rate = 0.1  # before the output layer; paper: 0.5 (with 65k training EMRs)
     word_dropout: Rate = 0.3  # share of tokens removed during training
     max_tokens: Size = 400  # EMRs truncated here; paper: 6000
-    # max: the paper's max over time; label_attention: CAML's per-code attention over the
-    # convolution's positions (docs/DESIGN.md section 4, "Pooling")
+    # max over time (the paper's) or CAML's per-code attention (docs/DESIGN.md section 4)
     pooling: Literal["max", "label_attention"] = "max"
 
 
@@ -210,6 +209,8 @@ class TrainTargetConfig(TrainConfig):
     weight_average: Annotated[float, Range(ge=0, lt=1)] = 0.99
     criterion: Literal["val_macro_f", "val_macro_f_best"] = "val_macro_f_best"
     smoothing: Size = 3
+    # share of training patients kept (data/splits.py patient_subsample: nested, member's seed)
+    train_fraction: Annotated[float, Range(gt=0, le=1)] = 1.0
     pretrained: str = "models/pretrain"  # the stage-1 member the transfer variants start from
 
 

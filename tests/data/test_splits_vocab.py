@@ -13,7 +13,14 @@ from icdtransfer.config import SplitFiles
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.data.errors import InputError
 from icdtransfer.data.prepare import prepare_target
-from icdtransfer.data.splits import TEST, TRAIN, VALIDATION, split_by_group, split_from_files
+from icdtransfer.data.splits import (
+    TEST,
+    TRAIN,
+    VALIDATION,
+    patient_subsample,
+    split_by_group,
+    split_from_files,
+)
 from icdtransfer.data.tokenizer import tokenize
 from icdtransfer.data.vocab import NUM, SPECIALS, Vocabulary, build_vocabulary
 
@@ -152,3 +159,20 @@ def test_emr_vocabulary_counts_distinct_training_patients(params, tmp_path: Path
     vocab = Corpus.open(tmp_path / "o").vocab
     assert vocab.tokens == [*SPECIALS, "shared", "fever"]
     assert vocab.counts[vocab.index["fever"]] == 3  # train_count stays occurrences
+
+
+def test_patient_subsamples_are_nested_whole_patients_and_seeded() -> None:
+    """train_fraction's subsamples (issue 22): every patient at 10% is at 25%, 50% and 100%;
+    a patient's documents are kept or dropped together; another seed draws other patients."""
+    patients = [f"p{i // 2}" for i in range(400)] + [f"q{i}" for i in range(200)]  # 400 patients
+    kept = {f: patient_subsample(patients, f, seed=3) for f in (0.1, 0.25, 0.5, 1.0)}
+    chosen = {f: {p for p, k in zip(patients, mask, strict=True) if k} for f, mask in kept.items()}
+    assert [len(chosen[f]) for f in (0.1, 0.25, 0.5, 1.0)] == [40, 100, 200, 400]
+    assert chosen[0.1] < chosen[0.25] < chosen[0.5] < chosen[1.0]
+    for f, mask in kept.items():  # both notes of a two-note patient share their fate
+        assert all(mask[2 * i] == mask[2 * i + 1] for i in range(200)), f
+    assert patient_subsample(patients, 0.1, seed=3).tolist() == kept[0.1].tolist()
+    assert chosen[0.1] != {
+        p for p, k in zip(patients, patient_subsample(patients, 0.1, seed=4), strict=True) if k
+    }
+    assert patient_subsample(["a", "b"], 0.01, seed=1).sum() == 1  # never an empty subsample

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
-    "name", ["table2", "table2_paper", "sweep", "smoke", "ablation", "pooling"]
+    "name", ["table2", "table2_paper", "sweep", "smoke", "ablation", "pooling", "data_size"]
 )
 def test_shipped_studies_load(name: str, ray_local) -> None:
     study = load_study(REPO / "studies" / f"{name}.yaml")
@@ -179,6 +179,11 @@ def test_table2_is_the_papers_grid() -> None:
             "name: x\nkind: optuna\nnum_samples: 1\nspace: {variant: [scratch, frozen]}\n"
             "points: [{variant: scratch}, {variant: frozen}]\n",
             "2 points but num_samples 1",
+        ),
+        # train_fraction: a share of the training patients, in (0, 1]
+        (
+            "name: x\nkind: grid\nspace: {variant: [scratch], train_fraction: [0.0, 0.5]}\n",
+            "space.train_fraction[0] must be in (0, 1], got 0.0",
         ),
         # pooling: a head key with two values (model/attention.py)
         (

@@ -15,6 +15,7 @@ from icdtransfer.artifacts import MemberInfo, Metrics, read_probs
 from icdtransfer.baseline.lr import train_baseline
 from icdtransfer.config import MemberConfig
 from icdtransfer.data.corpus import Corpus
+from icdtransfer.data.splits import patient_subsample
 from icdtransfer.evaluate.metrics import evaluate
 from icdtransfer.model.cnn import EncoderShape, TargetModel
 from icdtransfer.train.ensemble import build_ensemble
@@ -280,3 +281,16 @@ def test_with_no_checkpoint_that_loads_the_run_starts_over_with_a_warning(
     assert "starting at epoch 1" in caplog.text
     rerun_again = fit(tiny_model(corpus), corpus, settings(epochs=2), killed)  # resumes now
     assert [h.epoch for h in rerun_again.state.history] == [1, 2]
+
+
+def test_a_train_fraction_trains_on_its_patients_only(tiny: dict, tmp_path: Path) -> None:
+    """train_fraction 0.5 (issue 22): the member trains on the documents of half the training
+    patients (data/splits.py patient_subsample with its seed), and says how many."""
+    cfg = replace(tiny["train_target"], epochs=2, train_fraction=0.5)
+    train(tiny, cfg, "scratch", 1, tmp_path / "half", ck=tmp_path / "ck")
+    corpus = Corpus.open(tiny["target"])
+    patients = corpus.docs["patient_id"].to_numpy()[corpus.split("train")]
+    expected = int(patient_subsample(patients, 0.5, seed=1).sum())
+    info = json.loads((tmp_path / "half" / "member.json").read_text())
+    assert info["train_fraction"] == 0.5 and info["train_documents"] == expected
+    assert 0 < expected < len(patients)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +24,21 @@ def unit_hash(key: str, seed: int) -> float:
 def in_holdout(pmid: str, fraction: float, seed: int) -> bool:
     """Whether a PMID is reserved for the EMR synthesizer (and so never in the stage-1 corpus)."""
     return unit_hash(pmid, seed) < fraction
+
+
+def patient_subsample(patients: Sequence[str], fraction: float, seed: int) -> np.ndarray:
+    """Which documents a `fraction` of the patients keeps (bool per document), for the
+    training-size dimension `train_fraction` (docs/DESIGN.md section 3).
+
+    Patients are ordered by unit_hash(patient, seed) and the first ceil(fraction x n) kept
+    (at least one), all of a patient's documents together. The order does not depend on the
+    fraction, so the subsamples of one seed are nested: every patient at 10% is also at 25%,
+    50% and 100%. The same on every machine and run.
+    """
+    keys = sorted(set(map(str, patients)))
+    order = sorted(keys, key=lambda k: (unit_hash(k, seed), k))
+    keep = set(order[: max(1, math.ceil(fraction * len(order) - 1e-9))])
+    return np.fromiter((str(p) in keep for p in patients), dtype=bool, count=len(patients))
 
 
 def split_by_group(

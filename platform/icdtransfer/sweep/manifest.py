@@ -29,6 +29,7 @@ from icdtransfer.sweep.study import Study
 RUNTIME_KEYS = ("max_concurrent", "max_failures", "resources")  # how to run, not what
 NOT_MEMBER_DEFINING = ("device", "pretrained")  # train_target keys that change no result
 DEFAULTED_HEAD_KEYS = {"pooling": "max"}  # issue 22: keyed only when not the default
+DEFAULTED_TRAIN_KEYS = {"train_fraction": 1.0}
 
 
 def member_sections(
@@ -40,6 +41,9 @@ def member_sections(
     train_fields = dataclasses.asdict(train)
     for key in NOT_MEMBER_DEFINING:
         del train_fields[key]
+    for key, default in DEFAULTED_TRAIN_KEYS.items():
+        if train_fields[key] == default:
+            del train_fields[key]
     head_fields = dataclasses.asdict(head)
     for key, default in DEFAULTED_HEAD_KEYS.items():
         if head_fields[key] == default:

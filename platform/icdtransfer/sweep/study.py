@@ -70,6 +70,7 @@ DIMENSIONS = (
     "learning_rate",
     "epochs",
     "pooling",
+    "train_fraction",
 )
 TRAIN_KEYS = (
     "epochs",
@@ -91,6 +92,7 @@ TRAIN_KEYS = (
     "word_dropout",
     "adaptation_size",
     "pooling",
+    "train_fraction",
 )
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "value")
 

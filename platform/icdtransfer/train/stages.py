@@ -34,6 +34,7 @@ from icdtransfer.config import (
 )
 from icdtransfer.data.atomic import atomic_dir
 from icdtransfer.data.corpus import Corpus
+from icdtransfer.data.splits import patient_subsample
 from icdtransfer.data.vocab import Vocabulary
 from icdtransfer.evaluate.metrics import describe
 from icdtransfer.model.cnn import build_model
@@ -180,10 +181,22 @@ def train_target(
     )
     settings = loop_settings(cfg, encoder, head.max_tokens, head.word_dropout, member.seed)
     pretrained_key = _digest(Path(cfg.pretrained) / MODEL_FILE) if spec.transfer else None
-    key = run_key(encoder, head, settings, spec.name, corpus.stats, pretrained_key)
+    train_docs, subsample = None, ()
+    if cfg.train_fraction < 1:  # nested patient subsamples, drawn with the member's seed
+        train = corpus.split("train")
+        patients = corpus.docs["patient_id"].to_numpy()[train]
+        train_docs = train[patient_subsample(patients, cfg.train_fraction, member.seed)]
+        subsample = (cfg.train_fraction,)
+        log.info(
+            "train_fraction %g: %d of %d training documents",
+            cfg.train_fraction,
+            len(train_docs),
+            len(train),
+        )
+    key = run_key(encoder, head, settings, spec.name, corpus.stats, pretrained_key, *subsample)
     start, cpu_start = time.perf_counter(), time.process_time()
     checkpoint = checkpointer or FileCheckpointer(Path(member.checkpoint_dir) / f"{key}.pt")
-    result = fit(model, corpus, settings, checkpoint)
+    result = fit(model, corpus, settings, checkpoint, train_docs=train_docs)
     info = member_info(
         "train_target",
         corpus,
@@ -196,6 +209,10 @@ def train_target(
         encoder=dataclasses.asdict(encoder),
         head=dataclasses.asdict(head),
         pretrained=cfg.pretrained if spec.transfer else None,
+        details={
+            "train_fraction": cfg.train_fraction,
+            "train_documents": len(corpus.split("train") if train_docs is None else train_docs),
+        },
     )
     out = out_dir or str(Path(member.out_dir) / member_name(spec.name, member.seed))
     metrics = evaluate_and_write(out, meta, result, corpus, settings, info, cpu_start)
