@@ -159,8 +159,7 @@ class TrainConfig:
     patience: Size = 2  # epochs without a better validation macro-F before stopping
     # "better": above the best so far by more than min_delta (0: any gain counts)
     min_delta: Annotated[float, Range(ge=0, lt=1)] = 0.0
-    # early stopping may end a run only from this epoch on: a plateau before learning has
-    # started (common in a model's first epochs) is not convergence
+    # early stopping may end a run only from this epoch on (a plateau before learning starts)
     min_epochs: Size = 1
     # learning rate x lr_factor after lr_patience epochs without a better validation
     # macro-F, at most lr_reductions times; early stopping waits for the last (0: off)
