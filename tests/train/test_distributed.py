@@ -52,6 +52,9 @@ def test_two_workers_learn_and_match_one_process(ray_local, tiny: dict, tmp_path
         assert torch.allclose(a[name], b[name], atol=1e-4), name
     info = MemberInfo.read(tmp_path / "ddp")
     assert info.workers == 2
+    # the workers' CPU time is counted with the driver's (each trained an epoch)
+    workers = info.details["worker_cpu_seconds"]
+    assert workers > 0 and info.compute.cpu_seconds >= workers
     assert info.training is not None and info.training.stop_reason == "epoch_cap"
     assert info.training.epochs_run == info.training.epoch_cap == 1
 

@@ -22,6 +22,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from icdtransfer.train.state import EpochRecord, Snapshot
 
 log = logging.getLogger(__name__)
 STATE_FILE = "state.pt"
+WORKER_CPU = "worker_cpu_seconds"  # each epoch's report: the ranks' CPU seconds so far, summed
 
 
 @dataclass
@@ -46,9 +48,12 @@ class RayTrainCheckpointer:
     """Snapshots as Ray Train checkpoints: every rank reports each epoch (Ray Train wants all
     ranks to), the master with its snapshot attached. A run restarted by Ray (a failed worker)
     or by the user (same name and storage) resumes from Ray's latest checkpoint; `resume_from`
-    is the folder `recover_run_state` found when Ray's own record was unreadable."""
+    is the folder `recover_run_state` found when Ray's own record was unreadable. Each report
+    carries the CPU seconds all ranks have spent since this worker group started (`WORKER_CPU`,
+    summed over ranks): Ray keeps the metrics of the checkpoint, so the last one holds them."""
 
     resume_from: str | None = None
+    cpu_start: float = 0.0  # process_time when the worker started
 
     def load(self) -> Snapshot | None:
         import ray.train
@@ -64,12 +69,18 @@ class RayTrainCheckpointer:
     def save(self, snapshot: Snapshot | None, record: EpochRecord) -> None:
         import ray.train
 
+        spent = torch.tensor([time.process_time() - self.cpu_start], dtype=torch.float64)
+        if torch.distributed.is_initialized():
+            if torch.distributed.get_backend() == "nccl":
+                spent = spent.cuda()
+            torch.distributed.all_reduce(spent)
+        metrics = {**record.to_json(), WORKER_CPU: float(spent.item())}
         with tempfile.TemporaryDirectory() as folder:
             checkpoint = None
             if snapshot is not None:
                 snapshot.save(Path(folder) / STATE_FILE)
                 checkpoint = ray.train.Checkpoint.from_directory(folder)
-            ray.train.report(record.to_json(), checkpoint=checkpoint)
+            ray.train.report(metrics, checkpoint=checkpoint)
 
 
 def worker_loop(config: dict[str, Any]) -> None:
@@ -82,6 +93,7 @@ def worker_loop(config: dict[str, Any]) -> None:
     if not package.handlers:
         package.addHandler(logging.StreamHandler(sys.stdout))
         package.setLevel(logging.INFO)
+    cpu_start = time.process_time()
     context = ray.train.get_context()
     settings = LoopSettings(**config["settings"])
     corpus = Corpus.open(local_copy(config["source"]))  # this node's copy (data/ship.py)
@@ -93,7 +105,7 @@ def worker_loop(config: dict[str, Any]) -> None:
         device=ray.train.torch.get_device(),
         wrap=ray.train.torch.prepare_model,  # moves to the device, wraps in DDP
     )
-    fit(model, corpus, settings, RayTrainCheckpointer(config["resume_from"]), ddp=ddp)
+    fit(model, corpus, settings, RayTrainCheckpointer(config["resume_from"], cpu_start), ddp=ddp)
 
 
 def fit_on_ray(
@@ -104,9 +116,9 @@ def fit_on_ray(
     num_workers: int,
     use_gpu: bool,
     ray_cfg: RayConfig,
-) -> FitResult:
+) -> tuple[FitResult, float]:
     """Train `meta`'s model on `num_workers` Ray Train workers as run `name`; returns the best
-    weights and the loop state of the last checkpoint."""
+    weights and the loop state of the last checkpoint, and the workers' CPU seconds."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -135,7 +147,8 @@ def fit_on_ray(
         saved = Snapshot.load(Path(folder) / STATE_FILE)
     if "://" not in storage:  # finished: its checkpoints are no longer needed to resume
         shutil.rmtree(os.path.join(storage, name), ignore_errors=True)
-    return FitResult(saved.best_model, saved.loop)
+    cpu = float((result.metrics or {}).get(WORKER_CPU, 0.0))
+    return FitResult(saved.best_model, saved.loop), cpu
 
 
 def recover_run_state(storage: str, name: str) -> str | None:

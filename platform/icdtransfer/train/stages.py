@@ -82,15 +82,21 @@ def encoder_shape(cfg: EncoderConfig, vocab_size: int) -> EncoderShape:
     return EncoderShape(vocab_size, cfg.embedding_dim, cfg.filters, tuple(cfg.widths))
 
 
+# modules that print what a study would do or did: they train nothing
+READ_ONLY = ("sweep/plan.py", "sweep/epoch_times.py", "sweep/status.py")
+
+
 def code_digest() -> str:
     """Digest of the modelling and training code: a checkpoint written by other code is never
-    resumed."""
+    resumed, and a stored member is reused only by the code that trained it (READ_ONLY
+    modules left out: editing them changes no member)."""
     root = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
     for path in [root / "artifacts.py"] + [
         p
         for folder in ("model", "train", "evaluate", "sweep")
         for p in sorted((root / folder).glob("*.py"))
+        if f"{folder}/{p.name}" not in READ_ONLY
     ]:
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
@@ -122,10 +128,14 @@ def pretrain(
         from icdtransfer.train.distributed import fit_on_ray
 
         name = f"pretrain-{run_key(meta, settings, corpus.stats, cfg.num_workers)}"
-        result = fit_on_ray(
+        result, worker_cpu = fit_on_ray(
             meta, source_dir, settings, name, cfg.num_workers, cfg.use_gpu, ray_cfg or RayConfig()
         )
-        run = {"workers": cfg.num_workers, "ray_run": name}
+        run = {
+            "workers": cfg.num_workers,
+            "ray_run": name,
+            "details": {"worker_cpu_seconds": round(worker_cpu, 2)},
+        }
         # evaluated in this process: on its GPU where the workers had GPUs
         settings = dataclasses.replace(settings, device="auto" if cfg.use_gpu else "cpu")
     else:
@@ -319,13 +329,15 @@ def member_compute(
     info: MemberInfo, device: torch.device, bf16: bool, cpu_start: float, gpus: int
 ) -> Compute:
     """What training and evaluating the member cost this process (docs/DESIGN.md, "Cost
-    accounting"). CPU seconds are this process's (all its threads); a stage-1 run on Ray
-    Train workers counts the driver's only (the workers' own are not summed yet). GPU seconds
-    are wall seconds since training began x the GPUs used."""
+    accounting"). CPU seconds are this process's (all its threads) and, for a stage-1 run on
+    Ray Train workers, the workers' summed (member.json `worker_cpu_seconds`, also apart). GPU
+    seconds are wall seconds since training began x the GPUs used."""
     wall = info.train_seconds
     epochs = info.training.epochs_run if info.training is not None else 0
     return Compute(
-        cpu_seconds=round(time.process_time() - cpu_start, 2),
+        cpu_seconds=round(
+            time.process_time() - cpu_start + info.details.get("worker_cpu_seconds", 0.0), 2
+        ),
         gpu_seconds=round(wall * gpus, 2) if device.type == "cuda" else 0.0,
         device=describe_device(device, gpus),
         precision="bf16" if bf16 else "fp32",
