@@ -13,7 +13,17 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
-    "name", ["table2", "table2_paper", "sweep", "smoke", "ablation", "pooling", "data_size"]
+    "name",
+    [
+        "table2",
+        "table2_paper",
+        "sweep",
+        "smoke",
+        "ablation",
+        "pooling",
+        "data_size",
+        "data_size_quick",
+    ],
 )
 def test_shipped_studies_load(name: str, ray_local) -> None:
     study = load_study(REPO / "studies" / f"{name}.yaml")
