@@ -171,6 +171,11 @@ def _sweep(params: Params, args: argparse.Namespace) -> None:
 
         print(study_status(request))
         return
+    if getattr(args, "plan", False):
+        from icdtransfer.sweep.plan import study_plan
+
+        print(study_plan(request))
+        return
     run_study(request, retry_errored=args.retry_errored)
 
 
@@ -179,7 +184,13 @@ def _report(params: Params, args: argparse.Namespace) -> None:
 
     out_dir = params.baseline.out_dir
     baselines = {m: baseline_member_dir(out_dir, m) for m in BASELINE_METHODS}
-    run_report(params.report, params.target.out_dir, params.sweep.results_dir, baselines)
+    run_report(
+        params.report,
+        params.target.out_dir,
+        params.sweep.results_dir,
+        baselines,
+        params.train_target.pretrained,
+    )
 
 
 def _dashboard(params: Params, args: argparse.Namespace) -> None:
@@ -227,6 +238,13 @@ def _sweep_args(cmd: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print the study's state (trials, members, lock, where it lives, whether the "
         "next run resumes) and exit, running nothing",
+    )
+    cmd.add_argument(
+        "--plan",
+        action="store_true",
+        help="print how many members the study will train and how many it reuses from the "
+        "member store, per variant, with the wall time estimated from the epoch times of "
+        "members in sweep.results_dir measured on this device, and exit, running nothing",
     )
 
 

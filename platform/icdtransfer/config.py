@@ -292,9 +292,9 @@ class ReportConfig:
     # Table 3's transfer variant: "validation" (the variant whose largest ensemble has the best
     # validation macro-F) or a variant fixed in advance (the paper's: tune_all_frozen_copy).
     table3_variant: str = "validation"
-    # the one-factor-at-a-time study behind the ablation figures and reports/ablation.csv
-    # (results/<ablation>/); null: none
-    ablation: str | None = "ablation"
+    ablation: str | None = "ablation"  # the one-factor-at-a-time study's figures; null: none
+    data_size: str | None = None  # a study of train_fraction: gain over scratch by size
+    pooling: str | None = None  # a study of head.pooling: gain over scratch per pooling
     seed: Seed = 0
     out_dir: str = "reports"
 

@@ -7,96 +7,22 @@ import json
 import re
 import shutil
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.runs import run_sweep
+from helpers.report_studies import OTHER, REFERENCE
 from icdtransfer.artifacts import MemberInfo, read_probs
-from icdtransfer.baseline.l2r import train_l2r
-from icdtransfer.baseline.lr import train_baseline
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.evaluate.metrics import dense, scores_at, tune_threshold
 from icdtransfer.report.aggregate import BEST, TABLE2, TABLE3
 from icdtransfer.report.bootstrap import draws, interval, replicate_scores
 from icdtransfer.report.protocol import PANEL_ID, TABLE_ID
-from icdtransfer.report.render import run_report
 
 pytestmark = pytest.mark.slow
-
-GRID = """name: grid
-kind: grid
-metric: val_macro_f
-mode: max
-max_concurrent: 2
-seeds: [1, 2]
-space:
-  variant: [scratch, frozen, tune_all_frozen_copy]
-  ensemble_size: [1, 2]
-train: {epochs: 2, patience: 5}  # every member stops at the cap of 2: not converged
-"""
-# A designed one-factor-at-a-time ablation around (tune_all_frozen_copy, 16, 0.2, 2), run by
-# Optuna as the default studies/ablation.yaml is. min_delta 0.9: no epoch can beat the first
-# by that much, so early stopping fires at epoch 2 for every member (converged, deterministic).
-ABLATION = """name: abl
-kind: optuna
-metric: val_macro_f
-mode: max
-num_samples: 5
-max_concurrent: 2
-seeds: [1, 2]
-space:
-  variant: [scratch, tune_all_frozen_copy]
-  adaptation_size: [8, 16]
-  word_dropout: [0.0, 0.2]
-  ensemble_size: [1, 2]
-points:  # ensembles of 2, so every configuration has both seeds (as studies/ablation.yaml)
-  - {variant: tune_all_frozen_copy, adaptation_size: 16, word_dropout: 0.2, ensemble_size: 2}
-  - {variant: tune_all_frozen_copy, adaptation_size: 16, word_dropout: 0.2, ensemble_size: 1}
-  - {variant: tune_all_frozen_copy, adaptation_size: 8, word_dropout: 0.2, ensemble_size: 2}
-  - {variant: tune_all_frozen_copy, adaptation_size: 16, word_dropout: 0.0, ensemble_size: 2}
-  - {variant: scratch, adaptation_size: 16, word_dropout: 0.2, ensemble_size: 2}
-convergence: {patience: 1, max_epochs: 3, min_delta: 0.9}
-"""
-REFERENCE = {
-    "variant": "tune_all_frozen_copy",
-    "adaptation_size": 16,
-    "word_dropout": 0.2,
-    "ensemble_size": 2,
-}
-OTHER = {"variant": "scratch", "adaptation_size": 8, "word_dropout": 0.0, "ensemble_size": 1}
-
-
-@pytest.fixture(scope="module")
-def reported(ray_local, tiny, tiny_params, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    root = tmp_path_factory.mktemp("report")
-    sweep = replace(tiny_params.sweep, results_dir=str(root / "results"))
-    params = replace(
-        tiny_params,
-        sweep=sweep,
-        baseline=replace(tiny_params.baseline, out_dir=str(root / "lr"), min_df=1),
-        report=replace(
-            tiny_params.report,
-            study="grid",
-            ablation="abl",
-            bootstrap=300,
-            out_dir=str(root / "reports"),
-        ),
-    )
-    for name, text in (("grid", GRID), ("abl", ABLATION)):
-        (root / f"{name}.yaml").write_text(text)
-        run_sweep(params, str(root / f"{name}.yaml"))
-    train_baseline(params.baseline, params.target.out_dir)
-    target = replace(params.target, format="jsonl", input=str(tiny["root"] / "t.jsonl"))
-    small = {"ranker_trees": 30, "lr_candidates": 3, "neighbours": 5}
-    for method in ("lr_l2r", "lr_l2r_nerc"):
-        train_l2r(replace(params.baseline, method=method, **small), target, tiny["source"])
-    baselines = {m: params.baseline.member_dir(m) for m in ("lr", "lr_l2r", "lr_l2r_nerc")}
-    summary = run_report(params.report, params.target.out_dir, params.sweep.results_dir, baselines)
-    return {"root": root, "params": params, "summary": summary, "reports": root / "reports"}
+pytestmark = pytest.mark.slow
 
 
 def test_tables_equal_a_recomputation_from_member_probabilities(reported: dict) -> None:
@@ -262,6 +188,9 @@ def test_dashboard_renders_in_headless_chromium(reported: dict, tmp_path: Path) 
         *(f"fig-curves-{v}" for v in ("scratch", "frozen", "tune_all_frozen_copy")),
         *(f"fig-ablation-{d}" for d in REFERENCE),
         "fig-ablation-deciles",
+        "fig-data-size",
+        "fig-cost",
+        "fig-gain-pooling",
         *(f"optuna-abl-{k}" for k in ("importance", "parallel", "history")),
         PANEL_ID,  # the protocol-sensitivity panel (report/protocol.py)
     }
@@ -288,6 +217,9 @@ def test_members_stopped_by_the_cap_are_marked_in_tables_and_listed_on_the_dashb
     results, reports = Path(reported["params"].sweep.results_dir), reported["reports"]
     grid = pd.read_parquet(results / "grid" / "members.parquet")
     abl = pd.read_parquet(results / "abl" / "members.parquet")
+    others = [pd.read_parquet(results / s / "members.parquet") for s in ("sizes", "pool")]
+    # every study's members, each (key, seed) once: sizes' at 100% include abl's
+    members = {(r.key, r.seed) for f in (grid, abl, *others) for r in f.itertuples()}
     # grid: each member really trained to its cap of 2 epochs; abl: early stopping fired
     assert (~grid["converged"]).all() and (grid["epochs_run"] == 2).all()
     assert (grid["stop_reason"] == "epoch_cap").all()
@@ -313,7 +245,7 @@ def test_members_stopped_by_the_cap_are_marked_in_tables_and_listed_on_the_dashb
     assert summary["tuned"]["scratch"]["converged"] == "0/2"
     page = (reports / "dashboard.html").read_text()
     box = re.search(r"<div class='warning' id='convergence'>(.*?)</div>", page, re.S)
-    assert box is not None and f"Not converged: 6 of {len(grid) + len(abl)} members" in box[1]
+    assert box is not None and f"Not converged: 6 of {len(members)} members" in box[1]
     for row in grid.itertuples():
         assert re.search(rf"<td>{re.escape(row.key)}</td>", box[1])
     assert not any(key in box[1] for key in abl["key"])

@@ -50,6 +50,7 @@ class Ablation:
     deciles: pd.DataFrame  # the same x decile (1 = rarest 10% of codes)
     replicates: int
     comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)  # points vs reference
+    systems: list[System] = field(default_factory=list)  # the compared, by their names
 
     def caption(self) -> str:
         reference = ", ".join(f"{k} {_text(v)}" for k, v in self.reference.items())
@@ -169,6 +170,7 @@ def build_ablation(folder: Path, gold: Gold, replicates: int, seed: int) -> Abla
                 part = deciles[deciles["system"] == name]
                 decile_rows.extend({**head, **r} for r in part.to_dict("records"))
     return Ablation(
+        systems=everything,
         study=folder.name,
         trials=len(systems),
         reference=reference,

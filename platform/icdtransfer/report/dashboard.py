@@ -35,7 +35,9 @@ from icdtransfer.report.ablation_view import decile_figure as ablation_decile_fi
 from icdtransfer.report.aggregate import BEST, TESTED, Report
 from icdtransfer.report.bootstrap import format_p
 from icdtransfer.report.convergence import Convergence
+from icdtransfer.report.cost import Costs, cost_section, costed_like
 from icdtransfer.report.curves import curve_div_id, curve_figures
+from icdtransfer.report.data_size import DataSize, data_size_section
 from icdtransfer.report.forest import (
     ENDS_ORDER,
     FOREST_DIV_ID,
@@ -62,6 +64,9 @@ class Views:
     convergence: Convergence  # every study's members
     ablation: Ablation | None
     report_systems: list[System] = field(default_factory=list)  # all, baselines too (protocols)
+    gains_by: list[DataSize] = field(default_factory=list)  # by training size, pooling
+    costs: Costs | None = None  # set with verdicts by render.run_report
+    verdicts: pd.DataFrame | None = None  # every comparison, with its cost (verdicts.csv)
 
 
 def _table(frame: pd.DataFrame, sortable: bool = False, digits: int = 1) -> str:
@@ -171,8 +176,11 @@ def frequency_figure(report: Report) -> go.Figure:
     return fig
 
 
-def answer_section(report: Report, ablation: Ablation | None) -> str:
-    """The page's first figures: every comparison's paired effect, verdict and replication."""
+def answer_section(
+    report: Report, ablation: Ablation | None, costed: pd.DataFrame | None = None
+) -> str:
+    """The page's first figures: every comparison's paired effect, verdict and replication;
+    the table also each comparison's cost where `costed` (verdicts.csv's rows) is given."""
     parts = [report.pvalues[report.pvalues["family"] != BEST]] if not report.pvalues.empty else []
     if ablation is not None and not ablation.comparisons.empty:
         parts.append(ablation.comparisons)
@@ -197,7 +205,7 @@ def answer_section(report: Report, ablation: Ablation | None) -> str:
             ),
             FOREST_ENDS_DIV_ID,
         )
-        + _table(verdict_table(comparisons))
+        + _table(verdict_table(comparisons if costed is None else costed_like(comparisons, costed)))
     )
 
 
@@ -345,7 +353,7 @@ def write_dashboard(
         "<h1>icdtransfer: transfer-learning ablation</h1>",
         f"<p class='note'>Study <b>{html.escape(cfg.study)}</b>; systems evaluated on "
         f"{stats['splits']['test']} test documents.</p>",
-        answer_section(report, views.ablation),
+        answer_section(report, views.ablation, views.verdicts),
         convergence_section(views.convergence),
         "<h2>Overview</h2>",
         _table(overview, digits=2),
@@ -374,6 +382,9 @@ def write_dashboard(
     sections.append(panel)
     if views.ablation is not None:
         sections.append(ablation_section(views.ablation))
+    sections.extend(data_size_section(by, _figure) for by in views.gains_by)
+    if views.costs is not None:
+        sections.append(cost_section(views.costs, _figure, _table))
     sections.append("<h2>Code frequency</h2>" + _figure(frequency_figure(report), "fig-frequency"))
     sections.append(study_sections(results))
     page = (

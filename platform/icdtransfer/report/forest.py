@@ -116,6 +116,16 @@ def verdict_table(comparisons: pd.DataFrame) -> pd.DataFrame:
             out[f"{metric} verdict"] = verdict_text(row, metric)
             match = halves[(halves[keys] == row[keys]).all(axis=1)]
             out[f"{metric} halves"] = " / ".join(match[f"{metric}_verdict"]) or "-"
+        if "gain_per_hour" in row:  # report/cost.py: the compared model's hours
+            out["hours (vs reference)"] = (
+                "-"
+                if pd.isna(row["system_hours"])
+                else f"{row['system_hours']:.3g}"
+                + ("" if pd.isna(row["extra_hours"]) else f" ({row['extra_hours']:+.2g})")
+            )
+            out["macro-F points per hour"] = (
+                "-" if pd.isna(row["gain_per_hour"]) else f"{row['gain_per_hour']:+.3g}"
+            )
         rows.append(out)
     return pd.DataFrame(rows)
 

@@ -20,8 +20,10 @@ from icdtransfer.report.ablation import CSV_COLUMNS, Ablation, ablation_csv, bui
 from icdtransfer.report.aggregate import BEST, Report, build_report, converged_text
 from icdtransfer.report.bootstrap import format_p
 from icdtransfer.report.convergence import Convergence, study_convergence
+from icdtransfer.report.cost import Costs, build_costs, with_cost
+from icdtransfer.report.data_size import DataSize, build_data_size, crossings_frame, data_size_csv
 from icdtransfer.report.forest import headline, verdict_table
-from icdtransfer.report.systems import Gold, baseline_system, study_systems
+from icdtransfer.report.systems import Gold, System, baseline_system, study_systems
 from icdtransfer.report.tables import caption2, caption3, table2, table3
 from icdtransfer.report.verdicts import METRICS, NOT_REPLICATED, on_all_seeds, verdict_text
 
@@ -106,9 +108,20 @@ VERDICT_NOTE = (
 )
 
 
-def all_comparisons(report: Report, ablation: Ablation | None) -> pd.DataFrame:
-    """Every comparison of the report and the ablation, on every seed set (verdicts.csv)."""
-    parts = [report.pvalues] + ([ablation.comparisons] if ablation is not None else [])
+def all_comparisons(
+    report: Report,
+    systems: list[System],
+    ablation: Ablation | None,
+    gains_by: list[DataSize],
+    costs: Costs,
+) -> pd.DataFrame:
+    """Every comparison of the report (over `systems`), the ablation and the data-size study,
+    on every seed set, with each side's compute hours and the gain per hour (verdicts.csv)."""
+    parts = [with_cost(report.pvalues, systems, costs)]
+    if ablation is not None:
+        parts.append(with_cost(ablation.comparisons, ablation.systems, costs))
+    for by in gains_by:
+        parts.append(with_cost(by.gains.drop(columns=by.dimension), by.systems, costs))
     parts = [p for p in parts if not p.empty]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
@@ -130,13 +143,18 @@ def verdict_counts(verdicts: pd.DataFrame) -> dict:
 
 
 def run_report(
-    cfg: ReportConfig, target_dir: str, results_dir: str, baseline_dirs: dict[str, str]
+    cfg: ReportConfig,
+    target_dir: str,
+    results_dir: str,
+    baseline_dirs: dict[str, str],
+    stage1_dir: str | None = None,
 ) -> dict:
     """Write reports/: summary.json, tables/, deciles.csv, frequency.csv, ablation.csv and
     ablation_deciles.csv (header only when `cfg.ablation` is null), dashboard.html.
 
     `baseline_dirs`: baseline method (lr, lr_l2r, lr_l2r_nerc) -> member directory; the LR is
-    required, a missing L2R member is left out of the tables with a warning."""
+    required, a missing L2R member is left out of the tables with a warning. `stage1_dir`:
+    the stage-1 member the transfer members start from (its compute is shared among them)."""
     from icdtransfer.report.dashboard import Views, write_dashboard
 
     corpus = Corpus.open(target_dir)
@@ -156,7 +174,12 @@ def run_report(
         if cfg.ablation
         else None
     )
-    views = Views(studied, study_convergence(results), ablation, systems)
+    gains_by = [  # each transfer variant's gain over scratch by training size, by pooling
+        build_data_size(results / study, gold, cfg.bootstrap, cfg.seed, dimension)
+        for study, dimension in ((cfg.data_size, "train_fraction"), (cfg.pooling, "pooling"))
+        if study
+    ]
+    views = Views(studied, study_convergence(results), ablation, systems, gains_by)
     with atomic_dir(cfg.out_dir) as tmp:
         tables = tmp / "tables"
         tables.mkdir()
@@ -178,7 +201,11 @@ def run_report(
                 markdowns[(name, kind)] = text
         report.scores.to_csv(tables / "systems.csv", index=False)
         report.pvalues.to_csv(tables / "pvalues.csv", index=False)
-        verdicts = all_comparisons(report, ablation)
+        costs = build_costs(results, stage1_dir)
+        verdicts = all_comparisons(report, systems, ablation, gains_by, costs)
+        views.costs, views.verdicts = costs, verdicts
+        spent = costs.per_variant()
+        spent.to_csv(tables / "cost.csv", index=False)
         verdicts.to_csv(tables / "verdicts.csv", index=False)
         shown = verdict_table(verdicts)
         (tables / "verdicts.md").write_text(
@@ -203,6 +230,16 @@ def run_report(
         deciles.to_csv(tmp / "ablation_deciles.csv", index=False)
         result = summary(report, cfg.study, views.convergence)
         result["verdicts"] = verdict_counts(verdicts)
+        result["cost_hours"] = {
+            f"{r.study}: {r.variant}": r.hours for r in spent.itertuples() if r.variant == "all"
+        }
+        for by in gains_by:
+            data_size_csv(by).to_csv(tables / f"{by.table}.csv", index=False)
+            if by.dimension == "train_fraction":
+                crossings_frame(by).to_csv(tables / "data_size_crossings.csv", index=False)
+                result["data_size"] = {"study": by.study, "crossings": by.texts()}
+            else:
+                result[by.table] = {"study": by.study, "verdicts": by.verdicts()}
         (tmp / "summary.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         write_dashboard(tmp / "dashboard.html", report, results, corpus, cfg, views)
     log.info("wrote %s\n%s", cfg.out_dir, markdowns[("table2", "tuned")])
