@@ -32,6 +32,17 @@ def test_no_crossing_says_why() -> None:
     )
 
 
+def test_a_gain_that_is_not_a_number_gives_no_crossing() -> None:
+    # NaN compares false both ways: it must not read as "a gain at every size"
+    value, why = crossing(SIZES, np.array([math.nan, 0.1, 0.1, 0.1]))
+    assert value is None and why.startswith("undetermined")
+    reps = np.array([[0.1, math.nan, -0.1, -0.1], [0.1, 0.1, -0.1, -0.1]])
+    out = crossing(SIZES, reps)[0]
+    assert math.isnan(out[0]) and out[1] == pytest.approx(math.sqrt(0.25 * 0.5))
+    text = Crossing("tune_all", 0.35, math.nan, math.nan).text(SIZES, {})
+    assert text.endswith("95% interval undetermined (a replicate's gain is not a number)")
+
+
 def test_replicates_without_a_crossing_are_censored_at_either_end() -> None:
     reps = np.array([[0.1, 0.1, 0.1, 0.1], [-0.1, 0.1, 0.1, 0.1], [0.1, 0.1, -0.1, -0.1]])
     out = crossing(SIZES, reps)[0]

@@ -78,9 +78,14 @@ class Crossing:
             if self.low == -math.inf and self.high == math.inf
             else ""
         )
+        interval = (
+            "undetermined (a replicate's gain is not a number)"
+            if math.isnan(self.low) or math.isnan(self.high)
+            else f"{size(self.low)} to {size(self.high)}{open_}"
+        )
         return (
             f"{self.variant}: the gain crosses zero at {size(self.point)} of the training "
-            f"patients{docs}; 95% interval {size(self.low)} to {size(self.high)}{open_}"
+            f"patients{docs}; 95% interval {interval}"
         )
 
 
@@ -157,20 +162,25 @@ def crossing(sizes: list[float], gains: np.ndarray) -> tuple[float | None, str]:
     zero or below; (None, why) when it does not within `sizes` (sorted ascending).
 
     `gains` is [n sizes] or [B, n sizes]: for B rows, an array of B crossings with -inf
-    (no gain at the smallest size) and inf (gain at every size) for rows without one."""
+    (no gain at the smallest size) and inf (gain at every size) for rows without one, and NaN
+    for rows with a gain that is not a number (no crossing can be read from them)."""
     logs = np.log(np.asarray(sizes, dtype=float))
     g = np.atleast_2d(np.asarray(gains, dtype=float))
     out = np.full(len(g), np.inf)
     out[g[:, 0] <= 0] = -np.inf
+    undefined = np.isnan(g).any(axis=1)
     open_ = g[:, 0] > 0  # rows still above zero, going up
     for i in range(1, len(sizes)):
         hit = open_ & (g[:, i] <= 0)
         t = g[hit, i - 1] / (g[hit, i - 1] - g[hit, i])
         out[hit] = np.exp(logs[i - 1] + t * (logs[i] - logs[i - 1]))
         open_ &= ~hit
+    out[undefined] = np.nan
     if np.ndim(gains) == 2:
         return out, ""  # type: ignore[return-value]
     value = float(out[0])
+    if math.isnan(value):
+        return None, "undetermined: a gain is not a number (a metric undefined on test)"
     if value == -math.inf:
         return None, f"no gain at the smallest size, {100 * sizes[0]:g}%"
     if value == math.inf:
