@@ -98,3 +98,45 @@ def test_table_and_figure_show_every_comparison(panel) -> None:
     assert f"id={PANEL_ID}" in html and f"id='{TABLE_ID}'" in html
     flipped = int((changed > 0).sum())
     assert f"{flipped} of 2 comparisons change verdict" in html
+
+
+def test_headline_verdicts_are_the_reports_own(panel) -> None:
+    """The panel's headline cells are the verdict table's (same p, Holm p and verdict), so the
+    panel never contradicts the forest plot it is read beside."""
+    report, _, _, frame = panel
+    pvalues = on_all_seeds(report.pvalues)
+    pvalues = pvalues[pvalues["threshold_kind"] == "tuned"]
+    sign = {"better": "+", "worse": "-", "no detectable difference": "="}
+    checked = 0
+    for row in pvalues[pvalues["family"].isin([TABLE2, TABLE3])].itertuples():
+        mine = frame[(frame["family"] == row.family)]
+        mine = mine[mine["comparison"] == f"{row.system} vs {row.against}"].set_index("measure")
+        for metric, column in (("macro_f", "macro_f_all_labels"), ("micro_f", "micro_f")):
+            got = mine.loc[Measure(metric, HEADLINE).key]
+            assert got["p_holm"] == getattr(row, f"{column}_p_holm")
+            assert got["verdict"] == sign[getattr(row, f"{column}_verdict")]
+            checked += 1
+    assert checked == 4
+
+
+def test_holm_pairs_each_macro_protocol_with_micro_at_its_threshold() -> None:
+    """Two comparisons: macro-F (fixed, CAML, all) p = 0.01 and 0.04, micro-F fixed p = 0.02
+    and 0.03. Holm over those four: 0.04, 0.06, 0.06, 0.06 (sorted 0.01, 0.02, 0.03, 0.04 x
+    4, 3, 2, 1, made monotone)."""
+    from icdtransfer.evaluate.protocols import Protocol
+    from icdtransfer.report.protocol import _adjust
+
+    def rows(measure: Measure, ps: list[float]) -> list[dict]:
+        return [{"measure": measure.key, "p": p, "delta": 0.1} for p in ps]
+
+    caml = Measure("macro_f", Protocol("fixed", "caml", "all"))
+    micro = Measure("micro_f", Protocol("fixed", "mean_f", "all"))
+    part = {m.key: rows(m, [0.5, 0.5]) for m in MEASURES}
+    part[caml.key] = rows(caml, [0.01, 0.04])
+    part[micro.key] = rows(micro, [0.02, 0.03])
+    _adjust(part)
+    assert [r["p_holm"] for r in part[caml.key]] == pytest.approx([0.04, 0.06])
+    assert [r["verdict"] for r in part[caml.key]] == ["+", "="]
+    # micro-F's own is the one beside macro-F (fixed, mean, all): p 0.5, 0.5, 0.02, 0.03 give
+    # 0.08, 0.09 (0.02 x 4, 0.03 x 3)
+    assert [r["p_holm"] for r in part[micro.key]] == pytest.approx([0.08, 0.09])

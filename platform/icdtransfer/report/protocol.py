@@ -8,9 +8,12 @@ averaged probabilities). Each is recomputed under every protocol of evaluate/pro
 macro-F under 3 thresholds x 2 definitions x 2 label sets, and micro-F under the 3
 thresholds. A verdict is `+` (the first system is better), `-` (worse) or `=` (no
 difference): the paired bootstrap on the report's draws (report/bootstrap.py; single-model
-rows half-sample seeds too, as the report does), Holm-adjusted within the family under each
-protocol, at 5%. The headline is the report's own protocol: the paper's Macro-F over all L
-labels, and micro-F, at the tuned global threshold; every other verdict is compared with it.
+rows half-sample seeds too, as the report does), Holm-adjusted as the report's verdicts are
+(report/verdicts.py): within the family, macro-F under a protocol together with micro-F at its
+threshold, at 5%. The headline is the report's own protocol: the paper's Macro-F over all L
+labels, and micro-F, at the tuned global threshold. Its cells are the report's comparisons on
+all seeds (the forest plot's verdicts, not a second draw of them); every other verdict is
+compared with it.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from icdtransfer.evaluate.protocols import (
 from icdtransfer.report.aggregate import TABLE2, TABLE3, Report, best_cnn, table2_pairs
 from icdtransfer.report.bootstrap import draws, holm, paired_p_value, seed_weights
 from icdtransfer.report.systems import Gold, System
+from icdtransfer.report.verdicts import BETTER, NONE, WORSE, on_all_seeds
 
 PANEL_ID = "fig-protocols"
 TABLE_ID = "table-protocols"
@@ -123,6 +127,51 @@ def system_scores(
     return out
 
 
+def _adjust(part: dict[str, list[dict]]) -> None:
+    """Holm as the report's verdicts do it (report/verdicts.py): a family's comparisons under
+    macro-F and micro-F at one threshold together. Each macro-F protocol is adjusted with
+    micro-F at its threshold; micro-F's own adjusted p is the one it gets beside macro-F over
+    all labels, mean of per-label F (the report's pairing)."""
+    for measure in MEASURES:
+        if measure.metric == "micro_f":
+            continue
+        micro = Measure("micro_f", Protocol(measure.protocol.threshold, "mean_f", "all")).key
+        cells = part[measure.key] + part[micro]
+        adjusted = holm(np.array([r["p"] for r in cells]))
+        owns = measure.protocol.macro == "mean_f" and measure.protocol.labels == "all"
+        for row, p_holm in zip(cells, adjusted, strict=True):
+            if row["measure"] == measure.key or owns:
+                row["p_holm"] = float(p_holm)
+    for rows in part.values():
+        for row in rows:
+            significant = row["p_holm"] < ALPHA
+            row["verdict"] = "=" if not significant else ("+" if row["delta"] > 0 else "-")
+
+
+SIGN = {BETTER: "+", WORSE: "-", NONE: "="}
+
+
+def _report_headline(part: dict[str, list[dict]], report: Report, family: str) -> None:
+    """Under the headline protocol the panel shows the report's own comparisons (all seeds,
+    tuned threshold: the forest plot's verdicts), not a second draw of them."""
+    pvalues = on_all_seeds(report.pvalues)
+    if pvalues.empty:
+        return
+    mine = pvalues[
+        (pvalues["threshold_kind"] == HEADLINE_THRESHOLD) & (pvalues["family"] == family)
+    ]
+    by_pair = {f"{r['system']} vs {r['against']}": r for _, r in mine.iterrows()}
+    for metric, column in (("macro_f", "macro_f_all_labels"), ("micro_f", "micro_f")):
+        for row in part[Measure(metric, HEADLINE).key]:
+            theirs = by_pair.get(row["comparison"])
+            if theirs is None:
+                continue
+            row["delta"] = float(theirs[f"{column}_delta"])
+            row["p"] = float(theirs[f"{column}_p"])
+            row["p_holm"] = float(theirs[f"{column}_p_holm"])
+            row["verdict"] = SIGN[theirs[f"{column}_verdict"]]
+
+
 def comparison_pairs(report: Report) -> dict[str, list[tuple[str, str]]]:
     """The report's Table 2 and Table 3 comparisons (chosen at the headline threshold)."""
     frame = report.scores[report.scores["threshold_kind"] == HEADLINE_THRESHOLD]
@@ -143,29 +192,26 @@ def sensitivity(
     scores = {s.name: system_scores(s, gold, weights, rng) for s in systems if s.name in wanted}
     rows = []
     for family, family_pairs in pairs.items():
-        for measure in MEASURES:
-            part = []
-            for a, b in family_pairs:
-                (pa, ra), (pb, rb) = scores[a][measure.key], scores[b][measure.key]
-                part.append(
-                    {
-                        "family": family,
-                        "comparison": f"{a} vs {b}",
-                        "measure": measure.key,
-                        "headline_measure": measure.headline.key,
-                        "protocol": measure.text,
-                        "delta": pa - pb,
-                        "p": paired_p_value(ra, rb),
-                    }
-                )
-            if not part:
-                continue
-            adjusted = holm(np.array([r["p"] for r in part]))
-            for row, p_holm in zip(part, adjusted, strict=True):
-                row["p_holm"] = float(p_holm)
-                significant = p_holm < ALPHA
-                row["verdict"] = "=" if not significant else ("+" if row["delta"] > 0 else "-")
-            rows.extend(part)
+        if not family_pairs:
+            continue
+        part = {
+            measure.key: [
+                {
+                    "family": family,
+                    "comparison": f"{a} vs {b}",
+                    "measure": measure.key,
+                    "headline_measure": measure.headline.key,
+                    "protocol": measure.text,
+                    "delta": scores[a][measure.key][0] - scores[b][measure.key][0],
+                    "p": paired_p_value(scores[a][measure.key][1], scores[b][measure.key][1]),
+                }
+                for a, b in family_pairs
+            ]
+            for measure in MEASURES
+        }
+        _adjust(part)
+        _report_headline(part, report, family)
+        rows.extend(row for measure in MEASURES for row in part[measure.key])
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
@@ -258,8 +304,10 @@ def protocol_section(
     note = (
         f"{changed} of {total} comparisons change verdict under at least one protocol. Cells:"
         " difference on test in points, then the verdict (+ better, - worse, = no difference:"
-        f" paired bootstrap, {replicates} replicates, Holm within the family per protocol,"
-        f" {ALPHA:.0%}); ! marks a verdict that differs from the headline's (macro-F: the"
+        f" paired bootstrap, {replicates} replicates, Holm within the family: macro-F under"
+        f" a protocol with micro-F at its threshold, as the verdicts above; {ALPHA:.0%}; the"
+        " headline's cells are the verdict table's own); ! marks a verdict that differs from"
+        " the headline's (macro-F: the"
         " paper's mean of per-label F over all codes at the tuned threshold; micro-F: the"
         " tuned threshold). Thresholds: fixed 0.5, one global tuned on validation, or one per"
         " label tuned on validation. CAML: F of macro-P and macro-R (caml-mimic); mean: mean"
