@@ -24,8 +24,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _synthetic import synthetic_notes  # noqa: E402
-from icdtransfer.artifacts import EncoderShape  # noqa: E402
 from icdtransfer.model.cnn import TargetModel  # noqa: E402
+from icdtransfer.model_meta import EncoderShape  # noqa: E402
 from icdtransfer.train import precision as precision_module  # noqa: E402
 from icdtransfer.train.loop import LoopSettings, make_optimizer, predict, train_epoch  # noqa: E402
 
