@@ -104,7 +104,7 @@ def test_cost_per_variant_shares_stage1_and_each_comparison_has_its_gain_per_hou
     share = (stage1.cpu_seconds + stage1.gpu_seconds) / 3600 / users
     cost = pd.read_csv(reports / "tables" / "cost.csv")
     for (study, variant), part in cost.groupby(["study", "variant"]):
-        if study.startswith("all studies") or variant == "all":
+        if study.startswith("all studies") or variant == "all" or study == "baselines":
             continue
         mine = [i for studies, i in members.values() if study in studies and i.variant == variant]
         row = part.iloc[0]
@@ -125,10 +125,19 @@ def test_cost_per_variant_shares_stage1_and_each_comparison_has_its_gain_per_hou
     assert row["system_hours"] == pytest.approx(hours)
     assert row["gain_per_hour"] == pytest.approx(row["macro_f_all_labels_delta"] * 100 / hours)
     assert row["extra_hours"] == pytest.approx(hours - row["against_hours"])
-    assert verdicts[verdicts["against"].str.startswith("LR")]["against_hours"].isna().all()
+    # each baseline: its own member.json's CPU seconds, listed and used as Table 3's reference
+    baselines = cost[cost["study"] == "baselines"].set_index("variant")
+    assert sorted(baselines.index) == ["lr", "lr_l2r", "lr_l2r_nerc"]
+    names = {"lr": "LR", "lr_l2r": "LR + L2R", "lr_l2r_nerc": "LR + L2R + NERC"}
+    for method, row in baselines.iterrows():
+        compute = MemberInfo.read(Path(params.baseline.member_dir(method))).compute
+        assert compute is not None and compute.device.startswith("cpu: ")
+        assert row["cpu_hours"] == pytest.approx(compute.cpu_seconds / 3600) and row["hours"] > 0
+        against = verdicts[verdicts["against"] == names[method]]["against_hours"]
+        assert len(against) and against.to_numpy() == pytest.approx(row["hours"])
     page = (reports / "dashboard.html").read_text()
     assert "Cost: compute per study and variant" in page and "points per hour" in page
-    assert "nan" not in (reports / "tables" / "verdicts.md").read_text()  # baselines: no hours
+    assert "nan" not in (reports / "tables" / "verdicts.md").read_text()
 
 
 def test_pooling_gains_compare_transfer_with_scratch_under_each_pooling(reported: dict) -> None:

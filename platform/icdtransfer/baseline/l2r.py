@@ -53,7 +53,7 @@ from icdtransfer.baseline.l2r_features import (
     neighbour_votes,
     nerc_matrix,
 )
-from icdtransfer.baseline.lr import id_text, make_classifier, make_vectorizer
+from icdtransfer.baseline.lr import baseline_compute, id_text, make_classifier, make_vectorizer
 from icdtransfer.baseline.nerc import NercMatcher, evidence
 from icdtransfer.baseline.nerc_dictionary import (
     build_dictionary,
@@ -173,7 +173,7 @@ def train_l2r(cfg: BaselineConfig, target: TargetConfig, source_dir: str) -> Met
     corpus = Corpus.open(target.out_dir)
     codes = corpus.label_table["code"].tolist()
     frequency = corpus.label_table["train_frequency"].to_numpy().astype(np.float32)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     split = {name: corpus.split(name) for name in ("train", "validation", "test")}
     vectorizer = make_vectorizer(cfg)
     x = {"train": vectorizer.fit_transform(id_text(corpus, split["train"]))}
@@ -253,6 +253,7 @@ def train_l2r(cfg: BaselineConfig, target: TargetConfig, source_dir: str) -> Met
         "LightGBM lambdarank)",
         features=feature_names(with_nerc),
         details=details,
+        compute=baseline_compute(cpu_start),
     )
     with atomic_dir(cfg.member_dir()) as tmp:
         store.save_vectorizer(vectorizer, tmp / "vectorizer.npz")

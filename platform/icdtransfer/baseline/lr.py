@@ -26,6 +26,7 @@ from icdtransfer.artifacts import (
     LR_FILE,
     PICKLED_LR_FILE,
     VECTORIZER_FILE,
+    Compute,
     MemberInfo,
     Metrics,
 )
@@ -35,6 +36,7 @@ from icdtransfer.data.atomic import atomic_dir
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.evaluate.metrics import dense, describe
 from icdtransfer.evaluate.predictions import write_member_files
+from icdtransfer.machine import cpu_description
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +68,22 @@ def make_classifier(cfg: BaselineConfig) -> OneVsRestClassifier:
     )
 
 
+def baseline_compute(cpu_start: float) -> Compute:
+    """What fitting and scoring a baseline cost this process (docs/DESIGN.md, "Cost
+    accounting"): its CPU seconds since `cpu_start` (all threads), on the CPU only."""
+    return Compute(
+        cpu_seconds=round(time.process_time() - cpu_start, 2),
+        gpu_seconds=0.0,
+        device=cpu_description(),
+        precision="fp64",
+    )
+
+
 def train_baseline(cfg: BaselineConfig, target_dir: str) -> Metrics:
     """Fit tf-idf + one-vs-rest logistic regression on training documents; write a member."""
     corpus = Corpus.open(target_dir)
     train = corpus.split("train")
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     vectorizer = make_vectorizer(cfg)
     x_train = vectorizer.fit_transform(id_text(corpus, train))
     y_train = dense(corpus.labels[train])
@@ -89,6 +102,7 @@ def train_baseline(cfg: BaselineConfig, target_dir: str) -> Metrics:
         settings=asdict(cfg),
         model="tf-idf + LR",
         features=int(x_train.shape[1]),
+        compute=baseline_compute(cpu_start),
     )
     with atomic_dir(cfg.out_dir) as tmp:
         store.save_vectorizer(vectorizer, tmp / VECTORIZER_FILE)

@@ -5,8 +5,10 @@ per variant, stage 1's share, and each comparison's gain per compute-hour.
   `gpu_seconds` (wall seconds x GPUs), over 3600: CPU core-hours and GPU-hours added, both
   also kept apart. A transfer member also carries an equal share of its stage-1 member's
   hours: stage 1's over the number of distinct transfer members (key, seed) under results/
-  that start from it. A member without a compute record (written before it was recorded) and
-  the baselines have no hours (NaN), and the tables say how many members lack one.
+  that start from it. A member without a compute record (written before it was recorded) has
+  no hours (NaN), and the tables say how many members lack one.
+* **A baseline's hours**: its member.json's CPU seconds (fitting and scoring, one process);
+  the table lists each baseline under the study "baselines".
 * **Per study**: every member its results hold, reused ones included (what the study's answer
   rests on); the total over all studies counts each member once.
 * **A system's hours**: what one of its models costs: the mean hours of its members times the
@@ -21,7 +23,7 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +43,7 @@ class Costs:
 
     members: pd.DataFrame  # study, key, seed, variant, cpu_hours, gpu_hours, stage1_hours, hours
     stage1_hours: dict[str, float]  # pretrained folder -> its hours (NaN: no record)
+    baseline_hours: dict[str, float] = field(default_factory=dict)  # method -> hours
 
     def hours(self, folder: Path) -> float:
         """A member folder's hours, stage-1 share included (NaN without a record)."""
@@ -50,7 +53,9 @@ class Costs:
         return float(row["hours"].iloc[0]) if len(row) else math.nan
 
     def system_hours(self, system: System) -> float:
-        if system.baseline or not system.folders:
+        if system.baseline:
+            return self.baseline_hours.get(system.variant, math.nan)
+        if not system.folders:
             return math.nan
         hours = [self.hours(f) for f in system.folders]
         return float(np.mean(hours)) * min(system.ensemble_size, len(hours))
@@ -66,6 +71,22 @@ class Costs:
         if len(frame):
             once = frame.drop_duplicates(["key", "seed"])
             rows.append(_summed(once, study="all studies (each member once)", variant="all"))
+        for method, hours in sorted(self.baseline_hours.items()):
+            recorded = not math.isnan(hours)
+            rows.append(
+                {
+                    "study": "baselines",
+                    "variant": method,
+                    "members": 1,
+                    "without_record": int(not recorded),
+                    "epochs": 0,
+                    "cpu_hours": hours,
+                    "gpu_hours": 0.0 if recorded else math.nan,
+                    "stage1_share_hours": 0.0,
+                    "hours": hours,
+                    "hours_per_member": hours,
+                }
+            )
         return pd.DataFrame(rows)
 
     def caption(self) -> str:
@@ -106,6 +127,7 @@ def _summed(part: pd.DataFrame, **head) -> dict:
 
 
 def _stage1(pretrained: str) -> float:
+    """A single member folder's own hours (stage 1's, or a baseline's); NaN: no record."""
     path = Path(pretrained) / MEMBER_FILE
     if not path.exists():
         return math.nan
@@ -113,10 +135,13 @@ def _stage1(pretrained: str) -> float:
     return math.nan if compute is None else (compute.cpu_seconds + compute.gpu_seconds) / 3600
 
 
-def build_costs(results: Path, stage1_dir: str | None = None) -> Costs:
+def build_costs(
+    results: Path, stage1_dir: str | None = None, baselines: dict[str, str] | None = None
+) -> Costs:
     """Read every member.json under results/<study>/members/<key>/seed<s>/. Stage 1's hours
     come from `stage1_dir`'s member.json for the transfer members that record it as their
-    start (any other: from the path each records)."""
+    start (any other: from the path each records); each baseline's (method -> member
+    directory) from its own."""
     rows = []
     for path in sorted(results.glob(f"*/members/*/seed*/{MEMBER_FILE}")):
         info = MemberInfo.read(path.parent)
@@ -150,7 +175,8 @@ def build_costs(results: Path, stage1_dir: str | None = None) -> Costs:
     ]
     # a stage 1 without a record adds nothing (the caption says "no record"); own hours stay
     frame["hours"] = frame["cpu_hours"] + frame["gpu_hours"] + frame["stage1_hours"].fillna(0.0)
-    return Costs(frame, stage1)
+    own = {m: _stage1(d) for m, d in (baselines or {}).items() if (Path(d) / MEMBER_FILE).exists()}
+    return Costs(frame, stage1, own)
 
 
 def with_cost(comparisons: pd.DataFrame, systems: list[System], costs: Costs) -> pd.DataFrame:

@@ -201,7 +201,7 @@ def run_report(
                 markdowns[(name, kind)] = text
         report.scores.to_csv(tables / "systems.csv", index=False)
         report.pvalues.to_csv(tables / "pvalues.csv", index=False)
-        costs = build_costs(results, stage1_dir)
+        costs = build_costs(results, stage1_dir, baseline_dirs)
         verdicts = all_comparisons(report, systems, ablation, gains_by, costs)
         views.costs, views.verdicts = costs, verdicts
         spent = costs.per_variant()

@@ -7,6 +7,7 @@ import os
 import torch
 
 from icdtransfer.config import ConfigError
+from icdtransfer.machine import cpu_description
 
 
 def resolve_device(name: str) -> torch.device:
@@ -47,23 +48,9 @@ def cpu_has_amx() -> bool:
     return bool(torch.cpu._is_amx_tile_supported())
 
 
-def cpu_model() -> str:
-    """This machine's CPU model name (/proc/cpuinfo; the platform's answer elsewhere)."""
-    import platform
-
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def describe_device(device: torch.device, gpus: int = 1) -> str:
     """member.json's `device`: the GPU's name and count, or the CPU's model and bf16 units."""
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)} x{gpus}"
     units = [name for name, has in (("avx512_bf16", cpu_has_bf16()), ("amx", cpu_has_amx())) if has]
-    return f"cpu: {cpu_model()}" + (f" ({', '.join(units)})" if units else "")
+    return cpu_description() + (f" ({', '.join(units)})" if units else "")

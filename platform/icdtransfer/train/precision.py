@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from icdtransfer.data.atomic import atomic_file
+from icdtransfer.machine import cpu_model
 from icdtransfer.model.cnn import CNNEncoder
 from icdtransfer.model.conv_pool import KERNELS
 from icdtransfer.model_meta import EncoderShape
@@ -167,14 +168,6 @@ def cache_path() -> Path:
     """$XDG_CACHE_HOME/icdtransfer/precision.json (~/.cache by default)."""
     root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(root) / "icdtransfer" / "precision.json"
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def probe_tokens(shape: EncoderShape) -> int:
