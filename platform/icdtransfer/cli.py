@@ -171,12 +171,13 @@ def _sweep(params: Params, args: argparse.Namespace) -> None:
 
         print(study_status(request))
         return
-    if getattr(args, "plan", False):
-        from icdtransfer.sweep.plan import study_plan
+    from icdtransfer.sweep.plan import study_plan
 
-        print(study_plan(request))
-        return
-    run_study(request, retry_errored=args.retry_errored)
+    # measured epochs: the study store's members and train-target's (dvc repro trains one first)
+    plan = study_plan(request, (params.member.out_dir,))
+    print(plan, flush=True)  # also before a run: what it will train, and about how long
+    if not getattr(args, "plan", False):
+        run_study(request, retry_errored=args.retry_errored)
 
 
 def _report(params: Params, args: argparse.Namespace) -> None:
@@ -244,7 +245,8 @@ def _sweep_args(cmd: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print how many members the study will train and how many it reuses from the "
         "member store, per variant, with the wall time estimated from the epoch times of "
-        "members in sweep.results_dir measured on this device, and exit, running nothing",
+        "members in sweep.results_dir and member.out_dir measured on this device, and exit, "
+        "running nothing (a run prints the same first)",
     )
 
 

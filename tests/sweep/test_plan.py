@@ -39,6 +39,7 @@ def isolated(tiny_params, tmp_path: Path):
         tiny_params,
         sweep=replace(tiny_params.sweep, results_dir=str(tmp_path / "results")),
         ray=replace(tiny_params.ray, storage_path=str(tmp_path / "ray")),
+        member=replace(tiny_params.member, out_dir=str(tmp_path / "members")),
     )
 
 
@@ -63,6 +64,38 @@ def test_plan_before_a_run_trains_everything_and_writes_nothing(
     assert "cap (2 epochs, an upper bound" in text
     # nothing ran: no results, no member store, no study state
     assert not (tmp_path / "results").exists() and not (tmp_path / "ray").exists()
+
+
+def test_a_train_target_member_gives_the_first_estimate(
+    tiny_params, tmp_path: Path, capsys
+) -> None:
+    """Before any sweep (dvc repro trains member.out_dir's member first), that member's epoch
+    time on this device is the estimate; its variant is not the study's, so the epochs are a
+    range from its epochs to the cap."""
+    from icdtransfer.sweep.epoch_times import this_device
+
+    params = isolated(tiny_params, tmp_path)
+    study = study_file(tmp_path, "a", GRID.format(a=0.0, b=0.1))
+    plan = build_plan(study_args(params, str(study)))
+    cap = params.train_target.epochs
+    folder = tmp_path / "members" / "tune_all_frozen_copy-seed1"
+    folder.mkdir(parents=True)
+    record = {
+        "stage": "train_target", "variant": "tune_all_frozen_copy", "seed": 1, "epochs": 1,
+        "epoch_cap": 150, "converged": True, "seconds_per_epoch": 2.5,
+        "device": this_device(plan.study),
+    }  # fmt: skip
+    (folder / "member.json").write_text(json.dumps(record))
+    (folder / "metrics.json").write_text("{}")
+    also = (params.member.out_dir,)
+    plan = build_plan(study_args(params, str(study)), also)
+    assert all(s == pytest.approx(1 * 2.5) for s in plan.member_seconds.values())
+    assert all(s == pytest.approx(cap * 2.5) for s in plan.member_seconds_high.values())
+    text = plan_text(params, study, capsys)  # the command passes member.out_dir
+    where = f"measured: 1 member in {tmp_path / 'members'}"
+    assert f"epochs scratch: {where} of other variants (median epochs), up to the cap" in text
+    assert f"s/epoch scratch: {where} (median, other variants" in text
+    assert "run one member first" not in text
 
 
 def test_bad_study_file_is_one_line_exit_2(tiny_params, tmp_path: Path, capsys) -> None:

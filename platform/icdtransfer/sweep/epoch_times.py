@@ -1,6 +1,7 @@
 """Measured epoch times for `sweep --plan` (sweep/plan.py): the finished members under
-sweep.results_dir, and the epochs and seconds per epoch a member to train is estimated to
-take from them (plan.py's docstring says how). Reads member.json and history.json only."""
+sweep.results_dir and member.out_dir, and the epochs and seconds per epoch a member to train
+is estimated to take from them (plan.py's docstring says how). Reads member.json and
+history.json only."""
 
 from __future__ import annotations
 
@@ -44,43 +45,59 @@ class Estimate:
         return self.value if self.high is None else self.high
 
 
-def measured_members(results_dir: str) -> list[Measured]:
+def measured_members(results_dir: str, also: Iterable[str] = ()) -> list[Measured]:
     """Every finished stage-2 member under results_dir/<study>/members/, once by (key, seed)
-    (the first study in name order that holds it)."""
+    (the first study in name order that holds it), then those directly under each folder of
+    `also` (`member.out_dir`: the members `icdtransfer train-target` trained, such as dvc
+    repro's before its sweeps), keyed by their folder's name."""
     seen: dict[tuple[str, int], Measured] = {}
     for path in sorted(Path(results_dir).glob(f"*/{STORE}/*/seed*/member.json")):
         seed_dir = path.parent
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
             seed = int(seed_dir.name[len("seed") :])
-        except (OSError, ValueError):
+        except ValueError:
             continue
-        if not isinstance(data, dict) or data.get("stage") != "train_target":
-            continue
-        if not (seed_dir / MARKER).exists() and not (seed_dir / "metrics.json").exists():
-            continue
-        epochs = data.get("epochs") or data.get("epochs_run")
-        if not epochs:
-            continue
-        spe = data.get("seconds_per_epoch")
-        head = data.get("head") or {}
-        train_part = training_seconds_per_epoch(seed_dir, data.get("train_documents"))
-        item = Measured(
-            study=f"{results_dir}/{seed_dir.parents[2].name}",
-            key=seed_dir.parent.name,
-            seed=seed,
-            variant=str(data.get("variant")),
-            device=str(data.get("device", "")),
-            seconds_per_epoch=float(spe) if spe else None,
-            epochs=int(epochs),
-            epoch_cap=int(data.get("epoch_cap") or epochs),
-            converged=bool(data.get("converged", False)),
-            train_fraction=float(data.get("train_fraction", 1.0)),
-            pooling=str(head.get("pooling", "max")),
-            train_seconds_per_epoch=train_part,
-        )
-        seen.setdefault((item.key, item.seed), item)
+        item = _measured(seed_dir, f"{results_dir}/{seed_dir.parents[2].name}", seed)
+        if item is not None:
+            seen.setdefault((item.key, item.seed), item)
+    for folder in also:
+        for path in sorted(Path(folder).glob("*/member.json")):
+            item = _measured(path.parent, folder, None)
+            if item is not None:
+                seen.setdefault((item.key, item.seed), item)
     return list(seen.values())
+
+
+def _measured(seed_dir: Path, study: str, seed: int | None) -> Measured | None:
+    """A finished train_target member's record (None: not one, or not finished)."""
+    try:
+        data = json.loads((seed_dir / "member.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("stage") != "train_target":
+        return None
+    if not (seed_dir / MARKER).exists() and not (seed_dir / "metrics.json").exists():
+        return None
+    epochs = data.get("epochs") or data.get("epochs_run")
+    if not epochs:
+        return None
+    spe = data.get("seconds_per_epoch")
+    head = data.get("head") or {}
+    in_store = seed is not None
+    return Measured(
+        study=study,
+        key=seed_dir.parent.name if in_store else seed_dir.name,
+        seed=seed if in_store else int(data.get("seed") or 0),
+        variant=str(data.get("variant")),
+        device=str(data.get("device", "")),
+        seconds_per_epoch=float(spe) if spe else None,
+        epochs=int(epochs),
+        epoch_cap=int(data.get("epoch_cap") or epochs),
+        converged=bool(data.get("converged", False)),
+        train_fraction=float(data.get("train_fraction", 1.0)),
+        pooling=str(head.get("pooling", "max")),
+        train_seconds_per_epoch=training_seconds_per_epoch(seed_dir, data.get("train_documents")),
+    )
 
 
 def training_seconds_per_epoch(seed_dir: Path, documents: object) -> float | None:
@@ -135,6 +152,19 @@ def epochs_estimate(measured: list[Measured], variant: str, fraction: float, cap
     chosen = same or usable
     if not chosen:
         epochs = f"{cap} epoch{'s' if cap != 1 else ''}"
+        others = [
+            m
+            for m in measured
+            if m.train_fraction == fraction and (m.epoch_cap == cap or m.converged)
+        ]
+        if others:  # another variant's epochs, up to the cap: variants learn at their own pace
+            value = min(float(statistics.median(m.epochs for m in others)), float(cap))
+            return Estimate(
+                value,
+                f"measured: {where(others)} of other variants (median epochs), up to the cap"
+                f" ({epochs}): no finished {variant} member measured",
+                float(cap),
+            )
         why = f"an upper bound: no finished {variant} member measured"
         return Estimate(float(cap), f"cap ({epochs}, {why})")
     value = min(float(statistics.median(m.epochs for m in chosen)), float(cap))

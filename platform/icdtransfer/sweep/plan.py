@@ -11,9 +11,10 @@ writes nothing.
   `num_samples - len(points)` trials Optuna samples (configurations not known in advance).
   Members are counted once by (member key, seed), the key a trial computes (trial.py), and
   those the store holds are reused.
-* Epochs of a member to train: the median epochs run by measured members (results/) of the
-  same variant whose run the same cap could have produced (same epoch cap, or converged),
-  preferring the same train_fraction; else the cap, an upper bound. Measured only at other
+* Epochs of a member to train: the median epochs run by measured members (results/, and
+  member.out_dir's) of the same variant whose run the same cap could have produced (same
+  epoch cap, or converged), preferring the same train_fraction; else a range from other
+  variants' median to the cap; else the cap, an upper bound. Measured only at other
   train_fractions, it is a range: from the same epochs to the same optimizer steps (epochs x
   their fraction / this one), at most the cap; a smaller training set's members need more
   epochs, and how many more is not known in advance.
@@ -122,12 +123,13 @@ class StudyPlan:
         return (self.known_seconds_high + (self.sampled_seconds or 0.0)) / self.parallelism
 
 
-def study_plan(request: StudyRequest) -> str:
-    """The text `--plan` prints."""
-    return format_plan(build_plan(request))
+def study_plan(request: StudyRequest, also: tuple[str, ...] = ()) -> str:
+    """The text `--plan` prints (and a sweep, before it starts); `also`: folders of members
+    trained outside the study store (member.out_dir), measured too."""
+    return format_plan(build_plan(request, also))
 
 
-def build_plan(request: StudyRequest) -> StudyPlan:
+def build_plan(request: StudyRequest, also: tuple[str, ...] = ()) -> StudyPlan:
     plan = plan_study(request)
     study = plan.study
     stored = stored_members(plan)
@@ -164,7 +166,7 @@ def build_plan(request: StudyRequest) -> StudyPlan:
                     (key, seed) in stored,
                 ),
             )
-    measured = measured_members(request.sweep.results_dir)
+    measured = measured_members(request.sweep.results_dir, also)
     device = this_device(study)
     sources: dict[str, None] = {}
     cache: dict[tuple, tuple[Estimate, Estimate]] = {}
