@@ -93,3 +93,50 @@ def test_max_pooling_keys_unchanged() -> None:
     assert "pooling" not in sections["head"]
     attention = HeadConfig(pooling="label_attention")
     assert member_sections(EncoderConfig(), attention, TrainTargetConfig())["head"]["pooling"]
+
+
+def test_codes_in_checkpointed_chunks_give_the_same_logits_and_gradients() -> None:
+    """Chunks of 3 codes of 7 (3, 3, 1), checkpointed: the same logits and gradients as all
+    7 at once, in float64 to the last digits, and the empty document still gets its biases."""
+    torch.manual_seed(1)
+    h = torch.randn(3, 5, 4, dtype=torch.float64, requires_grad=True)
+    valid = torch.tensor([[True] * 5, [True, True, False, False, False], [False] * 5])
+    u, w = (torch.randn(7, 4, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    b = torch.randn(7, dtype=torch.float64, requires_grad=True)
+    whole = attend(h, valid, u, w, b)
+    chunked = attend(h, valid, u, w, b, chunk=3)
+    assert torch.allclose(whole, chunked, rtol=0, atol=1e-12)
+    assert torch.equal(chunked[2], b.detach())
+    for a, c in zip(
+        torch.autograd.grad(whole.sin().sum(), (h, u, w, b)),
+        torch.autograd.grad(chunked.sin().sum(), (h, u, w, b)),
+        strict=True,
+    ):
+        assert torch.allclose(a, c, rtol=0, atol=1e-12)
+    with torch.no_grad():  # no gradients: chunks without checkpoints, the same values
+        assert torch.allclose(attend(h, valid, u, w, b, chunk=2), whole, rtol=0, atol=1e-12)
+
+
+def test_the_default_chunk_bounds_one_tensor_by_attention_bytes() -> None:
+    """At 2 documents x 64 positions, ATTENTION_BYTES / 512 bytes per code: 8 codes fit
+    when the bound is 4 KiB, so 20 codes run as 8 + 8 + 4, with the same result."""
+    from icdtransfer.model import attention
+
+    h = torch.randn(2, 64, 3)
+    valid = torch.ones(2, 64, dtype=torch.bool)
+    u, w, b = torch.randn(20, 3), torch.randn(20, 3), torch.randn(20)
+    whole = attend(h, valid, u, w, b)
+    seen = []
+    real = attention._attend
+
+    def spy(*args):  # noqa: ANN002, ANN202
+        seen.append(args[2].shape[0])
+        return real(*args)
+
+    old = attention.ATTENTION_BYTES
+    attention._attend, attention.ATTENTION_BYTES = spy, 4096
+    try:
+        chunked = attention.attend(h, valid, u, w, b)
+    finally:
+        attention._attend, attention.ATTENTION_BYTES = real, old
+    assert seen == [8, 8, 4] and torch.allclose(chunked, whole, atol=1e-6)

@@ -20,7 +20,11 @@ The logits are computed as sum_t alpha_lt p_lt with p = h W^T, [B, T, L] like th
 two GEMMs and an elementwise product, never the [B, L, A] per-code vectors v_l. The
 backward is autograd's: attention needs every window's gradient, so the convolutions'
 backward is dense, unlike max pooling's (model/conv_pool.py); bench/pooling.py measures the
-cost. Memory is a few [B, T, L] tensors: 16 x 400 x 71 floats at the default shapes.
+cost. Memory is a few [B, T, L] tensors: 16 x 400 x 71 floats at the default shapes, but
+16 x 4,000 x 8,929 (2.3 GB each) at MIMIC-III full's. Above ATTENTION_BYTES per tensor the
+codes are taken in chunks, each checkpointed in training (its [B, T, chunk] tensors are
+recomputed in the backward, not kept): memory a few [B, T, chunk], for one more forward of
+the attention's two GEMMs. The result is the same up to summation order.
 """
 
 from __future__ import annotations
@@ -30,8 +34,10 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 POOLINGS = ("max", "label_attention")
+ATTENTION_BYTES = 256 << 20  # one [B, T, codes] fp32 tensor at most this large, else chunks
 
 
 def conv_feature_maps(
@@ -68,10 +74,33 @@ def attend(
     attention: torch.Tensor,
     output: torch.Tensor,
     bias: torch.Tensor,
+    chunk: int | None = None,
 ) -> torch.Tensor:
     """Per-code logits [B, L] from adapted positions h [B, P, A] (valid [B, P]), attention
     vectors u [L, A], output vectors w [L, A] and biases b [L] (module docstring). The softmax
-    runs in fp32 under bf16 autocast."""
+    runs in fp32 under bf16 autocast. Codes in chunks of at most `chunk` (default: what keeps
+    one [B, P, chunk] fp32 tensor within ATTENTION_BYTES), checkpointed where gradients flow."""
+    labels = attention.shape[0]
+    if chunk is None:
+        chunk = max(1, ATTENTION_BYTES // max(1, 4 * h.shape[0] * h.shape[1]))
+    if labels <= chunk:
+        return _attend(h, valid, attention, output, bias)
+    grads = torch.is_grad_enabled() and any(t.requires_grad for t in (h, attention, output, bias))
+    parts = []
+    for start in range(0, labels, chunk):
+        part = slice(start, start + chunk)
+        args = (h, valid, attention[part], output[part], bias[part])
+        parts.append(checkpoint(_attend, *args, use_reentrant=False) if grads else _attend(*args))
+    return torch.cat(parts, dim=1)
+
+
+def _attend(
+    h: torch.Tensor,
+    valid: torch.Tensor,
+    attention: torch.Tensor,
+    output: torch.Tensor,
+    bias: torch.Tensor,
+) -> torch.Tensor:
     wide = torch.promote_types(h.dtype, torch.float32)  # bf16 -> fp32; fp64 stays
     scores = F.linear(h, attention).to(wide)  # [B, P, L]
     values = F.linear(h, output).to(wide)  # [B, P, L]: w_l . h_t
