@@ -51,6 +51,47 @@ def test_bad_input_exits_2_with_a_one_line_error(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "synthesize.notes must be int" in bad.stderr
 
 
+@pytest.mark.parametrize(
+    ("command", "missing", "says"),
+    [
+        ("pretrain", "source", "not a prepared corpus"),
+        ("baseline", "target", "not a prepared corpus"),
+        ("train-target", "target", "not a prepared corpus"),
+        ("report", "target", "not a prepared corpus"),
+        ("train-target", "pretrain/model.pt", "model not found"),
+    ],
+)
+def test_a_stage_run_before_its_inputs_exist_says_so_in_one_line(
+    command: str, missing: str, says: str, tiny: dict, tmp_path: Path
+) -> None:
+    """Out of order (a stage before the one that writes its input): exit 2, one line naming
+    the missing folder or file, no traceback, nothing written."""
+    gone = tmp_path / "gone"
+    paths = {
+        "source.out_dir": tiny["source"],
+        "target.out_dir": tiny["target"],
+        "train_target.pretrained": tiny["pretrain"].out_dir,
+    }
+    key = {"source": "source.out_dir", "target": "target.out_dir"}.get(missing)
+    paths[key or "train_target.pretrained"] = str(gone / "pretrain" if key is None else gone)
+    outs = {
+        "pretrain.out_dir": tmp_path / "pretrain",
+        "pretrain.checkpoint_dir": tmp_path / "ckpt1",
+        "baseline.out_dir": tmp_path / "lr",
+        "member.out_dir": tmp_path / "members",
+        "member.checkpoint_dir": tmp_path / "ckpt2",
+        "report.out_dir": tmp_path / "reports",
+        "sweep.results_dir": tmp_path / "results",
+    }
+    sets = [a for k, v in {**paths, **outs}.items() for a in ("--set", f"{k}={v}")]
+    out = run(command, "--params", str(REPO / "params.yaml"), *sets, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
+    (line,) = out.stderr.strip().splitlines()[-1:]
+    assert line.startswith(f"icdtransfer {command}: error: {gone}") and says in line
+    assert not any(path.exists() for path in outs.values())
+
+
 def test_stage_logs_never_contain_note_text(tmp_path: Path) -> None:
     """Every 6-word window of the synthetic notes is absent from the stages' output."""
     raw, source, target = tmp_path / "raw", tmp_path / "source", tmp_path / "target"

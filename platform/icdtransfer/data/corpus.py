@@ -27,10 +27,22 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from icdtransfer.data.errors import InputError
 from icdtransfer.data.splits import SPLIT_NAMES, TRAIN
 from icdtransfer.data.tokenizer import raw_tokens
 from icdtransfer.data.vocab import DROP, Vocabulary
 from icdtransfer.progress import progress
+
+# what Corpus.open reads (a prepared corpus folder: docs/DESIGN.md section 6)
+CORPUS_FILES = (
+    "tokens.npy",
+    "offsets.npy",
+    "labels.npz",
+    "labels.tsv",
+    "docs.tsv",
+    "vocab.tsv",
+    "stats.json",
+)
 
 _CHUNK = 1 << 22  # tokens per vectorised step when counting and remapping
 
@@ -298,6 +310,14 @@ class Corpus:
     @classmethod
     def open(cls, path: str | Path) -> Corpus:
         path = Path(path)
+        missing = [name for name in CORPUS_FILES if not (path / name).is_file()]
+        if missing:  # e.g. train-target before prepare-target: one line, not a traceback
+            raise InputError(
+                path,
+                None,
+                f"not a prepared corpus ({', '.join(missing)} missing): run its prepare command"
+                " first (`icdtransfer prepare-source` or `prepare-target`), or `dvc repro`",
+            )
         return cls(
             path=path,
             tokens=np.load(path / "tokens.npy", mmap_mode="r"),

@@ -16,6 +16,7 @@ from icdtransfer.artifacts import (
     Metrics,
     write_json,
 )
+from icdtransfer.data.errors import InputError
 from icdtransfer.evaluate.predictions import write_member_files
 from icdtransfer.model.cnn import SourceModel, TargetModel, build_model
 from icdtransfer.model_meta import ModelMeta
@@ -28,6 +29,13 @@ def save_model(path: Path, state: dict[str, torch.Tensor], meta: ModelMeta) -> N
 
 
 def load_model_file(path: Path) -> tuple[dict[str, torch.Tensor], ModelMeta]:
+    if not path.is_file():  # e.g. train-target before pretrain: one line, not a traceback
+        raise InputError(
+            path,
+            None,
+            "model not found: train it first (stage 1, which train_target.pretrained names:"
+            " `icdtransfer pretrain`; or `dvc repro`)",
+        )
     saved = torch.load(path, map_location="cpu", weights_only=True)
     return saved["state"], ModelMeta.from_json(saved["meta"])
 
