@@ -136,14 +136,21 @@ def _rule(key: str = "val_macro_f", **kwargs) -> Callable[[Sequence[dict]], int]
 
 
 def criterion_rules(key: str) -> dict[str, Callable[[Sequence[dict]], int]]:
-    """Plain and smoothed patience rules on one validation curve (`key`)."""
-    return {
+    """Plain and smoothed patience rules on one validation curve (`key`), and smoothed ones
+    that count only a rise above min_delta (a curve creeping up by less is a plateau)."""
+    rules = {
         f"{key}: patience {p}{f', {m}-epoch mean' if m > 1 else ''}": _rule(
             key, patience=p, min_epochs=5, smoothing=m
         )
         for m in (1, 3)
         for p in (3, 4, 5, 6, 8)
     }
+    for p in (8, 10, 12):
+        for delta in (0.001, 0.002, 0.003):
+            rules[f"{key}: patience {p}, 3-epoch mean, min_delta {delta:g}"] = _rule(
+                key, patience=p, min_epochs=5, smoothing=3, min_delta=delta
+            )
+    return rules
 
 
 # The candidates bench/convergence_audit.py replays (today's rule first).
