@@ -263,3 +263,39 @@ def test_a_member_of_a_tune_trial_lost_with_the_driver_counts_for_its_rerun() ->
     other = members.assign(study="other", trial_id=["a", "x"])  # another study's: untouched
     credit_lost_trials(trials, other, "s")
     assert other["trial_id"].tolist() == ["a", "x"]
+
+
+# --- found by the fault test: ASHA resumed from a saved state older than a trial's checkpoint --
+def test_asha_decides_a_rung_the_saved_state_missed_on_the_rungs_own_epoch() -> None:
+    """Rung at epoch 2. Trial a reports epoch 2 (0.40). Trial b's epoch-2 report is lost with
+    the scheduler state (a URI's experiment state lags its checkpoints), so b's first report
+    is epoch 3 (0.70; its curve says 0.50 at epoch 2). Trial c reports 0.47 at epoch 2: the
+    median of a and b at the rung is 0.45, so c continues, as in an uninterrupted run. Plain
+    ASHA records b's 0.70 at the rung and stops c (median 0.55)."""
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    from icdtransfer.sweep.search import ResumableASHA
+    from icdtransfer.sweep.trial import CLOCK, FIRST_MEMBER_CURVE, FIRST_MEMBER_METRIC
+
+    def report(epoch: int, curve: list[float]) -> dict:
+        return {CLOCK: epoch, FIRST_MEMBER_METRIC: curve[-1], FIRST_MEMBER_CURVE: json.dumps(curve)}
+
+    def decide(kind: type) -> tuple[str, dict]:
+        scheduler = kind(
+            time_attr=CLOCK, metric=FIRST_MEMBER_METRIC, mode="max", max_t=3, grace_period=2,
+            reduction_factor=2, stop_last_trials=False,
+        )  # fmt: skip
+        a, b, c = (SimpleNamespace(trial_id=name) for name in "abc")
+        for trial in (a, b, c):
+            scheduler.on_trial_add(None, trial)
+        assert scheduler.on_trial_result(None, a, report(2, [0.3, 0.4])) == "CONTINUE"
+        assert scheduler.on_trial_result(None, b, report(3, [0.2, 0.5, 0.7])) == "CONTINUE"
+        action = scheduler.on_trial_result(None, c, report(2, [0.3, 0.47]))
+        return action, dict(scheduler._trial_info["a"]._rungs[-1][1])
+
+    action, recorded = decide(ResumableASHA)
+    assert action == TrialScheduler.CONTINUE and recorded == {"a": 0.4, "b": 0.5, "c": 0.47}
+    plain, recorded = decide(ASHAScheduler)
+    assert plain == TrialScheduler.STOP and recorded["b"] == 0.7  # the defect, for contrast

@@ -16,6 +16,7 @@ study (`activate`).
 
 from __future__ import annotations
 
+import json
 import logging
 import pickle
 import sqlite3
@@ -23,13 +24,14 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from icdtransfer.data.atomic import atomic_file, temp_prefix
 from icdtransfer.sweep.faults import fault
 from icdtransfer.sweep.storage import StateRoot
 from icdtransfer.sweep.study import Study
-from icdtransfer.sweep.trial import CLOCK, FIRST_MEMBER_METRIC
+from icdtransfer.sweep.trial import CLOCK, FIRST_MEMBER_CURVE, FIRST_MEMBER_METRIC
 
 log = logging.getLogger(__name__)
 DATABASE = "optuna.db"  # in the study's state folder
@@ -154,13 +156,44 @@ class StudySearch(OptunaSearch):
                 self._ot_study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
 
 
+class ResumableASHA(ASHAScheduler):
+    """ASHA that decides each rung on the value at the rung's epoch, even when the report of
+    that epoch is missing from its state: a resumed study's scheduler is the one saved in
+    Tune's experiment state, which on a URI storage can be older than a trial's checkpoint.
+    The trial then resumes after the rung, and plain ASHA would record the first epoch it
+    reports (a later, better value) at the rung, moving the cutoff for every later trial.
+    Each first-member report carries its curve so far (FIRST_MEMBER_CURVE, sweep/trial.py);
+    a rung the trial has passed unrecorded is decided first, on the curve's value there."""
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:  # noqa: ANN001
+        for milestone, value in missed_rungs(self, trial.trial_id, result):
+            at_rung = {**result, self._time_attr: milestone, self._metric: value}
+            if super().on_trial_result(tune_controller, trial, at_rung) == TrialScheduler.STOP:
+                return TrialScheduler.STOP
+        return super().on_trial_result(tune_controller, trial, result)
+
+
+def missed_rungs(scheduler: ASHAScheduler, trial_id: str, result: dict) -> list[tuple[int, float]]:
+    """The rungs below this report's epoch that have no value of the trial, each with the
+    trial's value at that epoch (from the curve its report carries), lowest first."""
+    bracket = scheduler._trial_info.get(trial_id)
+    now, curve = result.get(scheduler._time_attr), result.get(FIRST_MEMBER_CURVE)
+    if bracket is None or now is None or not curve:
+        return []
+    values = json.loads(curve)
+    return [
+        (int(milestone), float(values[int(milestone) - 1]))
+        for milestone, recorded in sorted(bracket._rungs, key=lambda rung: rung[0])
+        if milestone < now and milestone <= len(values) and trial_id not in recorded
+    ]
+
+
 def asha(study: Study, epoch_cap: int):
     """ASHA on the first member's epochs. Its rungs are at 2, 4, 8, ... epochs; a first member
     that reaches the cap is not stopped for it (stop_last_trials=False): the cap is the
-    members' safety limit, and the trial still needs its other members."""
-    from ray.tune.schedulers import ASHAScheduler
-
-    return ASHAScheduler(
+    members' safety limit, and the trial still needs its other members. Resumable: a rung is
+    decided on the rung's epoch, whatever the saved state missed (ResumableASHA)."""
+    return ResumableASHA(
         time_attr=CLOCK,
         metric=FIRST_MEMBER_METRIC,
         mode="max",

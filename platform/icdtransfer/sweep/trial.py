@@ -46,6 +46,7 @@ HEARTBEAT_S = 5.0
 POLL_S = 2.0
 FIRST_MEMBER_METRIC = "val_macro_f_first_member"  # ASHA's metric ...
 CLOCK = "member_epoch"  # ... and its time attribute: epochs of the first member
+FIRST_MEMBER_CURVE = "val_macro_f_first_member_curve"  # its values so far, JSON (search.py)
 SNAPSHOT_FILE = "snapshot.pt"
 PROGRESS_FILE = "progress.json"
 
@@ -111,10 +112,15 @@ class Reporter:
         self.progress = progress
         self.first_seed = first_seed
 
-    def metrics(self, seed: int, epoch: int, val_macro_f: float) -> dict[str, Any]:
+    def metrics(
+        self, seed: int, epoch: int, val_macro_f: float, curve: list[float]
+    ) -> dict[str, Any]:
+        """An epoch's report; the first member's carries ASHA's value, clock and the curve up
+        to this epoch (a resumed scheduler may have missed a rung's report: search.py)."""
         out: dict[str, Any] = {"member_seed": seed, "seed_epoch": epoch, "final": False}
         if seed == self.first_seed:
             out.update({FIRST_MEMBER_METRIC: val_macro_f, CLOCK: epoch})
+            out[FIRST_MEMBER_CURVE] = json.dumps([round(float(v), 6) for v in curve])
         return out
 
     def replay(self, curve: list[float]) -> None:
@@ -123,7 +129,8 @@ class Reporter:
 
         for epoch, value in enumerate(curve, start=1):
             if epoch > self.progress.first_reported:
-                tune.report({**self.metrics(self.first_seed, epoch, value), "replayed": True})
+                report = self.metrics(self.first_seed, epoch, value, curve[:epoch])
+                tune.report({**report, "replayed": True})
                 self.progress.first_reported = epoch
 
     def checkpoint(self, seed: int, snapshot: Snapshot, record: EpochRecord) -> None:
@@ -137,8 +144,10 @@ class Reporter:
             snapshot.save(Path(folder) / SNAPSHOT_FILE)
             (Path(folder) / PROGRESS_FILE).write_text(json.dumps(dataclasses.asdict(self.progress)))
             fault("trial_before_report")
+            curve = [r.val_macro_f for r in snapshot.loop.history]
+            report = self.metrics(seed, record.epoch, record.val_macro_f, curve)
             tune.report(
-                {**self.metrics(seed, record.epoch, record.val_macro_f), "replayed": False},
+                {**report, "replayed": False},
                 checkpoint=tune.Checkpoint.from_directory(folder),
             )
             fault("trial_after_report")
