@@ -70,10 +70,7 @@ def train(args: argparse.Namespace) -> None:
 
 
 def curves(out: Path) -> dict[str, list[dict]]:
-    return {
-        p.parent.name: json.loads(p.read_text())
-        for p in sorted(out.glob("*/history.json"))
-    }
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted(out.glob("*/history.json"))}
 
 
 def replay(args: argparse.Namespace) -> None:
@@ -97,6 +94,8 @@ def replay(args: argparse.Namespace) -> None:
         for m in runs
     }
     rules = RULES if args.criterion == "val_macro_f" else criterion_rules(args.criterion)
+    if args.floor_from:  # the loop's rule: no stop before the criterion beats the floor
+        rules = floored_rules(args.criterion, learning_floor(args.floor_from, args.criterion))
     # recorded with learning-rate reductions: replay that schedule
     if args.criterion == "val_macro_f" and settings != {0}:
         info = json.loads((Path(args.out) / next(iter(runs)) / "member.json").read_text())
@@ -116,6 +115,43 @@ def replay(args: argparse.Namespace) -> None:
             f"{name:56s} {worst[0]:8.4f} {over:6d} {sum(epochs) / len(epochs):6.1f}"
             f"  {worst[1]} (stop {worst[2]})"
         )
+
+
+def learning_floor(corpus_dir: str, criterion: str) -> float:
+    """The loop's floor (train/loop.py fit): predicting every code's criterion on the
+    corpus' validation split, plus LEARNING_MARGIN; -1 where the criterion has none."""
+    from icdtransfer.data.corpus import Corpus
+    from icdtransfer.evaluate.metrics import dense
+    from icdtransfer.train.loop import LEARNING_MARGIN
+    from icdtransfer.train.validation import trivial_macro_f
+
+    corpus = Corpus.open(corpus_dir)
+    trivial = trivial_macro_f(dense(corpus.labels[corpus.split("validation")]), criterion)
+    return -1.0 if trivial is None else trivial + LEARNING_MARGIN
+
+
+def floored_rules(key: str, floor: float) -> dict:
+    """Smoothed patience rules (with and without min_delta) as the loop applies them: they
+    fire only once the watched criterion has beaten `floor` (train/state.py `stopped`)."""
+    from icdtransfer.train.audit import StoppingRule
+
+    def stop(rule: StoppingRule, history: list[dict]) -> int:
+        curve = [float(r[key]) for r in history]
+        for epoch in range(1, len(curve) + 1):
+            started = max(rule.watched(curve[:epoch])) > floor
+            if started and rule.fires(curve[:epoch]):
+                return epoch
+        return len(curve)
+
+    rules = {}
+    for patience in (5, 6, 8, 10, 12):
+        for delta in (0.0, 0.001, 0.002, 0.003):
+            rule = StoppingRule(patience, min_epochs=5, min_delta=delta, smoothing=3)
+            name = f"{key} > floor {floor:.3f}: patience {patience}, 3-epoch mean"
+            rules[name + (f", min_delta {delta:g}" if delta else "")] = lambda history, rule=rule: (
+                stop(rule, history)
+            )
+    return rules
 
 
 def study(args: argparse.Namespace) -> int:
@@ -178,6 +214,12 @@ def main() -> None:
     r.add_argument("--criterion", default="val_macro_f", help="the curve the rules watch")
     r.add_argument("--audit", default="val_macro_f", help="the curve the audit measures")
     r.add_argument("--noise", action="store_true", help="epoch-to-epoch spread per curve")
+    r.add_argument(
+        "--floor-from",
+        metavar="CORPUS",
+        help="replay as the loop stops: not before the criterion beats the floor of predicting"
+        " every code on this corpus' validation split (e.g. data/prepared/target)",
+    )
     a = sub.add_parser("study", help="audit a finished study's earliest-stopping members")
     a.add_argument("results", help="the study's results folder (members.parquet)")
     a.add_argument("--patience", type=int, default=10)
