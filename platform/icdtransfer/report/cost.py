@@ -71,22 +71,10 @@ class Costs:
         if len(frame):
             once = frame.drop_duplicates(["key", "seed"])
             rows.append(_summed(once, study="all studies (each member once)", variant="all"))
-        for method, hours in sorted(self.baseline_hours.items()):
-            recorded = not math.isnan(hours)
-            rows.append(
-                {
-                    "study": "baselines",
-                    "variant": method,
-                    "members": 1,
-                    "without_record": int(not recorded),
-                    "epochs": 0,
-                    "cpu_hours": hours,
-                    "gpu_hours": 0.0 if recorded else math.nan,
-                    "stage1_share_hours": 0.0,
-                    "hours": hours,
-                    "hours_per_member": hours,
-                }
-            )
+        for method, hours in sorted(self.baseline_hours.items()):  # one member each, no stage 1
+            own = {"epochs": 0, "cpu_hours": hours, "gpu_hours": 0.0, "stage1_hours": 0.0}
+            part = pd.DataFrame([{**own, "hours": hours}])
+            rows.append(_summed(part, study="baselines", variant=method))
         return pd.DataFrame(rows)
 
     def caption(self) -> str:
@@ -99,7 +87,8 @@ class Costs:
             " transfer member's equal share of its stage-1 member's hours"
             f" ({stage1 or 'no transfer member'}). A study counts every member its results hold,"
             " reused ones included; the last row counts each member once. Members without a"
-            " compute record count as none and are listed. Baselines are not counted."
+            " compute record count as none and are listed. Each baseline's own CPU hours are under"
+            ' the study "baselines".'
         )
 
 
@@ -126,7 +115,7 @@ def _summed(part: pd.DataFrame, **head) -> dict:
     }
 
 
-def _stage1(pretrained: str) -> float:
+def _own_hours(pretrained: str) -> float:
     """A single member folder's own hours (stage 1's, or a baseline's); NaN: no record."""
     path = Path(pretrained) / MEMBER_FILE
     if not path.exists():
@@ -165,17 +154,19 @@ def build_costs(
     users = once[once["pretrained"].notna()].groupby("pretrained").size()
     transfer = once["pretrained"].notna()
     if stage1_dir:  # every transfer member's stage 1 (on another node it records its own copy)
-        stage1 = {stage1_dir: _stage1(stage1_dir)} if transfer.any() else {}
+        stage1 = {stage1_dir: _own_hours(stage1_dir)} if transfer.any() else {}
         share = {p: next(iter(stage1.values())) / int(transfer.sum()) for p in users.index}
     else:
-        stage1 = {str(p): _stage1(str(p)) for p in users.index}
+        stage1 = {str(p): _own_hours(str(p)) for p in users.index}
         share = {p: stage1[p] / n for p, n in users.items()}
     frame["stage1_hours"] = [
         share.get(p, math.nan) if isinstance(p, str) else 0.0 for p in frame["pretrained"]
     ]
     # a stage 1 without a record adds nothing (the caption says "no record"); own hours stay
     frame["hours"] = frame["cpu_hours"] + frame["gpu_hours"] + frame["stage1_hours"].fillna(0.0)
-    own = {m: _stage1(d) for m, d in (baselines or {}).items() if (Path(d) / MEMBER_FILE).exists()}
+    own = {
+        m: _own_hours(d) for m, d in (baselines or {}).items() if (Path(d) / MEMBER_FILE).exists()
+    }
     return Costs(frame, stage1, own)
 
 
