@@ -130,7 +130,7 @@ def test_a_member_whose_index_line_was_lost_is_found_by_its_marker(tmp_path: Pat
 def test_a_trial_restarted_on_seed_0_resumes_its_snapshot(tmp_path: Path, monkeypatch) -> None:
     import ray.tune
 
-    from icdtransfer.sweep import trial
+    from icdtransfer.sweep import reporting as trial
 
     folder = tmp_path / "ckpt"
     folder.mkdir()
@@ -276,8 +276,8 @@ def test_asha_decides_a_rung_the_saved_state_missed_on_the_rungs_own_epoch() -> 
 
     from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
+    from icdtransfer.sweep.reporting import CLOCK, FIRST_MEMBER_CURVE, FIRST_MEMBER_METRIC
     from icdtransfer.sweep.search import ResumableASHA
-    from icdtransfer.sweep.trial import CLOCK, FIRST_MEMBER_CURVE, FIRST_MEMBER_METRIC
 
     def report(epoch: int, curve: list[float]) -> dict:
         return {CLOCK: epoch, FIRST_MEMBER_METRIC: curve[-1], FIRST_MEMBER_CURVE: json.dumps(curve)}

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from helpers.runs import run_sweep, study_args
+from icdtransfer.sweep.reporting import CLOCK, FIRST_MEMBER_METRIC
 from icdtransfer.sweep.status import study_status
-from icdtransfer.sweep.trial import CLOCK, FIRST_MEMBER_METRIC
 
 pytestmark = pytest.mark.slow
 

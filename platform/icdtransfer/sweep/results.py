@@ -15,8 +15,8 @@ from icdtransfer.data.atomic import atomic_dir
 from icdtransfer.rows import TRIAL_COLUMNS, TrialStatus
 from icdtransfer.sweep.faults import fault
 from icdtransfer.sweep.members import STORE, TRIAL_LOG
+from icdtransfer.sweep.reporting import CLOCK, FIRST_MEMBER_METRIC
 from icdtransfer.sweep.study import Study
-from icdtransfer.sweep.trial import CLOCK, FIRST_MEMBER_METRIC
 
 log = logging.getLogger(__name__)
 

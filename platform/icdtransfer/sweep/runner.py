@@ -253,6 +253,7 @@ def _run(plan: Plan, request: StudyRequest, retry_errored: bool) -> dict:
         cpus=study.resources.cpu,
         every_seed=study.every_seed,
         trial_log=f"{folder}/{TRIAL_LOG}",
+        first_member_first=study.scheduler == "asha",
     )
     trainable = tune.with_resources(
         tune.with_parameters(sweep_trial, ctx=ctx),

@@ -29,9 +29,9 @@ from ray.tune.search.optuna import OptunaSearch
 
 from icdtransfer.data.atomic import atomic_file, temp_prefix
 from icdtransfer.sweep.faults import fault
+from icdtransfer.sweep.reporting import CLOCK, FIRST_MEMBER_CURVE, FIRST_MEMBER_METRIC
 from icdtransfer.sweep.storage import StateRoot
 from icdtransfer.sweep.study import Study
-from icdtransfer.sweep.trial import CLOCK, FIRST_MEMBER_CURVE, FIRST_MEMBER_METRIC
 
 log = logging.getLogger(__name__)
 DATABASE = "optuna.db"  # in the study's state folder

@@ -6,23 +6,25 @@ ensemble_size, learning_rate, epochs). What it tells Tune is one quantity on one
 * for early stopping (ASHA), each epoch of its **first** member (seed `seeds[0]`), as
   `val_macro_f_first_member` at `member_epoch`. A first member that is already stored
   (another trial or study trained it) replays its stored validation curve epoch by epoch, so
-  it meets the same rungs as one trained here. The first member is obtained before the others,
-  so a trial ASHA stops never trains them;
+  it meets the same rungs as one trained here. Under ASHA the first member is obtained before
+  the others, so a trial ASHA stops never trains them; without a scheduler a trial trains
+  whichever of its members no other trial is training (two trials of one configuration share
+  its seeds from the start instead of one waiting for the other's first member);
 * for the search (Optuna, best.json), one final report: the ensemble's scores under the
   study's metric (`TrialOutcome`), with the members' convergence.
 
-Every epoch of a member trained here is reported with a Tune checkpoint (the training loop's
-snapshot and the trial's progress). A trial restarted on another node (spot preemption, a lost
-node) takes back its own claim on that member at once and resumes it after its last
-checkpointed epoch; a member that another trial stored meanwhile is reused instead. Epochs of
-later members are reported with their checkpoints too, but without the early-stopping metric,
-which ASHA and Optuna therefore never see.
+Every epoch of a member trained here is reported, with a Tune checkpoint (the training loop's
+snapshot and the trial's progress) every CHECKPOINT_S seconds of its training
+(sweep/reporting.py). A trial restarted on another node (spot preemption, a lost node) takes
+back its own claim on that member at once and resumes it after its last checkpointed epoch;
+a member that another trial stored meanwhile is reused instead. Epochs of later members are
+reported and checkpointed the same way, but without the early-stopping metric, which ASHA and
+Optuna therefore never see.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import socket
@@ -30,6 +32,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,15 +43,10 @@ from icdtransfer.data.ship import Shipped, local_copy
 from icdtransfer.rows import MemberRow, TrialOutcome
 from icdtransfer.sweep.faults import fault
 from icdtransfer.sweep.members import member_key, read_member_files
-from icdtransfer.train.state import EpochRecord, Snapshot
+from icdtransfer.sweep.reporting import Reporter, TrialCheckpointer, restored
 
 HEARTBEAT_S = 5.0
 POLL_S = 2.0
-FIRST_MEMBER_METRIC = "val_macro_f_first_member"  # ASHA's metric ...
-CLOCK = "member_epoch"  # ... and its time attribute: epochs of the first member
-FIRST_MEMBER_CURVE = "val_macro_f_first_member_curve"  # its values so far, JSON (search.py)
-SNAPSHOT_FILE = "snapshot.pt"
-PROGRESS_FILE = "progress.json"
 
 
 @dataclass
@@ -68,17 +66,10 @@ class TrialContext:
     seeds: list[int]
     cpus: float
     every_seed: bool = False  # also train the study's other seeds (Study.every_seed)
+    # ASHA judges a trial on its first member, so that member comes before the others; with
+    # no early-stopping scheduler a trial trains whichever of its members is free (sweep_trial)
+    first_member_first: bool = True
     trial_log: str | None = None  # the study's trial_starts.jsonl, relative to the root
-
-
-@dataclass
-class Progress:
-    """What a trial's Tune checkpoint records besides the loop's snapshot: the member whose
-    snapshot it holds, and how many epochs of the first member Tune has seen."""
-
-    key: str
-    seed: int | None = None
-    first_reported: int = 0
 
 
 def member_configs(ctx: TrialContext, config: dict) -> tuple[HeadConfig, TrainTargetConfig]:
@@ -103,89 +94,6 @@ def gpu_ids() -> str:
     import ray
 
     return ",".join(str(g) for g in ray.get_gpu_ids())
-
-
-class Reporter:
-    """The trial's reports to Tune (see module docstring), and its Tune checkpoints."""
-
-    def __init__(self, progress: Progress, first_seed: int) -> None:
-        self.progress = progress
-        self.first_seed = first_seed
-
-    def metrics(
-        self, seed: int, epoch: int, val_macro_f: float, curve: list[float]
-    ) -> dict[str, Any]:
-        """An epoch's report; the first member's carries ASHA's value, clock and the curve up
-        to this epoch (a resumed scheduler may have missed a rung's report: search.py)."""
-        out: dict[str, Any] = {"member_seed": seed, "seed_epoch": epoch, "final": False}
-        if seed == self.first_seed:
-            out.update({FIRST_MEMBER_METRIC: val_macro_f, CLOCK: epoch})
-            out[FIRST_MEMBER_CURVE] = json.dumps([round(float(v), 6) for v in curve])
-        return out
-
-    def replay(self, curve: list[float]) -> None:
-        """The stored first member's validation curve, from the first epoch Tune has not seen."""
-        from ray import tune
-
-        for epoch, value in enumerate(curve, start=1):
-            if epoch > self.progress.first_reported:
-                report = self.metrics(self.first_seed, epoch, value, curve[:epoch])
-                tune.report({**report, "replayed": True})
-                self.progress.first_reported = epoch
-
-    def checkpoint(self, seed: int, snapshot: Snapshot, record: EpochRecord) -> None:
-        """Report an epoch of a member trained here, with the loop's snapshot as checkpoint."""
-        from ray import tune
-
-        if seed == self.first_seed:
-            self.progress.first_reported = record.epoch
-        self.progress.seed = seed
-        with tempfile.TemporaryDirectory(prefix="icdtransfer-ckpt-") as folder:
-            snapshot.save(Path(folder) / SNAPSHOT_FILE)
-            (Path(folder) / PROGRESS_FILE).write_text(json.dumps(dataclasses.asdict(self.progress)))
-            fault("trial_before_report")
-            curve = [r.val_macro_f for r in snapshot.loop.history]
-            report = self.metrics(seed, record.epoch, record.val_macro_f, curve)
-            tune.report(
-                {**report, "replayed": False},
-                checkpoint=tune.Checkpoint.from_directory(folder),
-            )
-            fault("trial_after_report")
-
-
-def restored(key: str) -> tuple[Progress, Snapshot | None]:
-    """The trial's progress and member snapshot from its last Tune checkpoint (a restarted
-    trial), or a fresh start."""
-    from ray import tune
-
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        return Progress(key), None
-    with checkpoint.as_directory() as folder:
-        progress = Progress(**json.loads((Path(folder) / PROGRESS_FILE).read_text()))
-        if progress.key != key:
-            return Progress(key), None
-        # `is not None`: seed 0 is a seed (a falsy test lost its snapshot, retraining it)
-        has = progress.seed is not None and (Path(folder) / SNAPSHOT_FILE).exists()
-        snapshot = Snapshot.load(Path(folder) / SNAPSHOT_FILE) if has else None
-    return progress, snapshot
-
-
-@dataclass
-class TrialCheckpointer:
-    """The training loop's Checkpointer in a trial: it resumes from the trial's restored
-    snapshot when that was of this member, and hands every epoch to the Reporter."""
-
-    seed: int
-    reporter: Reporter
-    snapshot: Snapshot | None
-
-    def load(self) -> Snapshot | None:
-        return self.snapshot
-
-    def save(self, snapshot: Snapshot | None, record: EpochRecord) -> None:
-        if snapshot is not None:
-            self.reporter.checkpoint(self.seed, snapshot, record)
 
 
 def train_member(
@@ -270,6 +178,29 @@ class Claims:
         ray.get(self.store.put.remote(self.key, seed, files, row.row()))
 
 
+def obtain_all(
+    pending: list[int],
+    obtain: Callable[[int], bool],
+    first_member_first: bool,
+    wait: Callable[[], None] = lambda: time.sleep(POLL_S),
+) -> None:
+    """Obtain the member of every seed in `pending` (its first: the trial's first member);
+    `obtain(seed)` is False while another trial trains that seed, which is tried again after
+    `wait()`. With `first_member_first` (ASHA judges the trial on it) nothing else is tried
+    before the first member is obtained; without, a member another trial is training does not
+    hold this trial up: it trains the next free one meanwhile, so two trials of one
+    configuration share its seeds from the start instead of one idling for the other's
+    first member."""
+    if first_member_first:
+        while not obtain(pending[0]):
+            wait()
+        pending = pending[1:]
+    while pending:
+        pending = [seed for seed in pending if not obtain(seed)]
+        if pending:
+            wait()
+
+
 def sweep_trial(config: dict, ctx: TrialContext) -> None:
     """The Ray Tune function trainable."""
     import ray
@@ -318,15 +249,10 @@ def sweep_trial(config: dict, ctx: TrialContext) -> None:
         )
         return True
 
-    while not obtain(seeds[0]):  # the first member first: ASHA judges the trial on it
-        time.sleep(POLL_S)
-    pending = seeds[1:]
+    pending = list(seeds)
     if ctx.every_seed:  # the configuration's other seeds too: the report needs every one
         pending += [seed for seed in ctx.seeds if seed not in seeds]
-    while pending:
-        pending = [seed for seed in pending if not obtain(seed)]
-        if pending:
-            time.sleep(POLL_S)
+    obtain_all(pending, obtain, ctx.first_member_first)
     validation, test = average_members(
         [ray.get(store.probabilities.remote(key, seed)) for seed in seeds]
     )
