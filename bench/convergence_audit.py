@@ -132,13 +132,22 @@ def learning_floor(corpus_dir: str, criterion: str) -> float:
 
 def floored_rules(key: str, floor: float) -> dict:
     """Smoothed patience rules (with and without min_delta) as the loop applies them: they
-    fire only once the watched criterion has beaten `floor` (train/state.py `stopped`)."""
+    fire only once the watched criterion has beaten `floor` or the validation loss has not
+    improved for LOSS_GATE x patience epochs (train/state.py `stopped`)."""
     from icdtransfer.train.audit import StoppingRule
+    from icdtransfer.train.state import LOSS_GATE
 
     def stop(rule: StoppingRule, history: list[dict]) -> int:
         curve = [float(r[key]) for r in history]
+        best_loss, loss_waited = float("inf"), 0
         for epoch in range(1, len(curve) + 1):
+            loss = history[epoch - 1].get("val_loss")
+            if loss is not None:
+                best_loss, loss_waited = (
+                    (loss, 0) if loss < best_loss else (best_loss, loss_waited + 1)
+                )
             started = max(rule.watched(curve[:epoch])) > floor
+            started = started or loss_waited >= LOSS_GATE * rule.patience
             if started and rule.fires(curve[:epoch]):
                 return epoch
         return len(curve)

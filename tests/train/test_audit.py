@@ -15,7 +15,7 @@ from icdtransfer.model.cnn import EncoderShape, TargetModel
 from icdtransfer.train.audit import StoppingRule, continuation_gain
 from icdtransfer.train.average import WeightAverage
 from icdtransfer.train.loop import fit
-from icdtransfer.train.state import EpochRecord, LoopState
+from icdtransfer.train.state import LOSS_GATE, EpochRecord, LoopState
 from icdtransfer.train.validation import trivial_macro_f
 
 
@@ -105,6 +105,25 @@ def test_replayed_rules_by_hand() -> None:
     history = [{"val_macro_f": v} for v in curve]
     assert continuation_gain(history, 5, patience=10) == pytest.approx(0.01)
     assert continuation_gain(history, 9, patience=10) == 0.0
+
+
+def test_below_the_floor_a_member_stops_once_its_validation_loss_stops_falling() -> None:
+    # a frozen encoder: its criterion never beats predicting every code + 0.02, and its
+    # validation loss is lowest at epoch 5; 16 epochs later (LOSS_GATE x patience 8) it stops
+    def run(losses: list[float]) -> list[bool]:
+        state, stops = LoopState(floor=0.1295), []
+        for epoch, loss in enumerate(losses, start=1):
+            record = EpochRecord(epoch, 1.0, 1.0, 0.0, 0.0, 0.5, val_loss=loss)
+            record.val_macro_f_best = 0.12 if epoch < 4 else 0.118
+            state.record(record, 0.0, "val_macro_f_best", 3)
+            stops.append(state.stopped(8, 5))
+        return stops
+
+    overfitting = [14.0, 13.8, 13.7, 13.65, 13.6] + [13.6 + 0.05 * k for k in range(1, 40)]
+    stops = run(overfitting)
+    assert LOSS_GATE == 2 and stops.index(True) + 1 == 5 + 16
+    still_fitting = [14.0 - 0.01 * k for k in range(44)]  # the loss falls: no stop, ever
+    assert not any(run(still_fitting))
 
 
 def test_a_member_at_the_all_codes_level_has_not_started_and_does_not_stop(tiny: dict) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,10 @@ from icdtransfer.artifacts import Training
 from icdtransfer.data.atomic import atomic_file
 
 log = logging.getLogger(__name__)
+# below the floor, early stopping may fire once the validation loss has not improved for
+# this many times the patience: a model whose loss has stopped falling is not in the plateau
+# before learning starts that the floor guards, it is overfitting (DESIGN section 4)
+LOSS_GATE = 2
 
 
 @dataclass
@@ -56,8 +61,11 @@ class LoopState:
     history: list[EpochRecord] = field(default_factory=list)
     best_watched: float = -1.0  # the best mean of `smoothing` epochs' criterion so far
     # the criterion of predicting every code (train/validation.py, trivial_macro_f): a model
-    # whose watched criterion has not beaten it has not started learning, and may not stop
+    # whose watched criterion has not beaten it has not started learning, and may not stop,
+    # unless its validation loss has not improved for LOSS_GATE x patience epochs
     floor: float = -1.0
+    best_val_loss: float | None = None  # the lowest validation loss so far
+    loss_waited: int = 0  # epochs since the validation loss last fell below that
     audit_stop: int = 0  # a convergence audit: the epoch the rule stopped at (0: not yet)
     audit_best: float = -1.0  # ... and the best criterion then
     lr_reductions: int = 0  # learning-rate reductions on plateau so far
@@ -71,13 +79,14 @@ class LoopState:
     def stopped(self, patience: int, min_epochs: int = 1, lr_reductions: int = 0) -> bool:
         """Early stopping: once the learning rate has been reduced `lr_reductions` times,
         `patience` epochs in a row without a better validation criterion, once at least
-        `min_epochs` epochs have run and the criterion has beaten `floor`, the score of
-        predicting every code (docs/DESIGN.md section 4)."""
+        `min_epochs` epochs have run and the model has started learning: its criterion has
+        beaten `floor`, the score of predicting every code, or its validation loss has not
+        improved for LOSS_GATE x `patience` epochs (docs/DESIGN.md section 4)."""
         return (
             self.epoch >= min_epochs
             and self.lr_reductions >= lr_reductions
             and self.waited() >= patience
-            and self.best_watched > self.floor
+            and (self.best_watched > self.floor or self.loss_waited >= LOSS_GATE * patience)
         )
 
     def reduce_lr(self, lr_patience: int, lr_reductions: int) -> bool:
@@ -116,6 +125,12 @@ class LoopState:
             self.epochs_without_improvement = 0
         else:
             self.epochs_without_improvement += 1
+        loss = record.val_loss
+        if loss is not None and math.isfinite(loss):
+            if self.best_val_loss is None or loss < self.best_val_loss:
+                self.best_val_loss, self.loss_waited = loss, 0
+            else:
+                self.loss_waited += 1
         return improved
 
     def training(
