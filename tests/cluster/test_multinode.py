@@ -57,12 +57,12 @@ def add_worker(cluster):
     return node
 
 
-def run(cluster, params, tmp: Path, *args: str, background: bool = False):
+def run(cluster, params, tmp: Path, *args: str, background: bool = False, **env_vars: str):
     params_file = write_params(
         replace(params, ray=replace(params.ray, address=cluster.address)), tmp / "params.yaml"
     )
     command = [sys.executable, "-m", "icdtransfer", *args, "--params", str(params_file)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **env_vars}
     if background:
         log = open(tmp / "log.txt", "w")  # noqa: SIM115 - closed by the test
         return subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -110,6 +110,9 @@ def test_sweep_survives_losing_a_node(cluster, tiny_params, tmp_path: Path) -> N
         "--study",
         str(tmp_path / "loss.yaml"),
         background=True,
+        # a Tune checkpoint every epoch: the node goes once a trial there has one, and a tiny
+        # member's 80 epochs can end before the default 30 s between checkpoints
+        ICDTRANSFER_CHECKPOINT_S="0",
     )
     worker_node = worker.node_id[:8]
     starts = None

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
+
+from icdtransfer.schema import ConfigError
 from icdtransfer.sweep import reporting
 from icdtransfer.sweep.reporting import TrialCheckpointer
 from icdtransfer.sweep.trial import obtain_all
@@ -64,8 +67,7 @@ class Calls:
         self.calls.append(("epoch", record.epoch))
 
 
-def test_a_member_is_checkpointed_once_every_30_seconds_of_training(monkeypatch) -> None:
-    monkeypatch.delenv("ICDTRANSFER_FAULT", raising=False)
+def test_a_member_is_checkpointed_once_every_30_seconds_of_training() -> None:
     now = [100.0]
     reporter = Calls()
     saver = TrialCheckpointer(1, reporter, None, clock=lambda: now[0])  # type: ignore[arg-type]
@@ -80,10 +82,23 @@ def test_a_member_is_checkpointed_once_every_30_seconds_of_training(monkeypatch)
     assert len(reporter.calls) == 60
 
 
-def test_under_the_fault_injection_test_every_epoch_is_checkpointed(monkeypatch) -> None:
-    monkeypatch.setenv("ICDTRANSFER_FAULT", "trial_after_report:2")
+def test_at_zero_seconds_every_epoch_is_checkpointed() -> None:
     reporter = Calls()
-    saver = TrialCheckpointer(1, reporter, None, clock=lambda: 0.0)  # type: ignore[arg-type]
+    saver = TrialCheckpointer(1, reporter, None, every_s=0.0, clock=lambda: 0.0)  # type: ignore[arg-type]
     for epoch in (1, 2, 3):
         saver.save(object(), SimpleNamespace(epoch=epoch))  # type: ignore[arg-type]
     assert reporter.calls == [("checkpoint", 1), ("checkpoint", 2), ("checkpoint", 3)]
+
+
+def test_the_cadence_is_the_users_else_every_epoch_under_the_fault_test(monkeypatch) -> None:
+    monkeypatch.delenv("ICDTRANSFER_FAULT", raising=False)
+    monkeypatch.delenv("ICDTRANSFER_CHECKPOINT_S", raising=False)
+    assert reporting.checkpoint_seconds() == 30.0
+    monkeypatch.setenv("ICDTRANSFER_FAULT", "trial_after_report:2")
+    assert reporting.checkpoint_seconds() == 0.0
+    monkeypatch.setenv("ICDTRANSFER_CHECKPOINT_S", "12.5")
+    assert reporting.checkpoint_seconds() == 12.5
+    for bad in ("-1", "soon", "nan", "inf"):
+        monkeypatch.setenv("ICDTRANSFER_CHECKPOINT_S", bad)
+        with pytest.raises(ConfigError, match=f"ICDTRANSFER_CHECKPOINT_S={bad!r}: expected"):
+            reporting.checkpoint_seconds()

@@ -65,8 +65,6 @@ class Need:
     stored: bool
 
 
-
-
 @dataclass
 class Group:
     """One line of the table: the members of one variant (and train_fraction, pooling when
@@ -268,8 +266,6 @@ def stored_members(plan: Plan) -> set[tuple[str, int]]:
     if plan.root.uri is None:
         found |= set(local_markers(plan.root.local / STORE))
     return found
-
-
 
 
 def sampled_seconds(

@@ -18,6 +18,7 @@ from icdtransfer.sweep.faults import fault
 from icdtransfer.train.state import EpochRecord, Snapshot
 
 CHECKPOINT_S = 30.0  # a member's training between two Tune checkpoints (TrialCheckpointer)
+CHECKPOINT_S_VARIABLE = "ICDTRANSFER_CHECKPOINT_S"  # the user's choice instead (seconds)
 FIRST_MEMBER_METRIC = "val_macro_f_first_member"  # ASHA's metric ...
 CLOCK = "member_epoch"  # ... and its time attribute: epochs of the first member
 FIRST_MEMBER_CURVE = "val_macro_f_first_member_curve"  # its values so far, JSON (search.py)
@@ -114,9 +115,25 @@ def restored(key: str) -> tuple[Progress, Snapshot | None]:
 
 
 def checkpoint_seconds() -> float:
-    """Seconds of a member's training between two of its Tune checkpoints: CHECKPOINT_S, or
-    0 (every epoch) under the fault-injection test, which kills a trial at its checkpoints."""
-    return 0.0 if os.environ.get("ICDTRANSFER_FAULT") else CHECKPOINT_S
+    """Seconds of a member's training between two of its Tune checkpoints, read in the driver
+    (the runner sends it to every trial): ICDTRANSFER_CHECKPOINT_S where set (0: every epoch,
+    for nodes that may vanish often), else 0 under the fault-injection test (it kills a trial
+    at its checkpoints), else CHECKPOINT_S."""
+    from icdtransfer.schema import ConfigError
+
+    raw = os.environ.get(CHECKPOINT_S_VARIABLE, "").strip()
+    if not raw:
+        return 0.0 if os.environ.get("ICDTRANSFER_FAULT") else CHECKPOINT_S
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0.0 or seconds == float("inf"):
+        raise ConfigError(
+            f"environment variable {CHECKPOINT_S_VARIABLE}={raw!r}: expected a number of "
+            "seconds >= 0 (0: a Tune checkpoint after every epoch)"
+        )
+    return seconds
 
 
 @dataclass
@@ -135,7 +152,7 @@ class TrialCheckpointer:
     seed: int
     reporter: Reporter
     snapshot: Snapshot | None
-    every_s: float = dataclasses.field(default_factory=checkpoint_seconds)
+    every_s: float = CHECKPOINT_S
     clock: Callable[[], float] = time.monotonic
     last: float | None = None  # when the last checkpoint was written (or training began)
 

@@ -52,6 +52,7 @@ from icdtransfer.sweep.faults import arm, fault, fault_points
 from icdtransfer.sweep.lock import study_lock
 from icdtransfer.sweep.manifest import Manifest
 from icdtransfer.sweep.members import TRIAL_LOG
+from icdtransfer.sweep.reporting import checkpoint_seconds
 from icdtransfer.sweep.results import (
     best_trial,
     credit_lost_trials,
@@ -191,11 +192,12 @@ def run_study(request: StudyRequest, retry_errored: bool = False) -> dict:
     """Run (or resume) one study over stage 2 under the study's lock; returns the best
     trial's row."""
     plan = plan_study(request)
+    checkpoint_s = checkpoint_seconds()  # a bad ICDTRANSFER_CHECKPOINT_S fails before any work
     with study_lock(plan.lock_path, plan.study.name):
-        return _run(plan, request, retry_errored)
+        return _run(plan, request, retry_errored, checkpoint_s)
 
 
-def _run(plan: Plan, request: StudyRequest, retry_errored: bool) -> dict:
+def _run(plan: Plan, request: StudyRequest, retry_errored: bool, checkpoint_s: float) -> dict:
     import ray
     from ray import tune
 
@@ -215,6 +217,9 @@ def _run(plan: Plan, request: StudyRequest, retry_errored: bool) -> dict:
         request.ray,
     )
     log.info(begin(plan))
+    log.info(
+        "study %s: a member's Tune checkpoint every %g s of its training", study.name, checkpoint_s
+    )
     arm()  # the fault-injection test's kill points (faults.py); nothing otherwise
     connect(ray_cfg)
     # Reports differ by design (first-member epochs for ASHA, one final report for the
@@ -254,6 +259,7 @@ def _run(plan: Plan, request: StudyRequest, retry_errored: bool) -> dict:
         every_seed=study.every_seed,
         trial_log=f"{folder}/{TRIAL_LOG}",
         first_member_first=study.scheduler == "asha",
+        checkpoint_s=checkpoint_s,
     )
     trainable = tune.with_resources(
         tune.with_parameters(sweep_trial, ctx=ctx),

@@ -43,7 +43,7 @@ from icdtransfer.data.ship import Shipped, local_copy
 from icdtransfer.rows import MemberRow, TrialOutcome
 from icdtransfer.sweep.faults import fault
 from icdtransfer.sweep.members import member_key, read_member_files
-from icdtransfer.sweep.reporting import Reporter, TrialCheckpointer, restored
+from icdtransfer.sweep.reporting import CHECKPOINT_S, Reporter, TrialCheckpointer, restored
 
 HEARTBEAT_S = 5.0
 POLL_S = 2.0
@@ -70,6 +70,7 @@ class TrialContext:
     # no early-stopping scheduler a trial trains whichever of its members is free (sweep_trial)
     first_member_first: bool = True
     trial_log: str | None = None  # the study's trial_starts.jsonl, relative to the root
+    checkpoint_s: float = CHECKPOINT_S  # a member's training between Tune checkpoints
 
 
 def member_configs(ctx: TrialContext, config: dict) -> tuple[HeadConfig, TrainTargetConfig]:
@@ -242,7 +243,7 @@ def sweep_trial(config: dict, ctx: TrialContext) -> None:
                 reporter.replay(ray.get(store.info.remote(key, seed)).training.validation_curve)
             return True
         mine = snapshot if progress.seed == seed else None
-        checkpointer = TrialCheckpointer(seed, reporter, mine)
+        checkpointer = TrialCheckpointer(seed, reporter, mine, every_s=ctx.checkpoint_s)
         claims.train(
             seed,
             lambda: train_member(ctx, head, train, variant, seed, checkpointer, trial_id),
