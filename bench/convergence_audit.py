@@ -131,34 +131,26 @@ def learning_floor(corpus_dir: str, criterion: str) -> float:
 
 
 def floored_rules(key: str, floor: float) -> dict:
-    """Smoothed patience rules (with and without min_delta) as the loop applies them: they
-    fire only once the watched criterion has beaten `floor` or the validation loss has not
-    improved for LOSS_GATE x patience epochs (train/state.py `stopped`)."""
-    from icdtransfer.train.audit import StoppingRule
-    from icdtransfer.train.state import LOSS_GATE
+    """Smoothed patience rules (with and without min_delta) as the loop applies them: each
+    history is fed, epoch by epoch, through the loop's own LoopState, whose `stopped` fires
+    only once the watched criterion has beaten `floor` or the validation loss has not
+    improved for LOSS_GATE x patience epochs (train/state.py)."""
+    from icdtransfer.train.state import EpochRecord, LoopState
 
-    def stop(rule: StoppingRule, history: list[dict]) -> int:
-        curve = [float(r[key]) for r in history]
-        best_loss, loss_waited = float("inf"), 0
-        for epoch in range(1, len(curve) + 1):
-            loss = history[epoch - 1].get("val_loss")
-            if loss is not None:
-                best_loss, loss_waited = (
-                    (loss, 0) if loss < best_loss else (best_loss, loss_waited + 1)
-                )
-            started = max(rule.watched(curve[:epoch])) > floor
-            started = started or loss_waited >= LOSS_GATE * rule.patience
-            if started and rule.fires(curve[:epoch]):
-                return epoch
-        return len(curve)
+    def stop(patience: int, delta: float, history: list[dict]) -> int:
+        state = LoopState(floor=floor)
+        for row in history:
+            state.record(EpochRecord(**row), min_delta=delta, criterion=key, smoothing=3)
+            if state.stopped(patience, min_epochs=5):
+                return state.epoch
+        return state.epoch
 
     rules = {}
     for patience in (5, 6, 8, 10, 12):
         for delta in (0.0, 0.001, 0.002, 0.003):
-            rule = StoppingRule(patience, min_epochs=5, min_delta=delta, smoothing=3)
             name = f"{key} > floor {floor:.3f}: patience {patience}, 3-epoch mean"
-            rules[name + (f", min_delta {delta:g}" if delta else "")] = lambda history, rule=rule: (
-                stop(rule, history)
+            rules[name + (f", min_delta {delta:g}" if delta else "")] = (
+                lambda history, patience=patience, delta=delta: stop(patience, delta, history)
             )
     return rules
 
