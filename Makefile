@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: repro test test-faults bench lint install system-packages clean
+.PHONY: repro test test-faults test-audit bench lint install system-packages clean
 
 install: $(STAMP)
 
@@ -29,6 +29,11 @@ test: $(STAMP) system-packages
 # the fault-injection test (kills a sweep at 21 points, local and S3), left out of `make test`
 test-faults: $(STAMP)
 	$(BIN)/python -m pytest -m faults tests/sweep/test_faults.py
+
+# the convergence audit on the default corpus (stage 1 and a member of each variant, continued
+# with patience 10: 5-12 minutes), left out of `make test`
+test-audit: $(STAMP)
+	$(BIN)/python -m pytest -m audit -s tests/train/test_default_audit.py
 
 system-packages:
 	@bash requirements/system-packages.sh

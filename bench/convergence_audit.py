@@ -96,11 +96,14 @@ def replay(args: argparse.Namespace) -> None:
     rules = RULES if args.criterion == "val_macro_f" else criterion_rules(args.criterion)
     if args.floor_from:  # the loop's rule: no stop before the criterion beats the floor
         rules = floored_rules(args.criterion, learning_floor(args.floor_from, args.criterion))
-    # recorded with learning-rate reductions: replay that schedule
-    if args.criterion == "val_macro_f" and settings != {0}:
+    # recorded with learning-rate reductions: replay that schedule, on the recorded criterion
+    if settings != {0}:
         info = json.loads((Path(args.out) / next(iter(runs)) / "member.json").read_text())
         s = info["settings"]
-        rules = schedule_rules(s["lr_patience"], s["lr_reductions"])
+        floor = learning_floor(args.floor_from, s["criterion"]) if args.floor_from else -1.0
+        rules = schedule_rules(
+            s["lr_patience"], s["lr_reductions"], s["criterion"], s["smoothing"], floor
+        )
     print(f"{len(runs)} members: " + ", ".join(runs))
     print(f"{'rule':56s} {'max gain':>8s} {'> 0.01':>6s} {'epochs':>6s}  worst member")
     for name, rule in rules.items():
@@ -146,7 +149,7 @@ def floored_rules(key: str, floor: float) -> dict:
         return state.epoch
 
     rules = {}
-    for patience in (5, 6, 8, 10, 12):
+    for patience in (5, 6, 8, 10, 12, 14, 16):
         for delta in (0.0, 0.001, 0.002, 0.003):
             name = f"{key} > floor {floor:.3f}: patience {patience}, 3-epoch mean"
             rules[name + (f", min_delta {delta:g}" if delta else "")] = (

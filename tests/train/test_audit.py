@@ -149,3 +149,21 @@ def test_a_member_at_the_all_codes_level_has_not_started_and_does_not_stop(tiny:
         np.mean(2 * positives / (positives + len(y)))
     )
     assert trivial_macro_f(y, "val_macro_f") is None
+
+
+def test_the_learning_rate_is_not_reduced_before_the_model_starts_learning() -> None:
+    # a slow learner's first epochs sit at what predicting every code scores; 5 epochs
+    # without a better criterion there are the plateau before learning, not one to cut
+    def reductions(values: list[float], floor: float) -> list[int]:
+        state, at = LoopState(floor=floor), []
+        for epoch, value in enumerate(values, start=1):
+            record = EpochRecord(epoch, 1.0, 1.0, 0.0, 0.0, 0.5, val_loss=14.0 - 0.01 * epoch)
+            record.val_macro_f_best = value
+            state.record(record, 0.0, "val_macro_f_best", 1)
+            if state.reduce_lr(lr_patience=5, lr_reductions=3):
+                at.append(epoch)
+        return at
+
+    start = [0.12] * 8 + [0.15, 0.2, 0.25] + [0.25] * 12
+    assert reductions(start, floor=0.1295) == [16, 21]  # 5 and 10 epochs after the best, 11
+    assert reductions(start, floor=-1.0) == [6, 16, 21]  # without the floor: at epoch 6 too

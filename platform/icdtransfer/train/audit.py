@@ -102,31 +102,48 @@ def continuation_gain(
 
 
 def schedule_stop(
-    history: Sequence[dict], patience: int, min_epochs: int, lr_patience: int, lr_reductions: int
+    history: Sequence[dict],
+    patience: int,
+    min_epochs: int,
+    lr_patience: int,
+    lr_reductions: int,
+    criterion: str = "val_macro_f",
+    smoothing: int = 1,
+    floor: float = -1.0,
 ) -> int:
     """The epoch after which the loop's rule (train/state.py: learning-rate reductions on
-    plateau, then early stopping) stops on a recorded curve. Exact for a curve recorded with
-    the same lr_patience, lr_factor and lr_reductions: the reductions fall on the same
-    epochs, so the run up to the stop is the recorded one."""
+    plateau, then early stopping, on `criterion` smoothed over `smoothing` epochs, not before
+    it beats `floor`) stops on a recorded curve. Exact for a curve recorded with the same
+    lr_patience, lr_factor, lr_reductions, criterion and smoothing: the reductions fall on
+    the same epochs, so the run up to the stop is the recorded one."""
     from icdtransfer.train.state import EpochRecord, LoopState
 
-    state = LoopState()
+    state = LoopState(floor=floor)
+    keys = EpochRecord.__dataclass_fields__
     for row in history:
-        keys = EpochRecord.__dataclass_fields__
-        state.record(EpochRecord(**{k: v for k, v in row.items() if k in keys}))
+        record = EpochRecord(**{k: v for k, v in row.items() if k in keys})
+        state.record(record, criterion=criterion, smoothing=smoothing)
         state.reduce_lr(lr_patience, lr_reductions)
         if state.stopped(patience, min_epochs, lr_reductions):
             return state.epoch
     return len(history)
 
 
-def schedule_rules(lr_patience: int, lr_reductions: int) -> dict:
+def schedule_rules(
+    lr_patience: int,
+    lr_reductions: int,
+    criterion: str = "val_macro_f",
+    smoothing: int = 1,
+    floor: float = -1.0,
+) -> dict:
     """Final patiences after the last reduction, for curves recorded with that schedule."""
     return {
         f"lr x0.5 after {lr_patience} (x{lr_reductions}), then patience {p}": (
-            lambda history, p=p: schedule_stop(history, p, 5, lr_patience, lr_reductions)
+            lambda history, p=p: schedule_stop(
+                history, p, 5, lr_patience, lr_reductions, criterion, smoothing, floor
+            )
         )
-        for p in (1, 2, 3, 4, 5, 6, 8, 10)
+        for p in (1, 2, 3, 4, 5, 6, 8, 10, 12)
     }
 
 
@@ -169,8 +186,6 @@ RULES: dict[str, Callable[[Sequence[dict]], int]] = {
     "patience 4, 3-mean, >= 0.25 x best": _rule(
         patience=4, min_epochs=5, smoothing=3, relative=0.25
     ),
-    "patience 5, 3-mean, >= 0.3 x best": _rule(
-        patience=5, min_epochs=5, smoothing=3, relative=0.3
-    ),
+    "patience 5, 3-mean, >= 0.3 x best": _rule(patience=5, min_epochs=5, smoothing=3, relative=0.3),
     "patience 6, >= 0.4 x best epoch": _rule(patience=6, min_epochs=5, relative=0.4),
 }

@@ -86,15 +86,22 @@ class LoopState:
             self.epoch >= min_epochs
             and self.lr_reductions >= lr_reductions
             and self.waited() >= patience
-            and (self.best_watched > self.floor or self.loss_waited >= LOSS_GATE * patience)
+            and self.learning(patience)
         )
+
+    def learning(self, patience: int) -> bool:
+        """Whether the model has started learning: its watched criterion has beaten `floor`,
+        or its validation loss has not improved for LOSS_GATE x `patience` epochs (it is
+        overfitting, not in the plateau before learning starts)."""
+        return self.best_watched > self.floor or self.loss_waited >= LOSS_GATE * patience
 
     def reduce_lr(self, lr_patience: int, lr_reductions: int) -> bool:
         """Whether to reduce the learning rate now: `lr_patience` epochs without a better
-        validation macro-F since the best or the last reduction, and reductions left."""
+        validation macro-F since the best or the last reduction, reductions left, and the
+        model has started learning (`learning`: a plateau before it starts is not one)."""
         if lr_patience <= 0 or self.lr_reductions >= lr_reductions:
             return False
-        if self.waited() < lr_patience:
+        if self.waited() < lr_patience or not self.learning(lr_patience):
             return False
         self.lr_reductions += 1
         self.last_reduction = self.epoch
