@@ -4,8 +4,8 @@ convergence block over params.yaml), is continued with patience 10 from where th
 stopped it; it must have stopped by the rule, not the cap, and gain at most 0.01 of its
 best validation criterion. Stage 1 is pretrained first, with params.yaml's settings.
 
-It trains stage 1 and five members on the default corpus (about 5 minutes on an AMX CPU,
-about 12 on a 2-core AVX2-only one), so `make test` leaves it out: `make test-audit` runs it.
+It trains stage 1 and five members on the default corpus (330 s on a 2-core AMX CPU; longer
+where bf16 is not faster), so `make test` leaves it out: `make test-audit` runs it.
 The same audit of a finished study's earliest-stopping members is
 `bench/convergence_audit.py study results/table2`."""
 
