@@ -238,8 +238,10 @@ def fit(
             )
             if state.reduce_lr(settings.lr_patience, settings.lr_reductions):
                 log.info(
-                    "no better validation macro-F for %d epochs: learning rate x%g (reduction"
-                    " %d of %d)",
+                    "no better %s (mean of %d epochs) for %d epochs: learning rate x%g"
+                    " (reduction %d of %d)",
+                    settings.criterion,
+                    settings.smoothing,
                     settings.lr_patience,
                     settings.lr_factor,
                     state.lr_reductions,
