@@ -69,9 +69,16 @@ def tiny(tmp_path_factory: pytest.TempPathFactory, params: Params) -> dict:
     prepare_target(target, params.tokenizer, source.out_dir)
     encoder = EncoderConfig(embedding_dim=16, filters=16, widths=[2, 3])
     head = HeadConfig(adaptation_size=16, dropout=0.1, word_dropout=0.2, max_tokens=60)
-    # The tiny corpora train by the plain rule (raw weights, val_macro_f, no smoothing): tests
-    # of the loop's bookkeeping count its epochs; tests/train/test_audit.py runs the default's
-    plain = {"weight_average": 0.0, "criterion": "val_macro_f", "smoothing": 1}
+    # The tiny corpora train by the plain rule (raw weights, val_macro_f, no smoothing, no
+    # learning-rate reductions): tests of the loop's bookkeeping count its epochs;
+    # tests/train/test_audit.py and test_default_audit.py run the default's
+    plain = {
+        "weight_average": 0.0,
+        "criterion": "val_macro_f",
+        "smoothing": 1,
+        "lr_patience": 0,
+        "lr_reductions": 0,
+    }
     pretrain = replace(
         params.pretrain,
         **plain,

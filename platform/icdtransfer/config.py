@@ -201,10 +201,13 @@ class TrainTargetConfig(TrainConfig):
     """Stage 2 optimisation: for `icdtransfer train-target` and for every sweep member."""
 
     epochs: Size = 150  # a safety cap: a member that reaches it has not converged
-    patience: Size = 8
+    patience: Size = 10  # after the last learning-rate reduction
     min_epochs: Size = 5  # no early stop on a plateau before learning starts
     # the rule measured in docs/DESIGN.md section 4: a weight average validated, macro-F at
-    # its best threshold, its 3-epoch mean watched
+    # its best threshold, its 3-epoch mean watched, the learning rate halved after 5 epochs
+    # without a better one, 3 times, before patience counts
+    lr_patience: Count = 5
+    lr_reductions: Count = 3
     weight_average: Annotated[float, Range(ge=0, lt=1)] = 0.99
     criterion: Literal["val_macro_f", "val_macro_f_best"] = "val_macro_f_best"
     smoothing: Size = 3
