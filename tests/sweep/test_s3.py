@@ -34,7 +34,7 @@ search_seed: 1
 space:
   variant: [scratch, tune_all]
   word_dropout: {uniform: [0.0, 0.5]}  # every trial trains its own member
-train: {epochs: 8, patience: 8, max_tokens: 300}  # long enough to be killed mid-study
+train: {epochs: 30, patience: 30, max_tokens: 300}  # long enough to be killed mid-study
 """
 
 
@@ -61,7 +61,10 @@ def test_a_study_on_s3_resumes_after_losing_its_head(
 
     first = params_for("head1")
     command = [sys.executable, "-m", "icdtransfer", "sweep", "--study", str(study), "--params"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # the fixture's credentials included
+    # the fixture's credentials included; a Tune checkpoint every epoch (each one syncs Tune's
+    # state to S3, where `_terminated` reads it): with the default 30 s, a tiny study's state
+    # reached S3 only as it finished, and the head was never lost mid-study
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "ICDTRANSFER_CHECKPOINT_S": "0"}
     with open(tmp_path / "first.log", "w") as log:
         proc = subprocess.Popen(
             [*command, str(write_params(first, tmp_path / "first.yaml"))],
