@@ -161,8 +161,7 @@ class TrainConfig:
     min_delta: Annotated[float, Range(ge=0, lt=1)] = 0.0
     # early stopping may end a run only from this epoch on (a plateau before learning starts)
     min_epochs: Size = 1
-    # learning rate x lr_factor after lr_patience epochs without a better validation
-    # macro-F, at most lr_reductions times; early stopping waits for the last (0: off)
+    # rate x lr_factor after lr_patience flat epochs, <= lr_reductions times, then patience
     lr_patience: Count = 0
     lr_factor: Annotated[float, Range(gt=0, lt=1)] = 0.5
     lr_reductions: Count = 0
@@ -203,9 +202,7 @@ class TrainTargetConfig(TrainConfig):
     epochs: Size = 150  # a safety cap: a member that reaches it has not converged
     patience: Size = 10  # after the last learning-rate reduction
     min_epochs: Size = 5  # no early stop on a plateau before learning starts
-    # the rule measured in docs/DESIGN.md section 4: a weight average validated, macro-F at
-    # its best threshold, its 3-epoch mean watched, the learning rate halved after 5 epochs
-    # without a better one, 3 times, before patience counts
+    # DESIGN section 4's rule: weight average, 3-epoch mean of val_macro_f_best, rate halving
     lr_patience: Count = 5
     lr_reductions: Count = 3
     weight_average: Annotated[float, Range(ge=0, lt=1)] = 0.99
