@@ -17,6 +17,7 @@ from torch import nn
 
 from icdtransfer.model.attention import POOLINGS, attend, conv_feature_maps
 from icdtransfer.model.conv_pool import conv_max_pool
+from icdtransfer.model.compact import CompactEmbedding, Table
 from icdtransfer.model_meta import EncoderShape, ModelMeta
 
 
@@ -45,8 +46,9 @@ class CNNEncoder(nn.Module):
         )
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        dtype = self._dtype(tokens)
-        pooled = conv_max_pool(tokens, lengths, self.embedding, self.convs, dtype, self.kernel)
+        tokens, table = self._table(tokens)
+        dtype = self._dtype(tokens, table.weight)
+        pooled = conv_max_pool(tokens, lengths, table, self.convs, dtype, self.kernel)
         return torch.relu(pooled)
 
     def feature_maps(
@@ -54,13 +56,24 @@ class CNNEncoder(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The features before the max: [B, P, F * widths] per window start, and which
         positions are valid [B, P] (model/attention.py)."""
-        return conv_feature_maps(tokens, lengths, self.embedding, self.convs, self._dtype(tokens))
+        tokens, table = self._table(tokens)
+        return conv_feature_maps(
+            tokens, lengths, table, self.convs, self._dtype(tokens, table.weight)
+        )
 
-    def _dtype(self, tokens: torch.Tensor) -> torch.dtype:
+    def _table(self, tokens: torch.Tensor) -> tuple[torch.Tensor, nn.Embedding | Table]:
+        """The tokens and the table the lookups read: while a model trains, a CompactEmbedding
+        gives its trained rows and the tokens' ids among them (model/compact.py)."""
+        if isinstance(self.embedding, CompactEmbedding):
+            return self.embedding.lookup(tokens)
+        return tokens, self.embedding
+
+    @staticmethod
+    def _dtype(tokens: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
         device = tokens.device.type
         if torch.is_autocast_enabled(device):
             return torch.get_autocast_dtype(device)  # cast once for all widths
-        return self.embedding.weight.dtype
+        return weight.dtype
 
 
 class SourceModel(nn.Module):

@@ -26,6 +26,7 @@ from torch import nn
 from icdtransfer.artifacts import CorpusLike
 from icdtransfer.data.corpus import Corpus
 from icdtransfer.evaluate.metrics import dense
+from icdtransfer.model.compact import Compaction, compact_embeddings
 from icdtransfer.progress import progress
 from icdtransfer.train.average import WeightAverage
 from icdtransfer.train.batches import iterate
@@ -158,6 +159,37 @@ def fit(
     train_docs: np.ndarray | None = None,
     ddp: DDP | None = None,
 ) -> FitResult:
+    """`_fit`, with a trainable embedding's optimizer and weight average kept to the rows the
+    training documents use (model/compact.py: the same weights, bit for bit), in one process."""
+    train = corpus.split("train") if train_docs is None else train_docs
+    compaction = Compaction()
+    if ddp is None or ddp.world_size == 1:
+        compaction = compact_embeddings(model, used_rows(corpus, train, settings.max_tokens))
+    if compaction.rows_used is not None:
+        log.info("embedding: %d of %d rows occur in the training documents; only they train",
+                 *compaction.rows_used)  # fmt: skip
+    try:
+        return _fit(model, corpus, settings, checkpointer, on_epoch, train, ddp, compaction)
+    finally:
+        compaction.restore()
+
+
+def used_rows(corpus: CorpusLike, docs: np.ndarray, max_tokens: int) -> torch.Tensor:
+    """The sorted ids of every token of `docs` cut at `max_tokens`, and the padding row 0."""
+    seqs = [corpus.document(int(i))[:max_tokens] for i in docs]
+    return torch.from_numpy(np.unique(np.concatenate([np.zeros(1, np.int64), *seqs])))
+
+
+def _fit(
+    model: nn.Module,
+    corpus: Corpus,
+    settings: LoopSettings,
+    checkpointer: Checkpointer | None,
+    on_epoch: Callable[[EpochRecord], None] | None,
+    train: np.ndarray,
+    ddp: DDP | None,
+    compaction: Compaction,
+) -> FitResult:
     """Train on the corpus' training split (or `train_docs`), early-stopping on validation
     macro-F (at the global threshold tuned on validation that epoch) with `patience`;
     returns the best weights and the loop's state (history, how training ended).
@@ -187,7 +219,7 @@ def fit(
     optimizer = make_optimizer(model, settings.optimizer, settings.learning_rate)
     if saved is not None:
         optimizer.load_state_dict(saved.optimizer)
-    train = corpus.split("train") if train_docs is None else train_docs
+        compaction.adopt(optimizer)
     val = corpus.split("validation")
     y_val = dense(corpus.labels[val]) if master else None
     trivial = trivial_macro_f(y_val, settings.criterion) if master else None
