@@ -1,22 +1,26 @@
-"""Training only the embedding rows the training documents use (model/compact.py) changes no
-weight: the trained model, the weight average, the curves and a resumed run are bit for bit
-those of training the whole table."""
+"""Two speed-ups that change no number. Training only the embedding rows the training
+documents use (model/compact.py): the trained model, the weight average, the curves and a
+resumed run are bit for bit those of training the whole table. Remembering a fixed encoder's
+validation features (TargetModel._encode): the same curves, and the encoder runs once per
+validation batch."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from builders import loop_settings
 from icdtransfer.data.corpus import Corpus
+from icdtransfer.model import cnn
 from icdtransfer.model import compact as compact_module
-from icdtransfer.model.cnn import EncoderShape, TargetModel
+from icdtransfer.model.cnn import CNNEncoder, EncoderShape, TargetModel
 from icdtransfer.model.compact import CompactEmbedding, compact_embeddings
-from icdtransfer.train.loop import fit, make_optimizer, used_rows
+from icdtransfer.train.loop import fit, make_optimizer, predict, used_rows
 from icdtransfer.train.state import FileCheckpointer
 
 
@@ -25,9 +29,13 @@ class Killed(RuntimeError):
 
 
 def tiny_model(corpus: Corpus, frozen_copy: bool = False) -> TargetModel:
+    """`tune_all`, or `tune_all_frozen_copy` (its copy fixed, as model/transfer.py sets it)."""
     torch.manual_seed(0)
     shape = EncoderShape(len(corpus.vocab), 16, 16, (2, 3))
-    return TargetModel(shape, len(corpus.label_table), 16, 0.1, frozen_copy=frozen_copy)
+    model = TargetModel(shape, len(corpus.label_table), 16, 0.1, frozen_copy=frozen_copy)
+    if model.frozen_encoder is not None:
+        model.frozen_encoder.requires_grad_(False)
+    return model
 
 
 def timeless(history):  # noqa: ANN001, ANN202
@@ -141,3 +149,52 @@ def test_adam_moments_of_the_whole_table_become_the_used_rows_moments() -> None:
     state = optimizer.state[holder.embedding.compact]
     assert torch.equal(state["exp_avg"], moments[[0, 3, 7]])
     assert torch.equal(state["exp_avg_sq"], moments[[0, 3, 7]]) and float(state["step"]) == 5
+
+
+def frozen_model(corpus: Corpus, frozen_copy: bool) -> TargetModel:
+    """`frozen` (the encoder does not train) or `tune_all_frozen_copy` (its copy does not)."""
+    model = tiny_model(corpus, frozen_copy)
+    if not frozen_copy:
+        model.encoder.requires_grad_(False)
+    return model
+
+
+@pytest.mark.parametrize("frozen_copy", [False, True])
+def test_a_fixed_encoders_remembered_validation_features_change_no_curve(
+    tiny: dict, monkeypatch: pytest.MonkeyPatch, frozen_copy: bool
+) -> None:
+    corpus = Corpus.open(tiny["target"])
+    settings = loop_settings(epochs=3, weight_average=0.9, max_tokens=20)
+    results = {}
+    for cache in (False, True):
+        monkeypatch.setattr(cnn, "FIXED_FEATURE_CACHE", cache)
+        results[cache] = fit(frozen_model(corpus, frozen_copy), corpus, settings)
+    assert timeless(results[False].state.history) == timeless(results[True].state.history)
+    assert_same(results[False].best_state, results[True].best_state)
+
+
+def test_a_fixed_encoder_runs_once_per_validation_batch(
+    tiny: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus = Corpus.open(tiny["target"])
+    val = corpus.split("validation")
+    calls = {"fixed": 0, "trained": 0}
+    forward = CNNEncoder.forward
+
+    def counted(self, tokens, lengths):  # noqa: ANN001, ANN202
+        trains = any(p.requires_grad for p in self.parameters())
+        calls["trained" if trains else "fixed"] += 1
+        return forward(self, tokens, lengths)
+
+    monkeypatch.setattr(CNNEncoder, "forward", counted)
+    model = frozen_model(corpus, frozen_copy=True)  # a trained encoder and a frozen copy
+    cpu = torch.device("cpu")
+    first = predict(model, corpus, val, 8, 20, 3, cpu, False)
+    batches = calls["trained"]
+    assert batches == -(-len(val) // 8) and calls["fixed"] == batches
+    with torch.no_grad():
+        model.frozen_encoder.convs[0].bias += 0.0  # an in-place change: computed again
+    second = predict(model, corpus, val, 8, 20, 3, cpu, False)
+    third = predict(model, corpus, val, 8, 20, 3, cpu, False)
+    assert calls["trained"] == 3 * batches and calls["fixed"] == 2 * batches
+    assert np.array_equal(first, second) and np.array_equal(second, third)
