@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/member_epoch.py [--epochs 3] [--precision auto] [--threads 1]
                                            [--frozen-embeddings] [--corpus DIR [--whole-table]]
+                                           [--variant tune_all|frozen|tune_all_frozen_copy]
 
 Default dimensions (params.yaml): 750 training and 200 validation notes (synthetic, ~1,268
 words, so nearly all cut at 700 tokens), vocabulary 27,026, 71 codes, E=64, 64 filters of
@@ -15,6 +16,10 @@ vocabulary and codes; 400 tokens, params.yaml's `head.max_tokens`), and the embe
 as `fit` trains it, on the rows its training documents use (model/compact.py); with
 `--whole-table`, on every row, as before that change. The synthetic notes draw words uniformly
 from the whole vocabulary, so every row is used there and both are the same.
+
+`--variant frozen` (the encoder fixed) or `tune_all_frozen_copy` (a fixed copy beside the
+trained encoder): validation is timed twice each epoch, without and with the fixed encoder's
+remembered features (model/cnn.py `TargetModel._encode`), alternately, and the ratio printed.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _synthetic import synthetic_notes  # noqa: E402
 from icdtransfer.data.corpus import Corpus  # noqa: E402
+from icdtransfer.model import cnn  # noqa: E402
 from icdtransfer.model.cnn import TargetModel  # noqa: E402
 from icdtransfer.model.compact import compact_embeddings  # noqa: E402
 from icdtransfer.model_meta import EncoderShape  # noqa: E402
@@ -54,6 +60,9 @@ def main() -> None:
     parser.add_argument("--frozen-embeddings", action="store_true", help="EM not trained")
     parser.add_argument("--corpus", help="a prepared target corpus (data/prepared/target)")
     parser.add_argument("--whole-table", action="store_true", help="train every embedding row")
+    parser.add_argument(
+        "--variant", default="tune_all", choices=["tune_all", "frozen", "tune_all_frozen_copy"]
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.corpus:
@@ -66,7 +75,15 @@ def main() -> None:
         vocab, codes, max_tokens = VOCAB, CODES, 700
     shape = EncoderShape(vocab, 64, 64, (3, 4, 5))
     torch.manual_seed(0)
-    model = TargetModel(shape, codes, 256, 0.1)
+    copy = args.variant == "tune_all_frozen_copy"
+    model = TargetModel(shape, codes, 256, 0.1, frozen_copy=copy)
+    fixed = {
+        "tune_all": None,
+        "frozen": model.encoder,
+        "tune_all_frozen_copy": model.frozen_encoder,
+    }[args.variant]
+    if fixed is not None:
+        fixed.requires_grad_(False)
     if args.frozen_embeddings:
         model.encoder.embedding.weight.requires_grad_(False)
     rows = "whole table (--whole-table)"
@@ -81,14 +98,18 @@ def main() -> None:
         "adam", 3e-3, 16, 60, 3, 1, args.precision, "cpu", True, max_tokens, 0.3, 5
     )
     optimizer = make_optimizer(model, "adam", 3e-3)
-    train_times, val_times = [], []
+    train_times, val_times, uncached = [], [], []
     for epoch in range(args.epochs):
         start = time.perf_counter()
         train_epoch(model, notes, train, optimizer, settings, epoch, cpu, bf16)
-        middle = time.perf_counter()
-        predict(model, notes, val, 16, max_tokens, 5, cpu, bf16)
-        train_times.append(middle - start)
-        val_times.append(time.perf_counter() - middle)
+        train_times.append(time.perf_counter() - start)
+        for cache, times in ((False, uncached), (True, val_times)):
+            if fixed is None and not cache:
+                continue
+            cnn.FIXED_FEATURE_CACHE = cache
+            start = time.perf_counter()
+            predict(model, notes, val, 16, max_tokens, 5, cpu, bf16)
+            times.append(time.perf_counter() - start)
     print(
         f"code {Path(precision_module.__file__).parents[2]}; {args.threads} thread(s); "
         f"ATEN_CPU_CAPABILITY={os.environ.get('ATEN_CPU_CAPABILITY', 'unset')} "
@@ -98,8 +119,15 @@ def main() -> None:
     print(f"precision {args.precision}: {choice.name} ({choice.reason}); kernel {kernel}")
     print(
         f"{len(train)} training, {len(val)} validation notes, {max_tokens} tokens;"
-        f" embedding: {rows}"
+        f" embedding: {rows}; variant {args.variant}"
     )
+    if uncached:
+        print(
+            f"validation with the fixed encoder's features remembered: {min(val_times):.3f} s,"
+            f" computed every epoch: {min(uncached):.3f} s, ratio"
+            f" {min(uncached) / min(val_times):.2f} (best of {args.epochs}; the first epoch"
+            " fills the cache)"
+        )
     print(
         f"epoch (best of {args.epochs}): train {min(train_times):.2f} s, "
         f"validation {min(val_times):.2f} s, total {min(train_times) + min(val_times):.2f} s"
