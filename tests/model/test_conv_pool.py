@@ -175,6 +175,7 @@ def test_the_kernels_agree_in_fp32() -> None:
             features[kernel] = model(tokens, lengths)
     assert features["conv"].abs().sum() > 0
     assert_close(features["gemm"], features["conv"], rtol=1e-5, atol=1e-5)
+    assert_close(features["unique"], features["conv"], rtol=1e-5, atol=1e-5)
     model.kernel = "winograd"
     with pytest.raises(ValueError, match="unknown convolution kernel 'winograd'"):
         model(tokens, lengths)
@@ -196,3 +197,35 @@ def test_the_gemm_kernel_in_chunks_of_documents_computes_the_same(
     assert torch.equal(whole, chunked)
     for name, grad in whole_grads.items():
         assert torch.equal(grad, chunked_grads[name]), name
+
+
+def test_the_unique_kernel_in_chunks_of_documents_computes_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`unique` projects the batch's distinct tokens once and sums windows a few documents at
+    a time where their map would pass UNFOLD_BYTES: same features, same gradients."""
+    from icdtransfer.model import conv_pool
+
+    torch.manual_seed(0)
+    model = CNNEncoder(EncoderShape(200, 12, 8, WIDTHS))
+    model.kernel = "unique"
+    whole, whole_grads = forward_backward(model, fused)
+    monkeypatch.setattr(conv_pool, "UNFOLD_BYTES", 40 * 3 * 8 * 4 * 2)  # 2 documents
+    chunked, chunked_grads = forward_backward(model, fused)
+    assert torch.equal(whole, chunked)
+    for name, grad in whole_grads.items():
+        assert torch.equal(grad, chunked_grads[name]), name
+
+
+def test_the_unique_kernel_by_hand() -> None:
+    """One width-2 filter over a 1-d embedding: a window's value is 10 e[x_t] + e[x_t+1] + 0.5,
+    each distinct token projected once. Document of length 3, tokens 3 1 3 then 4: windows
+    (3, 1) = 31.5 and (1, 3) = 13.5; (3, 4) = 34.5 reaches past the end and is excluded."""
+    model = CNNEncoder(EncoderShape(5, 1, 1, (2,)))
+    model.kernel = "unique"
+    with torch.no_grad():
+        model.embedding.weight.copy_(torch.tensor([[0.0], [1.0], [2.0], [3.0], [4.0]]))
+        model.convs[0].weight.copy_(torch.tensor([[[10.0, 1.0]]]))
+        model.convs[0].bias.fill_(0.5)
+        tokens, lengths = torch.tensor([[3, 1, 3, 4], [2, 0, 0, 0]]), torch.tensor([3, 1])
+        assert model(tokens, lengths).tolist() == [[31.5], [0.0]]  # 1 token: no window

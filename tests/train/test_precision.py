@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from icdtransfer.model.cnn import EncoderShape, TargetModel
+from icdtransfer.model.conv_pool import KERNELS
 from icdtransfer.train import precision
 
 SHAPE = EncoderShape(50, 8, 8, (2, 3))
@@ -39,9 +40,9 @@ def test_cpu_without_native_bf16_is_fp32_without_timing_bf16(
     monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
     choice = precision.choose("auto", CPU, SHAPE)
     assert not choice.bf16 and "neither AVX512-BF16 nor AMX" in choice.reason
-    assert choice.kernel in ("conv", "gemm") and choice.kernel_reason.startswith("fp32 encoder")
+    assert choice.kernel in KERNELS and choice.kernel_reason.startswith("fp32 encoder")
     times = precision.cached_cpu_timing(SHAPE)  # the kernels' fp32 timings only
-    assert set(times) == {"fp32_ms", "fp32_conv_ms", "fp32_gemm_ms"}
+    assert set(times) == {"fp32_ms", "fp32_conv_ms", "fp32_gemm_ms", "fp32_unique_ms"}
 
 
 def test_measured_bf16_slower_picks_fp32_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -128,7 +129,7 @@ def test_real_measurement_leaves_the_random_stream_and_threads_alone() -> None:
     assert torch.equal(torch.rand(3), expected)
     assert times["fp32_ms"] > 0
     assert ("bf16_ms" in times) is precision.cpu_has_bf16()  # bf16 timed only where native
-    assert times["fp32_ms"] == min(times["fp32_conv_ms"], times["fp32_gemm_ms"])
+    assert times["fp32_ms"] == min(times[f"fp32_{k}_ms"] for k in KERNELS)
 
 
 def kernel_timing(**times: float):  # noqa: ANN201
